@@ -1,0 +1,301 @@
+"""Accounts: who may send, with which password (argon2 hash at rest), region, language, zone.
+
+The clear password only passes through `hash_password` and `verify_password`; it is never
+stored, logged or printed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from email.headerregistry import Address
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from mailgw.codes import LANGS
+from mailgw.store.models import Account, SenderAddress
+
+_hasher = PasswordHasher()
+
+
+class AccountError(ValueError):
+    """A refused account operation; the message says why."""
+
+
+@dataclass(frozen=True)
+class AccountView:
+    """What an account looks like outside a session (no hash)."""
+
+    id: int
+    email: str
+    region: str
+    lang: str
+    tz: str
+    credits: int | None
+    senders: tuple[str, ...]
+
+    @classmethod
+    def of(cls, a: Account, senders: list[str] | None = None) -> AccountView:
+        return cls(a.id, a.email, a.region, a.lang, a.tz, a.credits,
+                   tuple(senders if senders is not None else [s.address for s in a.senders]))
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    """Constant-time check; any malformed hash counts as a mismatch."""
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+_VERIFIED_KEY = os.urandom(32)
+_verified: OrderedDict[bytes, None] = OrderedDict()
+_verified_lock = threading.Lock()
+
+
+def verify_password_cached(password_hash: str, password: str) -> bool:
+    """argon2 costs ~200 ms of CPU by design; a pair already verified in this process is
+    remembered as a keyed digest (never the password), so a business application sending
+    all day pays it once. Wrong passwords are never remembered: each costs the full check."""
+    digest = hashlib.blake2b(password_hash.encode() + b"\0" + password.encode(),
+                             key=_VERIFIED_KEY).digest()
+    with _verified_lock:
+        if digest in _verified:
+            _verified.move_to_end(digest)
+            return True
+    if not verify_password(password_hash, password):
+        return False
+    with _verified_lock:
+        _verified[digest] = None
+        while len(_verified) > 10_000:
+            _verified.popitem(last=False)
+    return True
+
+
+def normalize_address(address: str) -> str:
+    """Addresses compare case-insensitively (local parts too: users type them both ways)."""
+    return address.strip().lower()
+
+
+def valid_address(address: str) -> bool:
+    try:
+        parsed = Address(addr_spec=address)
+    except (ValueError, IndexError, TypeError):
+        return False
+    domain = parsed.domain
+    return bool(parsed.username and domain and ("." in domain or domain == "localhost"))
+
+
+def check_password_rules(password: str) -> None:
+    # ':' would split the Subject; a reply prefix could be stripped by the parser.
+    if not password or password != password.strip():
+        raise AccountError("the password must not be empty or start/end with spaces")
+    if ":" in password or "\n" in password or "\r" in password:
+        raise AccountError("the password must not contain ':' or line breaks")
+    if len(password) > 128:
+        raise AccountError("the password is longer than 128 characters")
+
+
+def add_account(session: Session, email: str, password: str, *, region: str, lang: str,
+                tz: str, credits: int | None) -> AccountView:
+    email = normalize_address(email)
+    if not valid_address(email):
+        raise AccountError(f"not a valid address: {email}")
+    check_password_rules(password)
+    region = region.upper()
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise AccountError(f"unknown region {region!r} (an ISO 3166 code such as FR)")
+    if lang not in LANGS:
+        raise AccountError(f"unsupported language {lang!r} (one of {', '.join(LANGS)})")
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise AccountError(f"unknown time zone {tz!r}") from None
+    if credits is not None and credits < 0:
+        raise AccountError("credits must be zero or more")
+    if session.scalar(select(SenderAddress.id).where(SenderAddress.address == email)):
+        raise AccountError(f"{email} is already an account or a sender address")
+    account = Account(email=email, password_hash=hash_password(password), region=region,
+                      lang=lang, tz=tz, credits=credits)
+    session.add(account)
+    session.flush()
+    session.add(SenderAddress(account_id=account.id, address=email))
+    session.flush()
+    return AccountView.of(account, [email])
+
+
+def allow_sender(session: Session, email: str, other: str) -> None:
+    account = find_by_email(session, email)
+    if account is None:
+        raise AccountError(f"no account {email}")
+    other = normalize_address(other)
+    if not valid_address(other):
+        raise AccountError(f"not a valid address: {other}")
+    if session.scalar(select(SenderAddress.id).where(SenderAddress.address == other)):
+        raise AccountError(f"{other} already sends for an account")
+    session.add(SenderAddress(account_id=account.id, address=other))
+
+
+def set_password(session: Session, email: str, password: str) -> None:
+    account = find_by_email(session, email)
+    if account is None:
+        raise AccountError(f"no account {email}")
+    check_password_rules(password)
+    account.password_hash = hash_password(password)
+
+
+def update_account(session: Session, email: str, *, region: str | None = None,
+                   lang: str | None = None, tz: str | None = None, credits: str | None = None,
+                   window: str | None = None, notice_address: str | None = None,
+                   webhook_url: str | None = None, webhook_secret: str | None = None,
+                   retry: str | None = None) -> AccountView:
+    """Change what is given; credits accept N, +N, -N or 'unlimited' (never below zero)."""
+    account = find_by_email(session, email)
+    if account is None:
+        raise AccountError(f"no account {email}")
+    if region is not None:
+        if region.upper() not in phonenumbers.SUPPORTED_REGIONS:
+            raise AccountError(f"unknown region {region!r}")
+        account.region = region.upper()
+    if lang is not None:
+        if lang not in LANGS:
+            raise AccountError(f"unsupported language {lang!r}")
+        account.lang = lang
+    if tz is not None:
+        try:
+            ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise AccountError(f"unknown time zone {tz!r}") from None
+        account.tz = tz
+    if credits is not None:
+        account.credits = _new_credits(account.credits, credits)
+    if window is not None:
+        if window.strip().lower() in ("", "none", "off"):
+            account.send_window = None
+        else:
+            from mailgw.dispatch.pacing import parse_window
+
+            try:
+                parse_window(window)
+            except ValueError as exc:
+                raise AccountError(f"window: {exc}") from None
+            account.send_window = window.strip()
+    if notice_address is not None:
+        if notice_address.strip().lower() in ("", "none"):
+            account.notice_address = None
+        elif not valid_address(notice_address.strip()):
+            raise AccountError(f"not a valid address: {notice_address}")
+        else:
+            account.notice_address = normalize_address(notice_address)
+    if webhook_url is not None:
+        if webhook_url.strip().lower() in ("", "none"):
+            account.webhook_url = None
+        elif not webhook_url.startswith(("https://", "http://")):
+            raise AccountError("the webhook URL must start with https:// (or http://)")
+        else:
+            account.webhook_url = webhook_url.strip()
+    if webhook_secret is not None:
+        account.webhook_secret = webhook_secret or None
+    if retry is not None:
+        if retry.strip().lower() in ("", "none", "default"):
+            account.retry_policy = None
+        else:
+            import json
+
+            from mailgw.dispatch.states import parse_retry_overrides
+
+            try:
+                account.retry_policy = json.dumps(parse_retry_overrides(retry))
+            except ValueError as exc:
+                raise AccountError(f"retry: {exc}") from None
+    session.flush()
+    return AccountView.of(account)
+
+
+def _new_credits(current: int | None, text: str) -> int | None:
+    text = text.strip().lower()
+    if text == "unlimited":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise AccountError(f"credits: expected N, +N, -N or unlimited, got {text!r}") from None
+    if text[0] in "+-":
+        value = (current or 0) + value
+    if value < 0:
+        raise AccountError("credits cannot go below zero")
+    return value
+
+
+def find_by_email(session: Session, email: str) -> Account | None:
+    return session.scalar(select(Account).where(Account.email == normalize_address(email)))
+
+
+def find_by_sender(session: Session, address: str) -> Account | None:
+    """The account a From address sends for, or None."""
+    return session.scalar(
+        select(Account).join(SenderAddress)
+        .where(SenderAddress.address == normalize_address(address)))
+
+
+def list_accounts(session: Session) -> list[AccountView]:
+    rows = session.execute(
+        select(Account, func.group_concat(SenderAddress.address)
+               if session.bind is not None and session.bind.dialect.name == "sqlite"
+               else func.string_agg(SenderAddress.address, ","))
+        .join(SenderAddress, isouter=True).group_by(Account.id).order_by(Account.id)).all()
+    return [AccountView.of(a, sorted((s or "").split(",")) if s else []) for a, s in rows]
+
+
+class AuthCache:
+    """What SMTP AUTH checks against: aiosmtpd's authenticator is synchronous and runs on
+    the event loop, so it must never query the database.
+
+    `refresh` (called from a thread) loads the hashes; verified (login, password) pairs are
+    remembered by a keyed digest so a client that logs in often costs one argon2 check.
+    """
+
+    def __init__(self) -> None:
+        import hashlib
+        import os
+
+        self._hashes: dict[str, str] = {}
+        self._verified: dict[bytes, str] = {}
+        self._key = os.urandom(32)
+        self._hashlib = hashlib
+
+    def refresh(self, session: Session) -> int:
+        rows = session.execute(select(Account.email, Account.password_hash)).all()
+        hashes = {email: password_hash for email, password_hash in rows}
+        if hashes != self._hashes:
+            self._verified = {}  # a password changed: forget what was verified
+        self._hashes = hashes
+        return len(hashes)
+
+    def check(self, login: str, password: str) -> str | None:
+        """The account's address when the pair is right, else None."""
+        email = normalize_address(login)
+        password_hash = self._hashes.get(email)
+        if password_hash is None:
+            return None
+        digest = self._hashlib.blake2b(f"{email}\0{password}".encode(), key=self._key).digest()
+        if self._verified.get(digest) == password_hash:
+            return email
+        if verify_password(password_hash, password):
+            if len(self._verified) > 10_000:
+                self._verified.clear()
+            self._verified[digest] = password_hash
+            return email
+        return None

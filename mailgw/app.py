@@ -1,0 +1,202 @@
+"""Wires the roles (smtp, imap, dispatch, notify) onto one event loop and one store."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import uuid
+from dataclasses import dataclass, field
+
+import structlog
+
+from mailgw import sandbox
+from mailgw.accounts import AuthCache
+from mailgw.config import Settings
+from mailgw.dispatch.dispatcher import Dispatcher
+from mailgw.dispatch.drivers import callback_handlers, make_driver
+from mailgw.http_api import HttpApi
+from mailgw.intake import Intake
+from mailgw.notify.outbox import OutboxSender
+from mailgw.notify.render import renderer_for
+from mailgw.smtp_server import Connections, GatewayHandler, start_smtp
+from mailgw.store import Store
+from mailgw.throttle import Throttle
+
+log = structlog.get_logger("mailgw")
+
+
+def prepare_store(settings: Settings, *, migrate: bool = True) -> Store:
+    """Open the store and bring its schema to the current revision."""
+    store = Store(settings.store.url, busy_timeout=settings.store.busy_timeout)
+    if migrate:
+        store.upgrade()
+    return store
+
+
+def node_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class App:
+    settings: Settings
+    store: Store
+    roles: tuple[str, ...]
+    stop_event: asyncio.Event = field(default_factory=asyncio.Event)
+    smtp_server: asyncio.Server | None = None
+    dispatcher: Dispatcher | None = None
+    outbox: OutboxSender | None = None
+    intake: Intake | None = None
+    auth_cache: AuthCache | None = None
+    connections: Connections | None = None
+    http: HttpApi | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def smtp_address(self) -> tuple[str, int] | None:
+        if self.smtp_server is None or not self.smtp_server.sockets:
+            return None
+        host, port = self.smtp_server.sockets[0].getsockname()[:2]
+        return host, port
+
+    @property
+    def http_address(self) -> tuple[str, int] | None:
+        return self.http.address if self.http is not None else None
+
+    async def start(self) -> None:
+        s = self.settings
+        owner = node_id()
+        renderer = renderer_for(s)
+        if "notify" in self.roles:
+            self.outbox = OutboxSender(self.store, s.notify, owner=owner)
+            self.tasks.append(asyncio.create_task(self.outbox.run(self.stop_event)))
+        if "dispatch" in self.roles:
+            outbox_event = self.outbox.wakeup if self.outbox else None
+            self.dispatcher = Dispatcher(self.store, s, make_driver(s, self.store), renderer,
+                                         owner=owner, on_outbox=outbox_event)
+            self.tasks.append(asyncio.create_task(self.dispatcher.run(self.stop_event)))
+        if "imap" in self.roles:
+            from mailgw.imap_poller import start_pollers
+
+            if self.intake is None:
+                self.intake = Intake(self.store, s, renderer)
+            self.tasks += start_pollers(s, self.intake, self.stop_event, on_committed=self._wake)
+        if "smtp" in self.roles or "imap" in self.roles:
+            # Warm document workers now, so the first mails do not pay their start.
+            await asyncio.to_thread(sandbox.prestart)
+        if "smtp" in self.roles:
+            if self.intake is None:
+                self.intake = Intake(self.store, s, renderer)
+            throttle = Throttle(limit=s.limits.auth_failures)
+            handler = GatewayHandler(self.intake, on_accepted=self._wake, throttle=throttle)
+            self.auth_cache = AuthCache()
+            await asyncio.to_thread(self._refresh_auth)
+            self.tasks.append(asyncio.create_task(self._auth_refresh_loop()))
+            self.smtp_server, self.connections = await start_smtp(s.smtp, handler,
+                                                                  self.auth_cache)
+        if s.http.listen:
+            self.http = HttpApi(self)
+            self.http.callbacks.update(callback_handlers(
+                s, self.store, self.dispatcher.driver if self.dispatcher else None))
+            await self.http.start(s.http.listen)
+        log.info("ready", roles=list(self.roles), smtp=self.smtp_address,
+                 store=self.store.dialect, driver=s.dispatch.driver)
+
+    def _refresh_auth(self) -> None:
+        if self.auth_cache is not None:
+            with self.store.read() as session:
+                self.auth_cache.refresh(session)
+
+    async def _auth_refresh_loop(self, every: float = 30.0) -> None:
+        """Accounts change from other processes (`mailgw account …`): reload now and then."""
+        while not self.stop_event.is_set():
+            try:
+                await asyncio.wait_for(self.stop_event.wait(), timeout=every)
+            except TimeoutError:
+                pass
+            try:
+                await asyncio.to_thread(self._refresh_auth)
+            except Exception:  # noqa: BLE001 - a store hiccup must not end the listener
+                log.exception("auth_refresh_failed")
+
+    def _wake(self) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.wake()
+        if self.outbox is not None:
+            self.outbox.wake()
+
+    async def stop(self) -> None:
+        """Stop taking mail, let calls in flight finish within the grace, release the rest."""
+        log.info("stopping", grace_seconds=self.settings.serve.grace_seconds)
+        if self.smtp_server is not None:
+            self.smtp_server.close()
+            if self.connections is not None:
+                self.connections.close_all()
+            try:
+                await asyncio.wait_for(self.smtp_server.wait_closed(), timeout=2)
+            except TimeoutError:
+                pass
+        self.stop_event.set()
+        if self.dispatcher is not None:
+            await self.dispatcher.drain(max(self.settings.serve.grace_seconds - 2, 0.5))
+        if self.tasks:
+            await asyncio.wait(self.tasks, timeout=2)
+        for task in self.tasks:
+            task.cancel()
+        if self.http is not None:
+            await self.http.stop()
+        log.info("stopped")
+
+
+async def serve(settings: Settings, roles: tuple[str, ...]) -> int:
+    """Run until SIGTERM or SIGINT; exit 0 after a clean stop."""
+    store = await asyncio.to_thread(prepare_store, settings)
+    app = App(settings, store, roles)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await app.start()
+    _sd_notify("READY=1")
+    watchdog = _watchdog_interval()
+    pinger = asyncio.create_task(_watchdog_loop(watchdog)) if watchdog else None
+    await stop.wait()
+    _sd_notify("STOPPING=1")
+    await app.stop()
+    if pinger is not None:
+        pinger.cancel()
+    store.dispose()
+    return 0
+
+
+def _sd_notify(state: str) -> None:
+    """Tell systemd (Type=notify) where we are; a no-op outside systemd."""
+    path = os.environ.get("NOTIFY_SOCKET")
+    if not path:
+        return
+    if path.startswith("@"):
+        path = "\0" + path[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.connect(path)
+            sock.send(state.encode())
+    except OSError:
+        log.warning("sd_notify_failed", state=state)
+
+
+def _watchdog_interval() -> float | None:
+    """Half of systemd's WatchdogSec (from $WATCHDOG_USEC), when it is meant for us."""
+    usec = os.environ.get("WATCHDOG_USEC", "")
+    pid = os.environ.get("WATCHDOG_PID", "")
+    if not usec.isdigit() or int(usec) <= 0 or (pid and pid != str(os.getpid())):
+        return None
+    return int(usec) / 1e6 / 2
+
+
+async def _watchdog_loop(interval: float) -> None:
+    """WATCHDOG=1 from the event loop itself: a loop that hangs stops the pings."""
+    while True:
+        _sd_notify("WATCHDOG=1")
+        await asyncio.sleep(interval)

@@ -1,0 +1,265 @@
+"""The reply codes (80–96): one table for the SMTP reply, the ack mail and the docs.
+
+123-Vocal's codes, extended. Each code has a sentence per language and the SMTP
+reply it maps to, so no other module invents a reply string.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+
+LANGS = ("fr", "en", "ru")
+
+
+@dataclass(frozen=True)
+class ReplyCode:
+    code: int
+    accepted: bool
+    smtp: str  # "<basic> <enhanced>"
+    text: dict[str, str]
+
+
+_CODES = [
+    ReplyCode(80, True, "250 2.0.0", {
+        "fr": "Envoi accepté, transmission en cours",
+        "en": "Accepted, sending now",
+        "ru": "Принято, отправка начата",
+    }),
+    ReplyCode(81, True, "250 2.0.0", {
+        "fr": "Envoi accepté, différé à l'heure demandée",
+        "en": "Accepted, deferred to the given time",
+        "ru": "Принято, отправка отложена до указанного времени",
+    }),
+    ReplyCode(82, False, "550 5.7.1", {
+        "fr": "Mot de passe ou expéditeur non valide",
+        "en": "Password or sender not valid",
+        "ru": "Неверный пароль или отправитель",
+    }),
+    ReplyCode(83, False, "552 5.7.1", {
+        "fr": "Crédit insuffisant",
+        "en": "Not enough credit",
+        "ru": "Недостаточно средств на счёте",
+    }),
+    ReplyCode(84, False, "550 5.1.3", {
+        "fr": "Numéro non valide",
+        "en": "Number not valid",
+        "ru": "Неверный номер",
+    }),
+    ReplyCode(85, False, "550 5.5.2", {
+        "fr": "Date d'envoi différé non valide (format incorrect ou date passée)",
+        "en": "Deferred time not valid (bad format, or in the past)",
+        "ru": "Неверное время отложенной отправки (формат или время в прошлом)",
+    }),
+    ReplyCode(86, False, "550 5.1.3", {
+        "fr": "Groupe de contacts vide ou inconnu",
+        "en": "Contact group empty or unknown",
+        "ru": "Группа контактов пуста или не найдена",
+    }),
+    ReplyCode(87, False, "550 5.7.1", {
+        "fr": "Adresse de l'expéditeur absente",
+        "en": "Sender address missing",
+        "ru": "Не указан адрес отправителя",
+    }),
+    ReplyCode(88, False, "550 5.7.1", {
+        "fr": "Mot de passe vide",
+        "en": "Password empty",
+        "ru": "Пароль не указан",
+    }),
+    ReplyCode(89, False, "550 5.1.3", {
+        "fr": "Numéro vide",
+        "en": "Number empty",
+        "ru": "Номер не указан",
+    }),
+    ReplyCode(90, False, "550 5.5.2", {
+        "fr": "Référence vide (ni message enregistré ni son joint)",
+        "en": "Ref empty (no recorded message and no sound attached)",
+        "ru": "Не указана ссылка (нет записанного сообщения и звукового файла)",
+    }),
+    ReplyCode(91, False, "550 5.5.2", {
+        "fr": "Référence non valide",
+        "en": "Ref not valid",
+        "ru": "Неверная ссылка",
+    }),
+    ReplyCode(92, False, "554 5.6.0", {
+        "fr": "Document absent (aucun PDF joint ni document enregistré)",
+        "en": "Document missing (no PDF attached and no stored document)",
+        "ru": "Нет документа (не приложен PDF и нет сохранённого документа)",
+    }),
+    ReplyCode(93, False, "554 5.6.0", {
+        "fr": "Document inutilisable (endommagé, chiffré, pas un PDF, son trop long…)",
+        "en": "Document not usable (broken, encrypted, not a PDF, sound too long…)",
+        "ru": "Документ непригоден (повреждён, зашифрован, не PDF, звук слишком длинный…)",
+    }),
+    ReplyCode(94, False, "552 5.3.4", {
+        "fr": "Limite dépassée (pages, taille, destinataires)",
+        "en": "Over a limit (pages, size, recipients)",
+        "ru": "Превышен лимит (страницы, размер, получатели)",
+    }),
+    ReplyCode(95, True, "250 2.0.0", {
+        "fr": "Envoi différé annulé",
+        "en": "Deferred send cancelled",
+        "ru": "Отложенная отправка отменена",
+    }),
+    ReplyCode(96, False, "550 5.5.2", {
+        "fr": "Aucun envoi différé à annuler",
+        "en": "Nothing to cancel",
+        "ru": "Нет отложенной отправки для отмены",
+    }),
+]
+
+CODES: dict[int, ReplyCode] = {c.code: c for c in _CODES}
+
+
+# The second sentence of a refusal: what exactly is wrong, in the account's language.
+DETAILS: dict[str, dict[str, str]] = {
+    "not_pdf": {"fr": "{name} n'est pas un fichier PDF",
+                "en": "{name} is not a PDF file",
+                "ru": "{name} не является файлом PDF"},
+    "encrypted": {"fr": "{name} est protégé par un mot de passe ; envoyez-le sans protection",
+                  "en": "{name} is protected by a password; send it unprotected",
+                  "ru": "{name} защищён паролем; отправьте его без защиты"},
+    "broken": {"fr": "{name} est endommagé ou tronqué et ne peut pas être lu",
+               "en": "{name} is damaged or truncated and cannot be read",
+               "ru": "{name} повреждён или обрезан и не читается"},
+    "no_pages": {"fr": "{name} ne contient aucune page",
+                 "en": "{name} has no page",
+                 "ru": "в {name} нет ни одной страницы"},
+    "unreadable": {"fr": "{name} n'a pas pu être lu (trop long ou trop lourd à analyser)",
+                   "en": "{name} could not be read (too slow or too large to analyse)",
+                   "ru": "{name} не удалось прочитать (слишком долго или слишком объёмно)"},
+    "merge_failed": {"fr": "les PDF n'ont pas pu être réunis en un seul fax",
+                     "en": "the PDF files could not be joined into one fax",
+                     "ru": "PDF-файлы не удалось объединить в один факс"},
+    "sound_format": {"fr": "{name} : format de son non accepté ; envoyez un fichier WAV, MP3, "
+                           "M4A, OGG ou AMR",
+                     "en": "{name}: sound format not accepted; send a WAV, MP3, M4A, OGG or AMR "
+                           "file",
+                     "ru": "{name}: формат звука не принимается; отправьте файл WAV, MP3, M4A, "
+                           "OGG или AMR"},
+    "sound_not_audio": {"fr": "{name} n'est pas un fichier son (WAV, MP3, M4A, OGG ou AMR)",
+                        "en": "{name} is not a sound file (WAV, MP3, M4A, OGG or AMR)",
+                        "ru": "{name} не является звуковым файлом (WAV, MP3, M4A, OGG или AMR)"},
+    "broken_sound": {"fr": "{name} est endommagé et ne peut pas être décodé",
+                     "en": "{name} is damaged and cannot be decoded",
+                     "ru": "{name} повреждён и не декодируется"},
+    "sound_silent": {"fr": "{name} est silencieux : aucune voix ne s'y entend",
+                     "en": "{name} is silent: no voice can be heard in it",
+                     "ru": "{name} беззвучен: в нём не слышно голоса"},
+    "sound_empty": {"fr": "{name} est vide ou illisible",
+                    "en": "{name} is empty or unreadable",
+                    "ru": "{name} пуст или не читается"},
+    "sound_too_long": {"fr": "{name} dure {seconds} s, au plus {limit} s",
+                       "en": "{name} lasts {seconds} s, at most {limit} s",
+                       "ru": "{name} длится {seconds} с, максимум {limit} с"},
+    "partial_message": {"fr": "message fragmenté (message/partial) : envoyez le document en un "
+                              "seul message",
+                        "en": "fragmented mail (message/partial): send the document in one mail",
+                        "ru": "письмо разбито на части (message/partial): отправьте документ "
+                              "одним письмом"},
+    "too_many_pages": {"fr": "{pages} pages, au plus {limit}",
+                       "en": "{pages} pages, at most {limit}",
+                       "ru": "{pages} стр., максимум {limit}"},
+    "too_many_recipients": {"fr": "{count} destinataires, au plus {limit}",
+                            "en": "{count} recipients, at most {limit}",
+                            "ru": "{count} получателей, максимум {limit}"},
+    "subject_too_long": {"fr": "objet de plus de {limit} octets",
+                         "en": "Subject over {limit} bytes",
+                         "ru": "тема длиннее {limit} байт"},
+    "list_too_long": {"fr": "{name} : plus de {limit} lignes",
+                      "en": "{name}: more than {limit} lines",
+                      "ru": "{name}: более {limit} строк"},
+    "list_no_column": {"fr": "{name} : aucune colonne de numéros (FAX, MOBILE, PORTABLE, GSM, "
+                             "SMS, TEL ou NUMERO)",
+                       "en": "{name}: no number column (FAX, MOBILE, PORTABLE, GSM, SMS, TEL or "
+                             "NUMERO)",
+                       "ru": "{name}: нет столбца с номерами (FAX, MOBILE, PORTABLE, GSM, SMS, "
+                             "TEL или NUMERO)"},
+    "credit_short": {"fr": "{needed} crédits nécessaires, {left} disponibles",
+                     "en": "{needed} credits needed, {left} left",
+                     "ru": "нужно кредитов: {needed}, осталось: {left}"},
+    "groups_unknown": {"fr": "groupe vide ou inconnu : {names}",
+                       "en": "group empty or unknown: {names}",
+                       "ru": "группа пуста или не найдена: {names}"},
+    "invalid_numbers": {"fr": "numéros non valides : {numbers}",
+                        "en": "numbers not valid: {numbers}",
+                        "ru": "неверные номера: {numbers}"},
+    "ref_unknown": {"fr": "aucun message enregistré sous la référence {ref}",
+                    "en": "no recorded message under ref {ref}",
+                    "ru": "нет записанного сообщения со ссылкой {ref}"},
+    # voice: the message library and the call options (mailgw.voice)
+    "ref_name": {"fr": "« {ref} » ne peut pas nommer un message : lettres, chiffres, - et _ "
+                       "(au plus 40)",
+                 "en": "\"{ref}\" cannot name a message: letters, digits, - and _ (at most 40)",
+                 "ru": "«{ref}» не может быть именем сообщения: буквы, цифры, - и _ "
+                       "(не более 40)"},
+    "message_stored": {"fr": "message {ref} enregistré, {seconds} s",
+                       "en": "message {ref} stored, {seconds} s",
+                       "ru": "сообщение {ref} сохранено, {seconds} с"},
+    "message_replaced": {"fr": "message {ref} remplacé, {seconds} s",
+                         "en": "message {ref} replaced, {seconds} s",
+                         "ru": "сообщение {ref} заменено, {seconds} с"},
+    "options_used": {"fr": "options d'appel : {options}",
+                     "en": "call options: {options}",
+                     "ru": "параметры звонка: {options}"},
+    "option_unknown": {"fr": "option inconnue ignorée : {option} (options : {known})",
+                       "en": "unknown option ignored: {option} (options: {known})",
+                       "ru": "неизвестный параметр пропущен: {option} (параметры: {known})"},
+    "option_line": {"fr": "ligne d'options incomprise, ignorée : {line}",
+                    "en": "options line not understood, ignored: {line}",
+                    "ru": "непонятная строка параметров пропущена: {line}"},
+    "option_number": {"fr": "{option} : « {value} » n'est pas un numéro valide, option ignorée",
+                      "en": "{option}: \"{value}\" is not a valid number, option ignored",
+                      "ru": "{option}: «{value}» — неверный номер, параметр пропущен"},
+    "option_value": {"fr": "{option} : « {value} » non valide ({allowed}), option ignorée",
+                     "en": "{option}: \"{value}\" not valid ({allowed}), option ignored",
+                     "ru": "{option}: «{value}» недопустимо ({allowed}), параметр пропущен"},
+    "callerid_unverified": {"fr": "callerid : {value} n'est pas un numéro vérifié du compte ; "
+                                  "le numéro sera masqué",
+                            "en": "callerid: {value} is not a verified number of this account; "
+                                  "the number will be hidden",
+                            "ru": "callerid: {value} не является подтверждённым номером "
+                                  "аккаунта; номер будет скрыт"},
+}
+
+
+def detail(key: str, lang: str, **params: object) -> str:
+    """A refusal's detail sentence in `lang`, with its parameters filled in."""
+    texts = DETAILS[key]
+    return (texts.get(lang) or texts["en"]).format(**params)
+
+
+def sentence(code: int, lang: str) -> str:
+    """The human sentence for a code in `lang` (English when the language is unknown)."""
+    text = CODES[code].text
+    return text.get(lang) or text["en"]
+
+
+def is_accepted(code: int) -> bool:
+    return CODES[code].accepted
+
+
+def ascii_fold(text: str) -> str:
+    """Drop accents so a sentence fits an SMTP reply line without SMTPUTF8."""
+    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    return folded.replace("\r", " ").replace("\n", " ")
+
+
+def smtp_reply(code: int, lang: str, detail: str = "", *, utf8: bool = False) -> str:
+    """The SMTP reply line for a code: "<smtp status> [NN] <sentence>[ (detail)]".
+
+    Without SMTPUTF8 the reply must be ASCII: French loses its accents, and Russian
+    (which cannot be folded) falls back to English. The ack mail carries the exact text.
+    """
+    rc = CODES[code]
+    text = sentence(code, lang)
+    if detail:
+        text = f"{text} ({detail})"
+    if not utf8:
+        folded = ascii_fold(text)
+        if len(folded) < len(text) / 2:  # Cyrillic or similar: unreadable once folded
+            english = sentence(code, "en") + (f" ({ascii_fold(detail)})" if detail else "")
+            folded = ascii_fold(english)
+        text = folded
+    text = " ".join(text.split())[:400]
+    return f"{rc.smtp} [{code}] {text}"

@@ -1,0 +1,241 @@
+"""The dispatcher loop: claim due deliveries, place calls, record results, keep leases alive.
+
+At-least-once: a delivery is `sending` only under a lease; a worker that dies stops its
+heartbeat, the reaper hands the delivery back, and another worker claims it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+
+import structlog
+
+from mailgw import metrics, voice
+from mailgw.config import Settings
+from mailgw.dispatch import queries
+from mailgw.dispatch.drivers.base import CANCELLED, CallRequest, CallResult, Driver
+from mailgw.dispatch.drivers.base import TIMEOUT as RESULT_TIMEOUT
+from mailgw.dispatch.pacing import TokenBucket
+from mailgw.notify.messages import notice_on_final
+from mailgw.notify.render import Renderer
+from mailgw.store import Store, utcnow
+
+log = structlog.get_logger("mailgw.dispatch")
+
+
+class Dispatcher:
+    def __init__(self, store: Store, settings: Settings, driver: Driver, renderer: Renderer,
+                 *, owner: str, on_outbox: asyncio.Event | None = None):
+        self.store = store
+        self.settings = settings
+        self.driver = driver
+        self.renderer = renderer
+        self.owner = owner
+        self.lines = min(driver.lines, settings.dispatch.workers) or 1
+        self.lease = settings.dispatch.lease_seconds
+        self.inflight: dict[int, asyncio.Task[None]] = {}
+        self.wakeup = asyncio.Event()
+        self.on_outbox = on_outbox
+        self.on_final = notice_on_final(settings, renderer)
+        self.cancelling: set[int] = set()
+        # ended calls waiting to be recorded together (one transaction for a batch)
+        self.to_record: list[tuple[queries.Finished, asyncio.Future[str | None]]] = []
+        self.recorder: asyncio.Task[None] | None = None
+        # the driver's call rate (calls started a second); 0 = no limit
+        self.pace = TokenBucket(float(getattr(driver, "calls_per_second", 0.0) or 0.0),
+                                now=time.monotonic())
+
+    def wake(self) -> None:
+        self.wakeup.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        reaper = asyncio.create_task(self._reap_loop(stop))
+        beat = asyncio.create_task(self._heartbeat_loop(stop))
+        listener = None
+        if self.store.is_postgres:
+            listener = asyncio.get_running_loop().run_in_executor(
+                None, self._listen, asyncio.get_running_loop(), stop)
+        try:
+            while not stop.is_set():
+                try:
+                    claimed = await self._claim()
+                except Exception:  # noqa: BLE001 - a database hiccup must not end dispatch
+                    log.exception("claim_failed")
+                    claimed = 0
+                if claimed:
+                    continue
+                self.wakeup.clear()
+                waiters = [asyncio.ensure_future(stop.wait()),
+                           asyncio.ensure_future(self.wakeup.wait())]
+                await asyncio.wait(waiters, timeout=self.settings.dispatch.poll_interval,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                for w in waiters:
+                    w.cancel()
+        finally:
+            reaper.cancel()
+            beat.cancel()
+            if listener is not None:
+                listener.cancel()
+
+    def _listen(self, loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+        """PostgreSQL LISTEN in a thread: a NOTIFY from intake or a reaper wakes us at once.
+        Only a hint: the poll loop finds due work without it."""
+        import psycopg
+
+        url = self.store.engine.url.set(drivername="postgresql").render_as_string(
+            hide_password=False)
+        while not stop.is_set():
+            try:
+                with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+                    conn.execute(f"LISTEN {queries.NOTIFY_CHANNEL}")
+                    while not stop.is_set():
+                        for _ in conn.notifies(timeout=1.0, stop_after=1):
+                            loop.call_soon_threadsafe(self.wake)
+            except Exception as exc:  # noqa: BLE001 - a lost LISTEN only costs latency
+                log.warning("listen_failed", error=type(exc).__name__)
+                time.sleep(2.0)
+
+    async def drain(self, grace: float) -> None:
+        """Let calls in flight finish for `grace` seconds, then hand the rest back."""
+        if self.inflight:
+            await asyncio.wait(list(self.inflight.values()), timeout=grace)
+        left = list(self.inflight)
+        for task in list(self.inflight.values()):
+            task.cancel()
+        if left:
+            released = await asyncio.to_thread(queries.release, self.store, self.owner, left)
+            log.info("leases_released", count=released)
+
+    async def _claim(self) -> int:
+        free = self.lines - len(self.inflight)
+        if free <= 0:
+            return 0
+        free = self.pace.allowed(free, time.monotonic())
+        if free <= 0:  # over the call rate: wake up when the next call may start
+            asyncio.get_running_loop().call_later(self.pace.delay(time.monotonic()), self.wake)
+            return 0
+        claims = await asyncio.to_thread(queries.claim, self.store, self.owner, free,
+                                         self.lease)
+        self.pace.take(len(claims), time.monotonic())
+        for c in claims:
+            task = asyncio.create_task(self._call(c))
+            self.inflight[c.delivery_id] = task
+            task.add_done_callback(functools.partial(self._done, c.delivery_id))
+        return len(claims)
+
+    def _done(self, delivery_id: int, _task: asyncio.Task[None]) -> None:
+        self.inflight.pop(delivery_id, None)
+        self.wakeup.set()  # a line is free again
+
+    async def _call(self, c: queries.Claim) -> None:
+        bound = log.bind(job_id=c.job_id, message_id=c.message_id, delivery_id=c.delivery_id,
+                         attempt=c.attempt)
+        document: bytes | None = None
+        options: dict[str, str] = {}
+        if c.channel == "fax":
+            document = await asyncio.to_thread(queries.load_document, self.store, c.job_id)
+        elif c.channel == "voice":  # the converted sound (WAV) and the call options
+            document, options = await asyncio.to_thread(voice.load_call, self.store, c.job_id)
+        request = CallRequest(delivery_id=c.delivery_id, attempt=c.attempt, channel=c.channel,
+                              number=c.number, idempotency_key=f"d{c.delivery_id}-a{c.attempt}",
+                              document=document, pages_total=c.pages_total,
+                              first_page=c.first_page, sound_seconds=c.sound_seconds,
+                              options=options)
+        started = utcnow()
+        bound.info("call_started", driver=self.driver.name, first_page=c.first_page)
+        kill = self.settings.dispatch.retry.kill_time
+        try:
+            result = await asyncio.wait_for(self.driver.place_call(request), timeout=kill)
+        except TimeoutError:
+            result = CallResult(RESULT_TIMEOUT, retryable=True, error_text="the call timed out")
+        except asyncio.CancelledError:
+            if c.delivery_id not in self.cancelling:
+                raise  # shutdown: drain() hands the lease back
+            # an operator cancelled this delivery while its call was in flight
+            result = CallResult(CANCELLED, duration=(utcnow() - started).total_seconds(),
+                                error_text="cancelled during the call")
+        except Exception as exc:  # noqa: BLE001 - a driver bug is a failed call, not a crash
+            bound.exception("driver_error")
+            result = CallResult("provider_error", retryable=True,
+                                error_text=f"driver error: {type(exc).__name__}")
+        ended = utcnow()
+        state = await self._record(queries.Finished(
+            c, result, started, ended, voice.retry_policy(self.settings.dispatch.retry, options)))
+        bound.info("call_ended", result=result.result, pages_sent=result.pages_sent,
+                   csid=result.csid, state=state)
+        self.cancelling.discard(c.delivery_id)
+        metrics.attempt_ended(result.result, (ended - started).total_seconds())
+        if state is not None and self.on_outbox is not None:
+            self.on_outbox.set()
+
+    async def _record(self, item: queries.Finished) -> str | None:
+        """Record an ended call; calls ending within a few ms share one transaction."""
+        future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self.to_record.append((item, future))
+        if self.recorder is None or self.recorder.done():
+            self.recorder = asyncio.create_task(self._record_batches())
+        return await future
+
+    async def _record_batches(self, wait: float = 0.002, most: int = 64) -> None:
+        while self.to_record:
+            await asyncio.sleep(wait)  # let the calls ending now join this batch
+            batch, self.to_record = self.to_record[:most], self.to_record[most:]
+            try:
+                states = await asyncio.to_thread(
+                    queries.record_many, self.store, self.owner, [i for i, _ in batch],
+                    self.driver.name, self.on_final)
+                results: list[tuple[str | None, BaseException | None]] = [
+                    (st, None) for st in states]
+            except Exception:  # noqa: BLE001 - one bad item must not fail the others
+                results = []
+                for item, _ in batch:  # one at a time: only the failing one fails
+                    try:
+                        one = await asyncio.to_thread(
+                            queries.record_many, self.store, self.owner, [item],
+                            self.driver.name, self.on_final)
+                        results.append((one[0], None))
+                    except Exception as exc:  # noqa: BLE001 - raised in its own _call
+                        results.append((None, exc))
+            for (_, future), (state, error) in zip(batch, results, strict=True):
+                if future.done():
+                    continue
+                if error is not None:
+                    future.set_exception(error)
+                else:
+                    future.set_result(state)
+
+    async def _heartbeat_loop(self, stop: asyncio.Event) -> None:
+        """Keep our leases alive, and stop the calls an operator cancelled."""
+        every = min(max(self.lease / 3, 0.05), 2.0)
+        while not stop.is_set():
+            await asyncio.sleep(every)
+            ids = list(self.inflight)
+            if not ids:
+                continue
+            try:
+                _held, cancel = await asyncio.to_thread(queries.heartbeat, self.store,
+                                                        self.owner, ids, self.lease)
+            except Exception:  # noqa: BLE001
+                log.exception("heartbeat_failed")
+                continue
+            for delivery_id in cancel:
+                task = self.inflight.get(delivery_id)
+                if task is not None and delivery_id not in self.cancelling:
+                    log.info("call_cancel_requested", delivery_id=delivery_id)
+                    self.cancelling.add(delivery_id)
+                    task.cancel()
+
+    async def _reap_loop(self, stop: asyncio.Event) -> None:
+        every = max(self.lease / 2, 0.1)
+        while not stop.is_set():
+            try:
+                reaped = await asyncio.to_thread(queries.reap, self.store)
+                if reaped:
+                    log.warning("leases_reaped", count=reaped)
+                    metrics.leases_reaped(reaped)
+                    self.wake()
+            except Exception:  # noqa: BLE001
+                log.exception("reap_failed")
+            await asyncio.sleep(every)

@@ -1,0 +1,145 @@
+"""Pure state rules: how a delivery moves after a call, and what a job's outcome is.
+
+scheduled → queued → sending → delivered | partial | failed | cancelled | expired,
+with queued again (and a next_attempt_at) between retries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from mailgw.config import RetrySettings
+from mailgw.dispatch.drivers.base import (
+    BUSY,
+    CANCELLED,
+    DELIVERED,
+    LINE_DROPPED,
+    NO_ANSWER,
+    PARTIAL,
+    PROVIDER_ERROR,
+    CallResult,
+)
+
+SCHEDULED, QUEUED, SENDING = "scheduled", "queued", "sending"
+FINAL = frozenset({"delivered", "partial", "failed", "cancelled", "expired"})
+
+# Job outcomes and the one word shown where a single word is wanted (OVH's).
+IN_PROGRESS, DELIVERED_ALL, DELIVERED_NONE, PARTIALLY = (
+    "in_progress", "delivered_all", "delivered_none", "partial")
+OUTCOME_WORD = {IN_PROGRESS: "N/A", DELIVERED_ALL: "Success", PARTIALLY: "Partial success",
+                DELIVERED_NONE: "Error"}
+
+
+@dataclass(frozen=True)
+class DeliveryFacts:
+    """What the rule needs to know of a delivery, before this call's result."""
+
+    channel: str
+    attempts: int  # calls placed, this one included
+    pages_sent: int  # pages delivered before this call
+    pages_total: int | None
+    first_attempt_at: datetime
+    provider_errors: int = 0  # earlier provider errors, for the back-off
+
+
+@dataclass(frozen=True)
+class Step:
+    state: str
+    pages_sent: int  # after this call
+    next_attempt_at: datetime | None = None
+
+
+RETRY_KEYS = ("busy", "no_answer", "line_dropped", "provider_error", "max_attempts",
+              "kill_time")
+
+
+def parse_retry_overrides(text: str) -> dict[str, float]:
+    """`busy=2m,max_attempts=3` → {"busy": 120.0, "max_attempts": 3}; ValueError names the
+    bad part. Durations as in the config (30s, 3m, 3h)."""
+    from mailgw.config import parse_duration
+
+    out: dict[str, float] = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        key, sep, value = part.partition("=")
+        key = key.strip()
+        if not sep or key not in RETRY_KEYS:
+            raise ValueError(f"{part!r}: expected KEY=VALUE with KEY one of "
+                             f"{', '.join(RETRY_KEYS)}")
+        if key == "max_attempts":
+            if not value.strip().isdigit() or int(value) < 1:
+                raise ValueError("max_attempts must be a whole number of at least 1")
+            out[key] = int(value)
+        else:
+            out[key] = parse_duration(value.strip())
+    return out
+
+
+def with_overrides(policy: RetrySettings, overrides: str | None) -> RetrySettings:
+    """The account's retry policy: [dispatch.retry] with the account's own values on top."""
+    if not overrides:
+        return policy
+    import json
+
+    try:
+        values = json.loads(overrides)
+    except ValueError:
+        return policy
+    known = {k: v for k, v in values.items() if k in RETRY_KEYS}
+    if "max_attempts" in known:
+        known["max_attempts"] = int(known["max_attempts"])
+    return replace(policy, **known)
+
+
+def retry_delay(result: str, policy: RetrySettings, provider_errors: int) -> float:
+    if result == BUSY:
+        return policy.busy
+    if result == NO_ANSWER:
+        return policy.no_answer
+    if result in (LINE_DROPPED, PARTIAL):
+        return policy.line_dropped
+    if result == PROVIDER_ERROR:
+        return policy.provider_error * (2 ** min(provider_errors, 10))
+    return policy.line_dropped
+
+
+def after_call(facts: DeliveryFacts, res: CallResult, policy: RetrySettings,
+               now: datetime) -> Step:
+    """The delivery's next state once a call has ended."""
+    pages = facts.pages_sent + res.pages_sent
+    if facts.pages_total is not None:
+        pages = min(pages, facts.pages_total)
+    if res.result == CANCELLED:
+        return Step("cancelled", pages)
+    if res.result == DELIVERED:
+        complete = facts.channel != "fax" or facts.pages_total is None or (
+            pages >= facts.pages_total)
+        if complete:
+            return Step("delivered", pages)
+    reached = pages > 0 or res.result == PARTIAL
+    give_up = "partial" if reached else "failed"
+    if not res.retryable and res.result != DELIVERED:
+        return Step(give_up, pages)
+    if facts.attempts >= policy.max_attempts:
+        return Step(give_up, pages)
+    delay = retry_delay(res.result, policy, facts.provider_errors)
+    next_at = now + timedelta(seconds=delay)
+    if next_at > facts.first_attempt_at + timedelta(seconds=policy.kill_time):
+        return Step("partial" if reached else "expired", pages)
+    return Step(QUEUED, pages, next_at)
+
+
+def job_outcome(deliveries: Iterable[tuple[str, int]]) -> str:
+    """In progress · delivered to all · delivered to none · partially delivered.
+
+    Each item is (state, pages_sent); a fax page or a played message counts as reached.
+    """
+    items = list(deliveries)
+    if not items or any(state not in FINAL for state, _ in items):
+        return IN_PROGRESS
+    if all(state == "delivered" for state, _ in items):
+        return DELIVERED_ALL
+    if any(state in ("delivered", "partial") or pages > 0 for state, pages in items):
+        return PARTIALLY
+    return DELIVERED_NONE

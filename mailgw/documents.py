@@ -1,0 +1,105 @@
+"""Document checks: is this PDF usable, how many pages; is this sound usable, how long.
+
+The parsing itself runs in the sandbox (a child process with limits).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+from dataclasses import dataclass, field, replace
+
+from mailgw.sandbox import Limits, SandboxFailure, SandboxUnavailable, run
+
+
+@dataclass(frozen=True)
+class DocumentCheck:
+    usable: bool
+    pages: int | None = None
+    duration: float | None = None
+    error: str | None = None  # for logs and `mailgw parse`, in English
+    reason: str | None = None  # a key of mailgw.codes.DETAILS, for the user
+
+
+def _reason(error: str) -> str:
+    text = error.lower()
+    if "encrypted" in text or "password" in text:
+        return "encrypted"
+    if "not a pdf" in text:
+        return "not_pdf"
+    if "no page" in text:
+        return "no_pages"
+    return "broken"
+
+
+def check_pdf(data: bytes, limits: Limits) -> DocumentCheck:
+    if b"%PDF-" not in data[:1024]:
+        return DocumentCheck(False, error="not a PDF", reason="not_pdf")
+    try:
+        answer = run("pdf", data, limits)
+    except SandboxFailure as exc:
+        return DocumentCheck(False, error=f"the PDF could not be read: {exc}",
+                             reason="unreadable")
+    pages = answer.get("pages")
+    usable = bool(answer.get("usable"))
+    error = str(answer["error"]) if answer.get("error") else None
+    return DocumentCheck(usable, pages if isinstance(pages, int) else None, error=error,
+                         reason=None if usable else _reason(error or "broken"))
+
+
+@dataclass(frozen=True)
+class SoundCheck:
+    """A sound probed and converted in the sandbox; `audio` is the drivers' format (WAV)."""
+
+    usable: bool
+    duration: float | None = None
+    error: str | None = None  # for logs and `mailgw parse`, in English
+    reason: str | None = None  # a key of mailgw.codes.DETAILS, for the user
+    audio: bytes | None = field(default=None, repr=False)
+    format: str | None = None  # wav | mp3 | m4a | ogg | amr
+    peak_db: float | None = None
+
+
+SOUND_RATE = 8000  # the drivers' format: 8 kHz mono 16-bit PCM WAV
+
+
+def check_sound(data: bytes, limits: Limits, *, max_seconds: float = 45.0,
+                rate: int = SOUND_RATE) -> SoundCheck:
+    """Probe (ffprobe) and convert (ffmpeg) a WAV, MP3, M4A, OGG or AMR file in the sandbox.
+
+    Refused (with a DETAILS key): empty, not audio, another format, damaged, longer than
+    `max_seconds`, silent. A missing ffmpeg is our trouble (SandboxUnavailable: 451).
+    """
+    if not data.strip(b"\0 \r\n\t"):
+        return SoundCheck(False, error="the file is empty", reason="sound_empty")
+    params = {"rate": rate, "max_seconds": max_seconds,
+              "timeout": max(5.0, min(float(limits.cpu_seconds), limits.wall - 2.0))}
+    try:
+        answer = run("audio", json.dumps(params).encode() + b"\n" + data, limits)
+    except SandboxFailure as exc:
+        return SoundCheck(False, error=f"the sound could not be read: {exc}",
+                          reason="unreadable")
+    if answer.get("missing_tool"):
+        raise SandboxUnavailable(str(answer.get("error")))
+    duration, peak, fmt = answer.get("duration"), answer.get("peak_db"), answer.get("format")
+    check = SoundCheck(
+        False, duration=float(duration) if isinstance(duration, int | float) else None,
+        error=str(answer["error"]) if answer.get("error") else None,
+        format=fmt if isinstance(fmt, str) else None,
+        peak_db=float(peak) if isinstance(peak, int | float) else None)
+    if not answer.get("usable") or not isinstance(answer.get("wav"), str):
+        return replace(check, reason=str(answer.get("reason") or "sound_empty"))
+    return replace(check, usable=True, audio=base64.b64decode(str(answer["wav"])))
+
+
+def merge_pdfs(parts: list[bytes], limits: Limits) -> bytes | None:
+    """One PDF from several usable ones (None if the merge fails); one part is returned as is."""
+    if len(parts) == 1:
+        return parts[0]
+    framed = b"".join(struct.pack(">I", len(p)) + p for p in parts)
+    try:
+        answer = run("pdfmerge", framed, limits)
+        return base64.b64decode(str(answer["pdf"]))
+    except (SandboxFailure, KeyError, ValueError):
+        return None

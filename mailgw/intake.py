@@ -1,0 +1,537 @@
+"""The one place that turns a mail into a job, or into a refusal.
+
+Accept, decide, commit, answer: every check runs before the reply, and the job, its
+deliveries, the idempotency key and the ack are written in one transaction. Only a sender
+who proved to be the account (password or SMTP AUTH) gets an ack mail.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from mailgw import accounts, documents, groups, metrics, voice
+from mailgw.codes import DETAILS, detail, is_accepted, smtp_reply
+from mailgw.config import Settings
+from mailgw.dispatch import queries
+from mailgw.inbound import Attachment, InboundMail, parse_mail
+from mailgw.notify.messages import AckFacts, ack_mail, notice_on_final
+from mailgw.notify.outbox import enqueue
+from mailgw.notify.render import Renderer
+from mailgw.recipients import ListEntry, normalize_number, parse_list
+from mailgw.sandbox import Limits
+from mailgw.store import Account, Delivery, Job, ProcessedMessage, Store, utcnow
+from mailgw.subject_parser import Command, decide, masked_subject, parse_subject
+
+log = structlog.get_logger("mailgw.intake")
+
+
+@dataclass(frozen=True)
+class Envelope:
+    mail_from: str | None  # None = unknown (IMAP); '' = the null sender
+    rcpt_tos: tuple[str, ...]
+    auth_login: str | None = None  # the SMTP AUTH account, already checked
+    smtputf8: bool = False
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    code: int | None  # None when the mail was ignored (bounce, auto-reply)
+    reply: str  # the SMTP reply line
+    proven: bool = False
+    job_ids: tuple[int, ...] = ()
+    duplicate: bool = False
+    ignored: str | None = None
+
+
+@dataclass
+class _Decision:
+    """What intake learned about one mail, on its way to the transaction."""
+
+    mail: InboundMail
+    channel: str
+    code: int
+    lang: str
+    key: str | None = None  # the idempotency key: the Message-ID, else a hash of the bytes
+    detail: str = ""
+    account: Account | None = None
+    sender: str | None = None
+    proven: bool = False
+    command: Command | None = None
+    recipients: list[ListEntry] = field(default_factory=list)
+    invalid: list[str] = field(default_factory=list)
+    duplicates: int = 0
+    document: bytes | None = None
+    document_name: str | None = None
+    document_type: str | None = None
+    documents_used: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+    used_parts: set[str] = field(default_factory=set)
+    used_nested: bool = False
+    pages: int | None = None
+    duration: float | None = None
+    options: dict[str, str] = field(default_factory=dict)  # voice call options (mailgw.voice)
+    store_ref: str | None = None  # voice: store the sound in the library under this ref
+
+    @property
+    def numbers(self) -> list[str]:
+        return [r.number for r in self.recipients]
+
+    def refuse(self, code: int, key: str = "", **params: object) -> None:
+        self.code = code
+        self.detail = detail(key, self.lang, **params) if key else ""
+
+
+def idempotency_key(mail: InboundMail, raw: bytes) -> str:
+    """(account, key) identifies a mail: its Message-ID, or its bytes when it has none."""
+    if mail.message_id:
+        return mail.message_id[:998]
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+class Intake:
+    def __init__(self, store: Store, settings: Settings, renderer: Renderer,
+                 *, clock: Callable[[], datetime] = utcnow):
+        self.store = store
+        self.settings = settings
+        self.renderer = renderer
+        self.clock = clock
+        self.limits = Limits(settings.limits.sandbox_cpu_seconds, settings.limits.sandbox_memory)
+        self.on_final = notice_on_final(settings, renderer)
+
+    # -- addresses -------------------------------------------------------------------------
+
+    def channel_of(self, rcpt: str) -> str | None:
+        """fax | voice for an address we accept at RCPT, None for anything else."""
+        addr = rcpt.strip().lower()
+        gw = self.settings.gateway
+        if addr == gw.fax_address.lower():
+            return "fax"
+        if addr == gw.voice_address.lower():
+            return "voice"
+        local, at, domain = addr.rpartition("@")
+        if at and domain == gw.domain.lower() and _looks_like_number(local):
+            return "fax"
+        return None
+
+    def _address_numbers(self, rcpts: tuple[str, ...], region: str) -> tuple[list[str],
+                                                                                list[str]]:
+        gw = self.settings.gateway
+        good: list[str] = []
+        bad: list[str] = []
+        for rcpt in rcpts:
+            addr = rcpt.strip().lower()
+            if addr in (gw.fax_address.lower(), gw.voice_address.lower()):
+                continue
+            local = addr.rpartition("@")[0]
+            number = normalize_number(local, region)
+            if number is None:
+                bad.append(local)
+            elif number not in good:
+                good.append(number)
+        return good, bad
+
+    # -- the pipeline ----------------------------------------------------------------------
+
+    def handle(self, raw: bytes, env: Envelope) -> IntakeResult:
+        """Decide and commit; never raises for bad input (our own failures do raise)."""
+        mail = parse_mail(raw, envelope_from=env.mail_from)
+        bound = log.bind(message_id=mail.message_id, sender=mail.from_addr)
+        if mail.is_auto_reply:
+            bound.info("mail_ignored", reason=mail.auto_reply_reason)
+            metrics.mail_decided(None, ignored=True)
+            return IntakeResult(None, "250 2.0.0 Automatic message dropped (not a command)",
+                                ignored=mail.auto_reply_reason or "auto-reply")
+        d = self._decide(mail, env, raw)
+        if d.proven and d.account is not None and d.key:
+            earlier = self._earlier(d.account.id, d.key)
+            if earlier is not None:
+                bound.info("mail_duplicate", code=earlier.code)
+                return earlier
+        try:
+            result = self._commit(d, env)
+        except IntegrityError:
+            # The same mail committed concurrently (another connection, another node).
+            if d.account is not None and d.key:
+                earlier = self._earlier(d.account.id, d.key)
+                if earlier is not None:
+                    return earlier
+            raise
+        bound.info("mail_decided", code=result.code, proven=result.proven,
+                   job_id=result.job_ids[0] if len(result.job_ids) == 1 else None,
+                   job_ids=list(result.job_ids))
+        metrics.mail_decided(result.code)
+        return result
+
+    def _earlier(self, account_id: int, key: str) -> IntakeResult | None:
+        with self.store.read() as s:
+            row = s.scalar(select(ProcessedMessage).where(
+                ProcessedMessage.account_id == account_id, ProcessedMessage.message_id == key))
+            if row is None:
+                return None
+            ids = tuple(int(i) for i in row.job_ids.split(",") if i)
+            return IntakeResult(row.code, row.reply, proven=True, job_ids=ids, duplicate=True)
+
+    def _find_account(self, d: _Decision, env: Envelope) -> None:
+        with self.store.read() as s:
+            if env.auth_login:
+                d.account = accounts.find_by_email(s, env.auth_login)
+                d.sender = d.account.email if d.account else None
+            elif d.mail.from_addr:
+                d.account = accounts.find_by_sender(s, d.mail.from_addr)
+                d.sender = d.mail.from_addr.lower() if d.account else None
+            if d.account is not None:
+                s.expunge(d.account)
+
+    def _decide(self, mail: InboundMail, env: Envelope, raw: bytes) -> _Decision:
+        settings = self.settings
+        channels = [c for c in (self.channel_of(r) for r in env.rcpt_tos) if c]
+        channel = channels[0] if channels else "fax"
+        d = _Decision(mail=mail, channel=channel, code=0, lang=settings.notify.default_lang,
+                      key=idempotency_key(mail, raw))
+        self._find_account(d, env)
+        if not env.auth_login and not mail.from_addr:
+            d.code = 87
+            return d
+        if d.account is None:
+            d.code = 82
+            return d
+        account = d.account
+        d.lang = account.lang
+        subject = mail.subject or ""
+        limit = settings.limits.max_subject_bytes
+        if len(subject.encode("utf-8", "replace")) > limit:
+            d.proven = env.auth_login is not None
+            d.refuse(94, "subject_too_long", limit=limit)
+            return d
+        cmd = parse_subject(subject, region=account.region, tz=account.tz, now=self.clock())
+        if env.auth_login:
+            d.proven = True
+            if not cmd.password_given:
+                cmd = dataclasses.replace(cmd, password="(smtp-auth)")
+        else:
+            d.proven = cmd.password_given and accounts.verify_password_cached(
+                account.password_hash, cmd.password)
+        d.command = cmd
+        extra = self._gather_recipients(d, cmd, env, account)
+        if d.code:
+            return d
+        target = voice.library_target(cmd.ref, cmd.comment)
+        if channel == "voice" and target and not cmd.cancel and extra == 0 and not (
+                cmd.numbers or cmd.invalid_numbers or cmd.groups) and mail.sounds():
+            # `password::REF:comment:` (or `:::REF`) + a sound: store message REF
+            d.command = dataclasses.replace(cmd, ref=target[0], comment=target[1])
+            self._library_request(d, d.command)
+            return d
+        d.code = decide(cmd, password_ok=d.proven, extra_numbers=extra)
+        if d.code == 84:
+            d.refuse(84, "invalid_numbers", numbers=", ".join(d.invalid)[:300])
+        if not is_accepted(d.code) or cmd.cancel:
+            return d  # a cancel is matched against the store in the transaction
+        if cmd.groups:
+            with self.store.read() as s:
+                members, missing = groups.resolve(s, account.id, cmd.groups)
+            if missing:
+                d.refuse(86, "groups_unknown", names=", ".join("@" + g for g in missing))
+                return d
+            self._merge(d, members)
+        if len(d.recipients) > settings.limits.max_recipients:
+            d.refuse(94, "too_many_recipients", count=len(d.recipients),
+                     limit=settings.limits.max_recipients)
+            return d
+        if mail.partial:
+            d.refuse(93, "partial_message")
+            return d
+        if channel == "fax":
+            self._check_fax_document(d)
+        else:
+            self._check_sound(d)
+        self._note_ignored(d)
+        if is_accepted(d.code) and account.credits is not None:
+            if account.credits < self._cost(d):  # checked again, under lock, at commit
+                d.refuse(83, "credit_short", needed=self._cost(d), left=account.credits)
+        return d
+
+    def _merge(self, d: _Decision, entries: list[ListEntry]) -> None:
+        seen = {r.number for r in d.recipients}
+        for entry in entries:
+            if entry.number in seen:
+                d.duplicates += 1
+            else:
+                seen.add(entry.number)
+                d.recipients.append(entry)
+
+    def _gather_recipients(self, d: _Decision, cmd: Command, env: Envelope,
+                           account: Account) -> int:
+        """Subject, address and attached lists; returns how many came from outside the
+        Subject (for the 89/84 checks). May refuse (94) a list that is too long."""
+        d.recipients = [ListEntry(n) for n in cmd.numbers]
+        d.invalid = list(cmd.invalid_numbers)
+        d.duplicates = cmd.duplicates
+        from_address, bad_address = self._address_numbers(env.rcpt_tos, account.region)
+        d.invalid += bad_address
+        before = len(d.recipients)
+        self._merge(d, [ListEntry(n) for n in from_address])
+        for att in [a for a in d.mail.attachments if a.kind == "list"]:
+            parsed = parse_list(att.data, att.filename, account.region,
+                                max_lines=self.settings.limits.max_list_lines)
+            name = att.filename or "list"
+            if parsed.too_long:
+                d.refuse(94, "list_too_long", name=name, limit=self.settings.limits.max_list_lines)
+                return 0
+            if parsed.error and (att.filename or "").lower().endswith(".csv"):
+                d.refuse(84, "list_no_column", name=name)
+                return 0
+            if not parsed.entries:
+                continue  # a .txt that is not a list (a signature, a note): ignored
+            self._merge(d, list(parsed.entries))
+            d.invalid += list(parsed.invalid)
+            d.duplicates += parsed.duplicates
+            d.documents_used.append(name)
+            d.used_parts.add(att.part)
+        return len(d.recipients) - before + len(bad_address)
+
+    def _note_ignored(self, d: _Decision) -> None:
+        """Attachments that were not used, so the ack can say so (not logos, signatures)."""
+        for att in d.mail.attachments:
+            name = att.filename or att.content_type
+            if att.part in d.used_parts or att.inline_image:
+                continue
+            if d.used_nested and att.content_type.startswith("message/"):
+                continue
+            if att.content_type in ("application/pkcs7-signature",
+                                    "application/x-pkcs7-signature"):
+                continue
+            d.ignored.append(name)
+
+    def _check_fax_document(self, d: _Decision) -> None:
+        docs = d.mail.documents()
+        if not docs:
+            d.code = 92
+            return
+        parts: list[bytes] = []
+        pages = 0
+        for doc in docs:
+            name = doc.filename or "PDF"
+            check = documents.check_pdf(doc.data, self.limits)
+            if not check.usable:
+                d.refuse(93, check.reason or "broken", name=name)
+                return
+            pages += check.pages or 0
+            parts.append(doc.data)
+            d.used_parts.add(doc.part)
+            d.used_nested = d.used_nested or doc.nested
+            d.documents_used.append(f"{name} ({check.pages} p.)")
+        limit = self.settings.limits.max_pages
+        if pages > limit:
+            d.refuse(94, "too_many_pages", pages=pages, limit=limit)
+            return
+        merged = documents.merge_pdfs(parts, self.limits)
+        if merged is None:
+            d.refuse(93, "merge_failed")
+            return
+        d.document, d.pages = merged, pages
+        d.document_name = docs[0].filename if len(docs) == 1 else f"{len(docs)} documents"
+        d.document_type = "application/pdf"
+
+    def _check_sound(self, d: _Decision) -> None:
+        """A voice job's sound: the one attached (for this job only), else message `ref` of
+        the account's library (90 without either, 91 for an unknown ref); then the options."""
+        assert d.account is not None
+        sounds = d.mail.sounds()
+        ref = d.command.ref if d.command else None
+        if sounds:
+            if not self._convert_sound(d, sounds[0]):
+                return
+        elif not ref:
+            d.code = 90
+            return
+        else:
+            with self.store.read() as s:
+                message = voice.find_message(s, d.account.id, ref)
+                if message is None:
+                    d.refuse(91, "ref_unknown", ref=ref[:60])
+                    return
+                d.document, d.duration = message.audio, message.duration
+                d.document_name, d.document_type = f"message {message.ref}", "audio/wav"
+            d.documents_used.append(f"message {message.ref} ({message.duration:.0f} s)")
+        self._voice_options(d)
+
+    def _convert_sound(self, d: _Decision, sound: Attachment) -> bool:
+        """Probe and convert (sandbox, ffmpeg) to the drivers' format; refuse with 93."""
+        name = sound.filename or "sound"
+        limit = self.settings.limits.max_sound_seconds
+        check = documents.check_sound(sound.data, self.limits, max_seconds=limit)
+        if not check.usable or check.audio is None:
+            reason = check.reason if check.reason in DETAILS else "sound_empty"
+            d.refuse(93, reason, name=name, seconds=round(check.duration or 0),
+                     limit=f"{limit:g}")
+            return False
+        d.document, d.duration = check.audio, check.duration
+        d.document_name, d.document_type = sound.filename or "sound.wav", "audio/wav"
+        d.documents_used.append(f"{name} ({check.duration or 0:.0f} s)")
+        d.used_parts.add(sound.part)
+        d.used_nested = sound.nested
+        return True
+
+    def _voice_options(self, d: _Decision) -> None:
+        """The call options: the body's `key: value` block over the account's defaults;
+        what was used and what was not go in the ack."""
+        assert d.account is not None
+        with self.store.read() as s:
+            verified = voice.caller_ids(s, d.account.id)
+        resolved = voice.resolve(d.mail.text_body or "", voice.load_defaults(d.account),
+                                 d.account.region, verified)
+        d.options = resolved.options
+        notes = [detail("options_used", d.lang, options=voice.describe_options(d.options))
+                 ] if d.options else []
+        notes += [detail(p.key, d.lang, **p.params) for p in resolved.problems]
+        d.detail = "; ".join(notes)
+
+    def _library_request(self, d: _Decision, cmd: Command) -> None:
+        """`password:::REF:comment:` with a sound: store (or replace) message REF (80)."""
+        if not cmd.password_given:
+            d.code = 88
+            return
+        if not d.proven:
+            d.code = 82
+            return
+        key = voice.normalize_ref(cmd.ref or "")
+        if key is None:
+            d.refuse(91, "ref_name", ref=(cmd.ref or "")[:60])
+            return
+        if d.mail.partial:
+            d.refuse(93, "partial_message")
+            return
+        if self._convert_sound(d, d.mail.sounds()[0]):
+            d.code, d.store_ref = 80, key
+        self._note_ignored(d)
+
+    def _commit(self, d: _Decision, env: Envelope) -> IntakeResult:
+        now = self.clock()
+        cmd = d.command
+        job_ids: list[int] = []
+        with self.store.tx() as s:
+            account = s.get(Account, d.account.id) if d.account is not None else None
+            if account is not None and d.proven and cmd is not None and cmd.cancel and \
+                    is_accepted(d.code):
+                job_ids = self._cancel(s, account.id, cmd, d.numbers)
+                d.code = 95 if job_ids else 96
+            elif account is not None and d.store_ref and d.code == 80 and d.document:
+                replaced = voice.store_message(s, account.id, d.store_ref, d.document,
+                                               d.duration or 0.0, d.document_name)
+                d.detail = detail("message_replaced" if replaced else "message_stored", d.lang,
+                                  ref=d.store_ref, seconds=round(d.duration or 0))
+            elif account is not None and is_accepted(d.code) and cmd is not None:
+                if self._reserve_credits(s, account, d):
+                    job = self._create_job(s, account, d, cmd, now)
+                    job_ids = [job.id]
+            reply = smtp_reply(d.code, d.lang, self._reply_detail(d, job_ids),
+                               utf8=env.smtputf8)
+            if account is not None and d.proven and d.sender:
+                if d.key:
+                    s.add(ProcessedMessage(account_id=account.id, message_id=d.key,
+                                           code=d.code, reply=reply,
+                                           job_ids=",".join(map(str, job_ids))))
+                self._ack(s, d, account, cmd, job_ids, now)
+        return IntakeResult(d.code, reply, proven=d.proven, job_ids=tuple(job_ids))
+
+    def _cost(self, d: _Decision) -> int:
+        return len(d.recipients) * ((d.pages or 1) if d.channel == "fax" else 1)
+
+    def _reserve_credits(self, s: Session, account: Account, d: _Decision) -> bool:
+        """Take the credits in the job's transaction; never below zero, even when racing."""
+        if account.credits is None:
+            return True
+        if self.store.is_postgres:
+            s.refresh(account, with_for_update=True)  # SQLite: BEGIN IMMEDIATE already
+        cost = self._cost(d)
+        if account.credits < cost:
+            d.refuse(83, "credit_short", needed=cost, left=account.credits)
+            return False
+        account.credits -= cost
+        return True
+
+    def _reply_detail(self, d: _Decision, job_ids: list[int]) -> str:
+        if job_ids:
+            return ("job " if len(job_ids) == 1 else "jobs ") + ", ".join(map(str, job_ids))
+        return d.detail
+
+    def _create_job(self, s: Session, account: Account, d: _Decision, cmd: Command,
+                    now: datetime) -> Job:
+        send_at = cmd.when_utc
+        job = Job(account_id=account.id, channel=d.channel, sender=d.sender or account.email,
+                  message_id=d.mail.message_id[:998] if d.mail.message_id else None,
+                  state="scheduled" if send_at else "active", outcome="in_progress",
+                  subject=masked_subject(d.mail.subject), ref=cmd.ref, comment=cmd.comment,
+                  send_at=send_at,
+                  pages=d.pages, duration=d.duration, document=d.document,
+                  document_name=d.document_name, document_type=d.document_type,
+                  options=json.dumps(d.options, sort_keys=True) if d.options else None,
+                  created_at=now)
+        s.add(job)
+        s.flush()
+        each = ((d.pages or 1) if d.channel == "fax" else 1) if account.credits is not None else 0
+        for entry in d.recipients:
+            s.add(Delivery(job_id=job.id, number=entry.number,
+                           state="scheduled" if send_at else "queued",
+                           next_attempt_at=send_at or now, attempts=0, pages_sent=0,
+                           pages_total=d.pages if d.channel == "fax" else None,
+                           credits_reserved=each,
+                           columns=json.dumps(dict(entry.columns), ensure_ascii=False)
+                           if entry.columns else None))
+        s.flush()
+        queries.notify_queue(s)
+        return job
+
+    def _cancel(self, s: Session, account_id: int, cmd: Command, numbers: list[str]) -> list[int]:
+        """Cancel the account's scheduled jobs with the same time and numbers (or ref);
+        their credits come back and each cancelled number gets its notice."""
+        if cmd.when_utc is None:
+            return []
+        jobs = list(s.scalars(select(Job).where(Job.account_id == account_id,
+                                                 Job.state == "scheduled",
+                                                 Job.send_at == cmd.when_utc)))
+        cancelled = []
+        for job in jobs:
+            job_numbers = {dl.number for dl in job.deliveries}
+            if numbers and job_numbers != set(numbers):
+                continue
+            if not numbers and (not cmd.ref or job.ref != cmd.ref):
+                continue
+            for dl in job.deliveries:
+                if dl.state == "scheduled":
+                    dl.state = "cancelled"
+                    queries.finish(s, dl, utcnow(), self.on_final)
+            cancelled.append(job.id)
+        return cancelled
+
+    def _ack(self, s: Session, d: _Decision, account: Account, cmd: Command | None,
+             job_ids: list[int], now: datetime) -> None:
+        assert d.sender is not None
+        facts = AckFacts(
+            code=d.code, to=d.sender, lang=account.lang, tz=account.tz, channel=d.channel,
+            received=now, original_subject=masked_subject(d.mail.subject),
+            original_message_id=d.mail.message_id, job_ids=job_ids, numbers=d.numbers,
+            invalid_numbers=d.invalid, duplicates=d.duplicates, pages=d.pages,
+            documents=d.documents_used, ignored=d.ignored,
+            send_at=cmd.when_utc if cmd is not None else None,
+            ref=cmd.ref if cmd else None, comment=cmd.comment if cmd else None,
+            detail=d.detail)
+        mail = ack_mail(self.renderer, facts)
+        enqueue(s, mail, return_path=self.settings.notify.return_path,
+                job_id=job_ids[0] if job_ids else None)
+
+
+def _looks_like_number(local: str) -> bool:
+    stripped = local.replace("+", "").replace(".", "").replace("-", "")
+    return stripped.isdigit() and 6 <= len(stripped) <= 17

@@ -1,0 +1,253 @@
+"""What each mail says: the context of an ack and of a per-recipient notice.
+
+Called inside the transaction that causes the mail, so the mail and the change commit together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import phonenumbers
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from mailgw.codes import is_accepted, sentence
+from mailgw.config import Settings
+from mailgw.notify.outbox import enqueue
+from mailgw.notify.render import Rendered, Renderer, local_time, words
+from mailgw.store.models import Account, Attempt, Delivery, Job
+from mailgw.voice import describe as describe_voice
+
+
+def international(number: str) -> str:
+    try:
+        return phonenumbers.format_number(phonenumbers.parse(number),
+                                          phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+    except phonenumbers.NumberParseException:
+        return number
+
+
+@dataclass(frozen=True)
+class AckFacts:
+    code: int
+    to: str
+    lang: str
+    tz: str
+    channel: str
+    received: datetime
+    original_subject: str | None
+    original_message_id: str | None
+    job_ids: Sequence[int] = ()
+    numbers: Sequence[str] = ()
+    invalid_numbers: Sequence[str] = ()
+    duplicates: int = 0
+    pages: int | None = None
+    documents: Sequence[str] = ()
+    ignored: Sequence[str] = ()
+    send_at: datetime | None = None
+    ref: str | None = None
+    comment: str | None = None
+    detail: str = ""
+
+
+def ack_mail(renderer: Renderer, f: AckFacts) -> Rendered:
+    w = words(f.lang)
+    ctx = {
+        "code": f.code, "sentence": sentence(f.code, f.lang), "accepted": is_accepted(f.code),
+        "detail": f.detail, "channel": f.channel, "channel_word": w[f.channel],
+        "received": local_time(f.received, f.tz, f.lang),
+        "original_subject": f.original_subject, "job_ids": list(f.job_ids),
+        "numbers": [international(n) for n in f.numbers],
+        "invalid_numbers": list(f.invalid_numbers), "duplicates": f.duplicates,
+        "pages": f.pages, "documents": list(f.documents), "ignored": list(f.ignored),
+        "send_at": local_time(f.send_at, f.tz, f.lang) if f.send_at else "",
+        "ref": f.ref, "comment": f.comment,
+    }
+    headers = {"X-Mailgw-Code": str(f.code)}
+    if f.job_ids:
+        headers["X-Mailgw-Job"] = ",".join(str(j) for j in f.job_ids)
+    return renderer.render("ack", "ack", f.lang, f.to, ctx, headers, f.original_message_id)
+
+
+def _duration(seconds: float, lang: str) -> str:
+    seconds = round(seconds)
+    minutes, secs = divmod(seconds, 60)
+    return f"{minutes} min {secs:02d} s" if minutes else words(lang)["seconds"].format(s=secs)
+
+
+def attempt_reason(a: Attempt, channel: str, w: dict[str, str]) -> str:
+    """Why a call ended, in plain words of the account's language."""
+    if channel == "voice":  # who answered, what was heard or left (mailgw.voice)
+        told = describe_voice(a.error_text, w)
+        if told:
+            return told
+    if a.result == "delivered":
+        return w["ok"]
+    if a.result == "line_dropped" and channel == "fax":
+        return w["dropped_at"].format(page=a.first_page + a.pages_sent)
+    reason = w.get(a.result, a.result)
+    if a.result == "provider_error" and a.error_code:
+        reason += f" ({a.error_code})"
+    return reason
+
+
+def notice_mail(renderer: Renderer, job: Job, delivery: Delivery, attempts: Sequence[Attempt],
+                account: Account, *, base_url: str = "", to: str | None = None) -> Rendered:
+    """The notice for a delivery that reached a final state."""
+    lang, tz = account.lang, account.tz
+    w = words(lang)
+    rows = []
+    for a in attempts:
+        reason = attempt_reason(a, job.channel, w)
+        pages = ""
+        if job.channel == "fax" and a.pages_sent:
+            pages = w["pages"].format(a=a.first_page, b=a.first_page + a.pages_sent - 1)
+        rows.append({"started": local_time(a.started_at, tz, lang), "reason": reason,
+                     "pages": pages, "result": a.result})
+    failure = ""
+    if delivery.state in ("failed", "partial", "expired") and attempts:
+        parts = []
+        if len(attempts) > 1:
+            parts.append(w["retried"].format(n=len(attempts) - 1))
+        end = local_time(delivery.finished_at or attempts[-1].ended_at, tz, lang)
+        parts.append(w["expired_at" if delivery.state == "expired" else "gave_up"].format(t=end))
+        failure = " ".join(parts)
+    delivered_attempt = next((a for a in reversed(attempts) if a.result == "delivered"), None)
+    detail = delivered_attempt.error_text if delivered_attempt else ""
+    if job.channel == "voice" and attempts:
+        detail = describe_voice(attempts[-1].error_text, w) or detail
+    ctx = {
+        "state": delivery.state, "state_word": w.get(delivery.state, delivery.state),
+        "channel": job.channel, "channel_word": w[job.channel],
+        "original_subject": job.subject, "comment": job.comment, "ref": job.ref,
+        "number": international(delivery.number), "csid": delivery.csid,
+        "pages_sent": delivery.pages_sent, "pages_total": delivery.pages_total or 0,
+        "submitted": local_time(job.created_at, tz, lang),
+        "sent": local_time(attempts[0].started_at, tz, lang) if attempts else "",
+        "delivered_at": local_time(delivery.finished_at, tz, lang)
+        if delivery.state in ("delivered", "partial") else "",
+        "duration": _duration(sum(a.duration for a in attempts), lang),
+        "job_id": job.id, "attempts": rows, "failure": failure, "detail": detail or "",
+        "link": f"{base_url.rstrip('/')}/jobs/{job.id}" if base_url else "",
+    }
+    headers = {"X-Mailgw-Job": str(job.id), "X-Mailgw-State": delivery.state}
+    return renderer.render("notice", "notice", lang, to or job.sender, ctx, headers,
+                           job.message_id)
+
+
+def summary_mail(renderer: Renderer, job: Job, deliveries: Sequence[Delivery],
+                 account: Account, csv_report: str, *, to: str | None = None) -> Rendered:
+    """One mail for a whole job once every delivery is final, the CSV report attached."""
+    lang, tz = account.lang, account.tz
+    w = words(lang)
+    counts: dict[str, int] = {}
+    for d in deliveries:
+        counts[d.state] = counts.get(d.state, 0) + 1
+    word = {"in_progress": "N/A", "delivered_all": "Success", "partial": "Partial success",
+            "delivered_none": "Error"}[job.outcome]
+    local_word = w["partial_job" if job.outcome == "partial" else job.outcome]
+    ctx = {
+        "job_id": job.id, "channel": job.channel, "channel_word": w[job.channel],
+        "original_subject": job.subject, "comment": job.comment, "ref": job.ref,
+        "outcome": job.outcome, "outcome_word": word, "outcome_local": local_word,
+        "counts": [(w.get(state, state), n) for state, n in sorted(counts.items())],
+        "total": len(deliveries),
+        "submitted": local_time(job.created_at, tz, lang),
+        "finished": local_time(job.finished_at, tz, lang),
+        "lines": [{"number": international(d.number), "state": w.get(d.state, d.state),
+                   "pages": f"{d.pages_sent}/{d.pages_total}" if d.pages_total else "",
+                   "csid": d.csid or ""} for d in deliveries[:200]],
+        "more": max(len(deliveries) - 200, 0),
+    }
+    headers = {"X-Mailgw-Job": str(job.id), "X-Mailgw-Outcome": word}
+    attachment = csv_report.encode("utf-8")  # job_csv starts with the BOM
+    return renderer.render("summary", "summary", lang, to or job.sender, ctx, headers,
+                           job.message_id,
+                           [(f"report-{job.id}.csv", attachment, "text", "csv")])
+
+
+def webhook_event(event: str, job: Job, delivery: Delivery | None) -> bytes:
+    """The JSON body of a webhook call (signed when sent, see notify.outbox.sign)."""
+    import json
+
+    data: dict[str, object] = {"event": event, "job": {"id": job.id, "channel": job.channel,
+                                                       "state": job.state,
+                                                       "outcome": job.outcome, "ref": job.ref}}
+    if delivery is not None:
+        data["delivery"] = {"id": delivery.id, "number": delivery.number,
+                            "state": delivery.state, "pages_sent": delivery.pages_sent,
+                            "pages_total": delivery.pages_total, "csid": delivery.csid,
+                            "attempts": delivery.attempts}
+    return json.dumps(data, ensure_ascii=False, sort_keys=True).encode("utf-8")
+
+
+FINAL_STATES = ("delivered", "partial", "failed", "cancelled", "expired")
+
+
+def _progress_sent(s: Session, job_id: int) -> bool:
+    from mailgw.store.models import OutboxMail
+
+    return s.scalar(select(OutboxMail.id).where(OutboxMail.job_id == job_id,
+                                                OutboxMail.kind == "summary").limit(1)) is not None
+
+
+def notice_on_final(settings: Settings, renderer: Renderer
+                    ) -> Callable[[Session, Job, Delivery], None]:
+    """What happens, in the same transaction, when a delivery becomes final: its notice
+    (or, with `notify.on = summary`, the job's summary once the job is done) and the
+    account's webhook events go to the outbox."""
+    import uuid
+
+    from mailgw.reports import job_csv
+    from mailgw.store.models import OutboxMail
+
+    def hook(s: Session, account: Account, event: str, job: Job,
+             delivery: Delivery | None) -> None:
+        if account.webhook_url:
+            s.add(OutboxMail(kind="webhook", job_id=job.id, delivery_id=None, mail_from="",
+                             rcpt_to=account.webhook_url,
+                             message_id=f"<webhook-{uuid.uuid4().hex}@{settings.gateway.domain}>",
+                             body=webhook_event(event, job, delivery)))
+
+    def summary(s: Session, job: Job, account: Account, to: str) -> None:
+        deliveries = list(s.scalars(select(Delivery).where(Delivery.job_id == job.id)
+                                    .order_by(Delivery.id)))
+        mail = summary_mail(renderer, job, deliveries, account, job_csv(s, job.id) or "",
+                            to=to)
+        enqueue(s, mail, return_path=settings.notify.return_path, job_id=job.id)
+
+    def on_final(s: Session, job: Job, delivery: Delivery) -> None:
+        account = s.get(Account, job.account_id)
+        assert account is not None
+        to = account.notice_address or job.sender
+        on = settings.notify.on
+        hook(s, account, "delivery.final", job, delivery)
+        job_done = job.outcome != "in_progress"
+        if job_done:
+            hook(s, account, "job.final", job, None)
+        total = s.scalar(select(func.count()).select_from(Delivery)
+                         .where(Delivery.job_id == job.id)) or 0
+        big = 0 < settings.notify.summary_from <= total
+        if on == "summary" or big:
+            # One mail per job (a campaign of thousands of numbers must not send thousands
+            # of notices); the job row is locked, so this runs once per job outcome.
+            if job_done:
+                summary(s, job, account, to)
+            elif settings.notify.progress_at_half and not _progress_sent(s, job.id):
+                final = s.scalar(select(func.count()).select_from(Delivery).where(
+                    Delivery.job_id == job.id, Delivery.state.in_(FINAL_STATES))) or 0
+                if final * 2 >= total:
+                    summary(s, job, account, to)
+            return
+        if on == "failures" and delivery.state == "delivered":
+            return
+        attempts = list(s.scalars(select(Attempt).where(Attempt.delivery_id == delivery.id)
+                                  .order_by(Attempt.id)))
+        mail = notice_mail(renderer, job, delivery, attempts, account,
+                           base_url=settings.notify.base_url, to=to)
+        enqueue(s, mail, return_path=settings.notify.return_path, job_id=job.id,
+                delivery_id=delivery.id)
+
+    return on_final

@@ -1,0 +1,270 @@
+"""The outbox: mails are rows written with the change that causes them, sent until taken.
+
+Back-off: 5 s doubling to 60 s during the first hour, then every 5 minutes; after
+`notify.give_up` the row gets a dead mark. A row keeps its Message-ID when re-sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import socket
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import aiosmtplib
+import structlog
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from mailgw import metrics
+from mailgw.config import NotifySettings, split_hostport
+from mailgw.notify.render import Rendered
+from mailgw.store import Account, Job, OutboxMail, Store, utcnow
+
+log = structlog.get_logger("mailgw.notify")
+WEBHOOK = "webhook"
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """HMAC-SHA256 over "<timestamp>.<body>", as the receiver recomputes it."""
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+def post_webhook(url: str, body: bytes, secret: str | None, timeout: float) -> int:
+    """POST one event; the HTTP status (0 when there was no answer)."""
+    timestamp = str(int(time.time()))
+    headers = {"Content-Type": "application/json", "User-Agent": "mailgw-webhook",
+               "X-Mailgw-Timestamp": timestamp}
+    if secret:
+        headers["X-Mailgw-Signature"] = sign(secret, timestamp, body)
+    req = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - account's URL
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def _webhook_secret(store: Store, job_id: int | None) -> str | None:
+    if job_id is None:
+        return None
+    with store.read() as s:
+        return s.scalar(select(Account.webhook_secret).join(Job, Job.account_id == Account.id)
+                        .where(Job.id == job_id))
+
+
+def enqueue(session: Session, mail: Rendered, *, return_path: str, job_id: int | None = None,
+            delivery_id: int | None = None) -> OutboxMail:
+    row = OutboxMail(kind=mail.kind, job_id=job_id, delivery_id=delivery_id,
+                     mail_from=return_path, rcpt_to=mail.to, message_id=mail.message_id,
+                     body=mail.data, next_attempt_at=utcnow())
+    session.add(row)
+    return row
+
+
+def backoff(tries: int, age: timedelta, first: float = 5.0) -> timedelta:
+    """Delay before try number `tries + 1`."""
+    if age < timedelta(hours=1):
+        return timedelta(seconds=min(first * 2 ** min(max(tries - 1, 0), 16), 60))
+    return timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    kind: str
+    job_id: int | None
+    mail_from: str
+    rcpt_to: str
+    message_id: str
+    body: bytes
+    tries: int
+    created_at: datetime
+
+
+def claim(store: Store, owner: str, limit: int, lease: timedelta) -> list[Claimed]:
+    now = utcnow()
+    with store.tx() as s:
+        q = (select(OutboxMail)
+             .where(OutboxMail.sent_at.is_(None), OutboxMail.dead_at.is_(None),
+                    OutboxMail.next_attempt_at <= now,
+                    or_(OutboxMail.lease_expires_at.is_(None),
+                        OutboxMail.lease_expires_at < now))
+             .order_by(OutboxMail.next_attempt_at).limit(limit))
+        if store.is_postgres:
+            q = q.with_for_update(skip_locked=True)
+        rows = list(s.scalars(q))
+        for row in rows:
+            row.lease_owner, row.lease_expires_at = owner, now + lease
+        return [Claimed(r.id, r.kind, r.job_id, r.mail_from, r.rcpt_to, r.message_id, r.body,
+                        r.tries, r.created_at) for r in rows]
+
+
+def mark_sent(store: Store, mail_id: int) -> None:
+    mark_sent_many(store, [mail_id])
+
+
+def mark_sent_many(store: Store, ids: list[int]) -> None:
+    if not ids:
+        return
+    with store.tx() as s:
+        s.execute(update(OutboxMail).where(OutboxMail.id.in_(ids))
+                  .values(sent_at=utcnow(), lease_owner=None, lease_expires_at=None,
+                          last_error=None))
+
+
+def mark_failed(store: Store, mail: Claimed, error: str, give_up: timedelta,
+                permanent: bool = False, first: float = 5.0) -> bool:
+    """Record a failed try; returns True when the mail is now dead."""
+    now = utcnow()
+    tries = mail.tries + 1
+    age = now - mail.created_at
+    dead = permanent or age >= give_up
+    with store.tx() as s:
+        s.execute(update(OutboxMail).where(OutboxMail.id == mail.id).values(
+            tries=tries, last_error=error[:2000], lease_owner=None, lease_expires_at=None,
+            next_attempt_at=now + backoff(tries, age, first), dead_at=now if dead else None))
+    return dead
+
+
+class OutboxSender:
+    """Sends due outbox rows to the smarthost, one SMTP session per batch."""
+
+    def __init__(self, store: Store, settings: NotifySettings, *, owner: str):
+        self.store = store
+        self.settings = settings
+        self.owner = owner
+        self.wakeup = asyncio.Event()
+        self.host, self.port = split_hostport(settings.smarthost)
+
+    def wake(self) -> None:
+        self.wakeup.set()
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        """One session for a whole batch: a new connection per mail costs about 30 %."""
+        tls = self.settings.smarthost_tls
+        client = aiosmtplib.SMTP(hostname=self.host, port=self.port,
+                                 timeout=self.settings.smtp_timeout,
+                                 local_hostname=socket.getfqdn(), use_tls=tls == "tls",
+                                 start_tls=tls == "starttls")
+        await client.connect()
+        if self.settings.smarthost_user:
+            await client.login(self.settings.smarthost_user, self.settings.smarthost_secret())
+        return client
+
+    async def _failed(self, mail: Claimed, error: str, give_up: timedelta, *,
+                      permanent: bool) -> None:
+        dead = await asyncio.to_thread(mark_failed, self.store, mail, error, give_up, permanent,
+                                       self.settings.retry_first)
+        metrics.outbox_result("dead" if dead else "failed")
+        log.warning("outbox_refused", message_id=mail.message_id, dead=dead, error=error)
+
+    async def _post_webhooks(self, hooks: list[Claimed], give_up: timedelta) -> int:
+        sent = 0
+        for hook in hooks:
+            secret = await asyncio.to_thread(_webhook_secret, self.store, hook.job_id)
+            try:
+                status = await asyncio.to_thread(post_webhook, hook.rcpt_to, hook.body,
+                                                 secret, self.settings.webhook_timeout)
+            except OSError as exc:
+                status, error = 0, str(exc)
+            else:
+                error = f"HTTP {status}"
+            if 200 <= status < 300:
+                await asyncio.to_thread(mark_sent, self.store, hook.id)
+                metrics.outbox_result("sent")
+                sent += 1
+                continue
+            permanent = 400 <= status < 500 and status not in (408, 425, 429)
+            dead = await asyncio.to_thread(mark_failed, self.store, hook, error, give_up,
+                                           permanent, self.settings.retry_first)
+            metrics.outbox_result("dead" if dead else "failed")
+            log.warning("webhook_failed", outbox_id=hook.id, status=status, dead=dead)
+        return sent
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                sent = await self.send_due()
+            except Exception:  # noqa: BLE001 - the loop must outlive any one failure
+                log.exception("outbox_loop_error")
+                sent = 0
+            if sent:
+                continue
+            self.wakeup.clear()
+            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(
+                self.wakeup.wait())]
+            await asyncio.wait(waiters, timeout=self.settings.poll_interval,
+                               return_when=asyncio.FIRST_COMPLETED)
+            for w in waiters:
+                w.cancel()
+
+    async def send_due(self, limit: int = 50) -> int:
+        lease = timedelta(seconds=max(self.settings.smtp_timeout * 2, 10))
+        claimed = await asyncio.to_thread(claim, self.store, self.owner, limit, lease)
+        if not claimed:
+            return 0
+        give_up = timedelta(seconds=self.settings.give_up)
+        hooks = [c for c in claimed if c.kind == WEBHOOK]
+        batch = [c for c in claimed if c.kind != WEBHOOK]
+        done = 0
+        if hooks:
+            done += await self._post_webhooks(hooks, give_up)
+        if not batch:
+            return done
+        try:
+            client = await self._connect()
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            log.warning("smarthost_unreachable", smarthost=self.settings.smarthost,
+                        error=str(exc), waiting=len(batch))
+            for mail in batch:
+                dead = await asyncio.to_thread(mark_failed, self.store, mail, str(exc), give_up,
+                                               False, self.settings.retry_first)
+                metrics.outbox_result("dead" if dead else "failed")
+            return done
+        sent_ids: list[int] = []
+        pending = list(batch)
+        try:
+            while pending:
+                mail = pending[0]
+                try:
+                    await client.sendmail(mail.mail_from, [mail.rcpt_to], mail.body)
+                except aiosmtplib.SMTPRecipientsRefused as exc:
+                    codes = [getattr(e, "code", 0) for e in exc.recipients]
+                    await self._failed(mail, str(exc), give_up,
+                                       permanent=all(500 <= c < 600 for c in codes))
+                    pending.pop(0)
+                    continue
+                except aiosmtplib.SMTPResponseException as exc:
+                    await self._failed(mail, str(exc), give_up,
+                                       permanent=500 <= exc.code < 600)
+                    pending.pop(0)
+                    if not client.is_connected:
+                        break
+                    continue
+                pending.pop(0)
+                sent_ids.append(mail.id)
+                log.info("outbox_sent", job_id=mail.job_id, outbox_id=mail.id,
+                         sent_message_id=mail.message_id)
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            log.warning("smarthost_failed", error=str(exc))
+        finally:
+            try:
+                await client.quit()
+            except (aiosmtplib.SMTPException, OSError):
+                client.close()
+        # One transaction marks the batch: a crash before it re-sends these mails, with the
+        # same Message-IDs (at-least-once; see docs/operator.md).
+        await asyncio.to_thread(mark_sent_many, self.store, sent_ids)
+        metrics.outbox_result("sent", len(sent_ids))
+        for mail in pending:  # the connection broke: try them again after the back-off
+            await self._failed(mail, "connection to the smarthost lost", give_up,
+                               permanent=False)
+        sent = done + len(sent_ids)
+        return sent

@@ -1,0 +1,241 @@
+"""The SMTP listener: aiosmtpd's protocol on our loop, with a thin handler that calls intake.
+
+Policy lives here, the decision in intake:
+- RCPT accepts only the gateway addresses and `<number>@<gateway domain>` (no open relay);
+- SIZE is advertised and enforced; connections, idle time and DATA time are bounded;
+- STARTTLS with the configured certificate; AUTH only after TLS, checked in memory;
+- repeated wrong passwords from one address or IP are tempfailed with growing delays;
+- DATA is answered once intake has committed; our own failures answer 451, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from mailgw.accounts import AuthCache
+from mailgw.config import SmtpSettings, split_hostport
+from mailgw.intake import Envelope as IntakeEnvelope
+from mailgw.intake import Intake
+from mailgw.throttle import Throttle
+
+log = structlog.get_logger("mailgw.smtp")
+
+MAX_RCPT = 100
+TEMPFAIL = "451 4.3.0 Internal error, please try again later"
+RELAY_DENIED = "550 5.7.1 Relaying denied: not a gateway address"
+THROTTLED = "450 4.7.1 Too many failed attempts, please try again later"
+TOO_MANY_CONNECTIONS = b"421 4.7.0 Too many connections, please try again later\r\n"
+DATA_TIMEOUT = "421 4.4.2 DATA took too long, closing the connection"
+NUL_REFUSED = "554 5.6.0 NUL characters are not allowed in mail"
+BUSY = "451 4.3.2 Too many mails arriving at once, please try again shortly"
+DATA_WAIT = 30.0
+
+
+class GatewayHandler:
+    def __init__(self, intake: Intake, *, on_accepted: Callable[[], None] | None = None,
+                 throttle: Throttle | None = None):
+        self.intake = intake
+        self.on_accepted = on_accepted
+        self.throttle = throttle or Throttle()
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, mail_options: list[str]) -> str:
+        # RFC 6531: a non-ASCII address needs the SMTPUTF8 extension.
+        if not address.isascii() and "SMTPUTF8" not in [o.upper() for o in mail_options]:
+            return "553 5.6.7 Non-ASCII address without SMTPUTF8"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 OK"
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, rcpt_options: list[str]) -> str:
+        if len(envelope.rcpt_tos) >= MAX_RCPT:
+            return "452 4.5.3 Too many recipients"
+        if self.intake.channel_of(address) is None:
+            log.info("rcpt_refused", rcpt=address[:200], peer=_ip(session))
+            return RELAY_DENIED
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if isinstance(server, GatewaySMTP):
+            server.cancel_data_timer()
+        raw = envelope.original_content or b""
+        if isinstance(raw, str):  # pragma: no cover - decode_data is off
+            raw = raw.encode("utf-8", "surrogateescape")
+        if b"\x00" in raw:
+            return NUL_REFUSED
+        keys = [_ip(session), (envelope.mail_from or "").lower() or None]
+        delay = self.throttle.delay(keys)
+        if delay is not None:
+            log.warning("throttled", peer=_ip(session), delay=delay)
+            await asyncio.sleep(delay)
+            return THROTTLED
+        env = IntakeEnvelope(mail_from=envelope.mail_from or "",
+                             rcpt_tos=tuple(envelope.rcpt_tos),
+                             auth_login=_login(session), smtputf8=bool(envelope.smtp_utf8))
+        result = await asyncio.to_thread(self.intake.handle, raw, env)
+        if result.code == 82:
+            self.throttle.failed(keys)
+        if (result.job_ids or result.proven) and self.on_accepted is not None:
+            self.on_accepted()  # a job to dispatch, or an ack waiting in the outbox
+        return result.reply
+
+    async def handle_exception(self, error: Exception) -> str:
+        log.error("smtp_internal_error", error_type=type(error).__name__, exc_info=error)
+        return TEMPFAIL
+
+
+def _ip(session: Session) -> str | None:
+    peer = getattr(session, "peer", None)
+    if isinstance(peer, tuple) and peer:
+        return str(peer[0])
+    return str(peer) if peer else None
+
+
+def _login(session: Session) -> str | None:
+    if not getattr(session, "authenticated", False):
+        return None
+    data = getattr(session, "auth_data", None)
+    return data if isinstance(data, str) else None
+
+
+class Authenticator:
+    """aiosmtpd's synchronous authenticator, answering from the in-memory AuthCache."""
+
+    def __init__(self, cache: AuthCache, throttle: Throttle):
+        self.cache = cache
+        self.throttle = throttle
+
+    def __call__(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str,
+                 auth_data: Any) -> AuthResult:
+        if not isinstance(auth_data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        login = auth_data.login.decode("utf-8", "replace")
+        keys = [_ip(session), login.lower()]
+        if self.throttle.delay(keys) is not None:
+            log.warning("auth_throttled", peer=_ip(session))
+            return AuthResult(success=False, handled=False)
+        email = self.cache.check(login, auth_data.password.decode("utf-8", "replace"))
+        if email is None:
+            self.throttle.failed(keys)
+            log.info("auth_failed", peer=_ip(session), login=login[:200])
+            return AuthResult(success=False, handled=False)
+        # Keep only the login: the password must not live on in the session.
+        return AuthResult(success=True, auth_data=email)
+
+
+class Connections:
+    """Open connections of one listener, and how many may be in DATA at once (each mail is
+    held in memory until intake has it, so this bounds the listener's memory)."""
+
+    def __init__(self, limit: int, max_data: int = 8):
+        self.limit = limit
+        self.open = 0
+        self.protocols: set[GatewaySMTP] = set()
+        self.data_slots = asyncio.Semaphore(max(max_data, 1))
+
+    def close_all(self) -> None:
+        """On shutdown: end the sessions still open (a client mid-DATA will retry)."""
+        for proto in list(self.protocols):
+            if proto.transport is not None:
+                proto.transport.close()
+
+
+class GatewaySMTP(SMTP):
+    """aiosmtpd's protocol with a connection cap and a bound on the DATA phase."""
+
+    def __init__(self, handler: GatewayHandler, *, connections: Connections,
+                 data_timeout: float, **kwargs: Any):
+        super().__init__(handler, **kwargs)
+        self.connections = connections
+        self.data_timeout = data_timeout
+        self._counted = False
+        self._data_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._original_transport is None and not self._counted:
+            if self.connections.open >= self.connections.limit:
+                log.warning("too_many_connections", limit=self.connections.limit)
+                transport.write(TOO_MANY_CONNECTIONS)  # type: ignore[attr-defined]
+                transport.close()
+                return
+            self.connections.open += 1
+            self.connections.protocols.add(self)
+            self._counted = True
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._counted:
+            self.connections.open -= 1
+            self.connections.protocols.discard(self)
+            self._counted = False
+        if self.session is None:  # refused in connection_made
+            return
+        super().connection_lost(error)
+
+    async def smtp_DATA(self, arg: str) -> None:
+        # A slot before the 354: a flood of large mails waits here instead of in memory.
+        try:
+            await asyncio.wait_for(self.connections.data_slots.acquire(), timeout=DATA_WAIT)
+        except TimeoutError:
+            await self.push(BUSY)
+            return
+        # Bound the transfer only: once the mail is in, intake runs to its commit.
+        self._data_timer = self.loop.call_later(self.data_timeout, self._data_expired)
+        try:
+            await super().smtp_DATA(arg)
+        finally:
+            self.cancel_data_timer()
+            self.connections.data_slots.release()
+
+    def cancel_data_timer(self) -> None:
+        timer = self._data_timer
+        if timer is not None:
+            timer.cancel()
+            self._data_timer = None
+
+    def _data_expired(self) -> None:
+        log.warning("data_timeout", peer=_ip(self.session) if self.session else None)
+        if self.transport is not None:
+            self.transport.write((DATA_TIMEOUT + "\r\n").encode())  # type: ignore[attr-defined]
+            self.transport.close()
+
+
+def tls_context(settings: SmtpSettings) -> ssl.SSLContext | None:
+    if not settings.tls_cert:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(settings.tls_cert, settings.tls_key)
+    return ctx
+
+
+async def start_smtp(settings: SmtpSettings, handler: GatewayHandler,
+                     auth_cache: AuthCache | None = None
+                     ) -> tuple[asyncio.Server, Connections]:
+    loop = asyncio.get_running_loop()
+    host, port = split_hostport(settings.listen)
+    context = tls_context(settings)
+    authenticator = Authenticator(auth_cache, handler.throttle) if auth_cache else None
+    auth_without_tls = settings.allow_auth_without_tls
+    connections = Connections(settings.max_connections, settings.max_concurrent_data)
+
+    def factory() -> Any:
+        return GatewaySMTP(
+            handler, connections=connections,
+            data_timeout=settings.data_timeout, data_size_limit=settings.max_message_size,
+            hostname=settings.hostname or None, timeout=settings.idle_timeout,
+            enable_SMTPUTF8=True, decode_data=False, tls_context=context,
+            authenticator=authenticator, auth_required=settings.auth_required,
+            auth_require_tls=not auth_without_tls,
+            auth_exclude_mechanism=["CRAM-MD5"], loop=loop)
+
+    server = await loop.create_server(factory, host=host, port=port)
+    return server, connections

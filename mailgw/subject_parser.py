@@ -1,0 +1,216 @@
+"""The Subject command: `[Re:|Fwd:|…] password : numbers : ref : comment : when [:]`.
+
+Pure: no I/O and no clock reads (`now` is a parameter), so every rule is table-tested
+against `../shared/corpus/subjects.tsv`. Parsing never fails; it fills a `Command` as far
+as the text allows, and `decide` turns that into the reply code, in the design's order
+(88, 89, 82, 84, 85, then cancel / deferred / now) so a sender without the right
+password learns nothing about numbers, groups or dates.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from mailgw.recipients import parse_number_list
+
+# Characters, not bytes: the byte cap (`max_subject_bytes`) is enforced by intake; this
+# only bounds the work a hostile Subject can cause here.
+MAX_SUBJECT_CHARS = 32 * 1024
+# A deferred time this far in the past still sends (now): the user was just slow.
+GRACE = timedelta(minutes=15)
+
+PREFIXES: tuple[str, ...] = (
+    "Re", "Fwd", "Fw", "TR", "AW", "WG", "SV", "R", "I", "RIF",
+    "Ответ", "Отв", "回复", "Antw",
+)  # fmt: skip
+
+# One prefix, with an optional `[2]` counter and a ':' (or the full-width '：' that CJK
+# clients write). Longest first so 'Fwd' is not read as 'Fw' + 'd'.
+_PREFIX = re.compile(
+    r"\s*(?:"
+    + "|".join(re.escape(p) for p in sorted(PREFIXES, key=len, reverse=True))
+    + r")\s*(?:\[\d{1,6}\])?\s*[:：]",
+    re.IGNORECASE,
+)
+# C0/C1 controls (CR, LF, TAB, NUL …) become spaces: an unfolded Subject has none, and a
+# stray CR/LF echoed into a reply header would be a header injection.
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Lone surrogates (surrogateescape'd bytes) cannot be encoded for the store or a reply.
+_SURROGATES = re.compile(r"[\ud800-\udfff]")
+_WHITESPACE = re.compile(r"\s+")
+_DATE_LIKE = re.compile(r"([0-9]{8,16})([sS]?)")
+
+
+@dataclass(frozen=True)
+class Command:
+    """What the Subject asked for, filled in as parsed whatever the reply code will be."""
+
+    password: str = field(repr=False)  # '' when empty; never logged
+    numbers: tuple[str, ...]
+    invalid_numbers: tuple[str, ...]
+    groups: tuple[str, ...]
+    ref: str | None
+    comment: str | None
+    when_local: datetime | None  # naive wall time as written; None if absent or rejected
+    when_utc: datetime | None  # aware UTC; None if absent, rejected or within the grace
+    cancel: bool
+    when_error: bool  # a when-field is present but malformed, impossible or too old
+    duplicates: int = 0  # numbers given twice in the Subject (dialled once)
+
+    @property
+    def password_given(self) -> bool:
+        return bool(self.password)
+
+
+class SubjectError(Exception):
+    """A Subject that cannot be served; `code` is the reply code (see mailgw.codes)."""
+
+    def __init__(self, code: int, command: Command | None = None, message: str = "") -> None:
+        super().__init__(message or f"subject refused with code {code}")
+        self.code = code
+        self.command = command
+
+
+def strip_prefixes(subject: str) -> str:
+    """Drop reply/forward prefixes, repeatedly; they end in ':' like a field would."""
+    pos = 0
+    while (match := _PREFIX.match(subject, pos)) is not None:
+        pos = match.end()
+    return subject[pos:]
+
+
+def _clean(subject: str | bytes | None) -> str:
+    if subject is None:
+        return ""
+    if isinstance(subject, bytes | bytearray):
+        subject = bytes(subject[: MAX_SUBJECT_CHARS * 4]).decode("utf-8", "replace")
+    elif not isinstance(subject, str):
+        return ""
+    subject = subject[:MAX_SUBJECT_CHARS]
+    subject = _CONTROLS.sub(" ", subject)
+    return _SURROGATES.sub("\ufffd", subject)
+
+
+@dataclass(frozen=True)
+class _When:
+    local: datetime | None
+    utc: datetime | None
+    cancel: bool
+    error: bool
+
+
+def _parse_when(text: str, zone: ZoneInfo, now: datetime) -> _When | None:
+    """Read a when-field, or None when the field is not date-like (then it is comment)."""
+    match = _DATE_LIKE.fullmatch(_WHITESPACE.sub("", text))
+    if match is None:
+        return None
+    digits, cancel = match.group(1), bool(match.group(2))
+    rejected = _When(None, None, cancel, True)
+    if len(digits) != 12:  # a mistyped date must never become an immediate send
+        return rejected
+    hh, mi, dd, mo, yyyy = (int(digits[i:j]) for i, j in ((0, 2), (2, 4), (4, 6), (6, 8), (8, 12)))
+    try:
+        local = datetime(yyyy, mo, dd, hh, mi)
+        aware = local.replace(tzinfo=zone, fold=0)  # DST overlap: the first occurrence
+        utc = aware.astimezone(UTC)
+        if utc.astimezone(zone).replace(tzinfo=None) != local:  # DST gap: never shown
+            return rejected
+    except (ValueError, OverflowError):  # 31 Feb, 25:00, minute 60, year 0 …
+        return rejected
+    if utc < now - GRACE:
+        return rejected
+    if utc <= now:
+        return _When(local, None, cancel, False)
+    return _When(local, utc, cancel, False)
+
+
+def parse_subject(subject: str | None, *, region: str, tz: str, now: datetime) -> Command:
+    """Parse a decoded, unfolded Subject into a Command; never raises on any Subject.
+
+    `region` reads national numbers, `tz` (IANA name) reads the when-field, and `now`
+    (aware) places it: more than 15 minutes past is an error, up to 15 minutes past
+    sends now. An unknown `tz` or a naive `now` is a caller bug and raises ValueError.
+    """
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be an aware datetime")
+    try:
+        zone = ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {tz!r}") from exc
+
+    fields = strip_prefixes(_clean(subject)).split(":")
+    password = fields[0].strip()
+    listed = parse_number_list(fields[1], region) if len(fields) > 1 else None
+    ref = (fields[2].strip() or None) if len(fields) > 2 else None
+
+    # `when` is only the last non-empty field, and only from the 4th field on: password,
+    # numbers and ref are claimed from the left first.
+    end = len(fields)
+    while end > 3 and not fields[end - 1].strip():
+        end -= 1
+    when = _parse_when(fields[end - 1], zone, now) if end > 3 else None
+    if when is not None:
+        end -= 1
+    comment = ":".join(fields[3:end]).strip() or None
+
+    return Command(
+        password=password,
+        numbers=listed.numbers if listed else (),
+        invalid_numbers=listed.invalid if listed else (),
+        groups=listed.groups if listed else (),
+        ref=ref,
+        comment=comment,
+        when_local=when.local if when else None,
+        when_utc=when.utc if when else None,
+        cancel=when.cancel if when else False,
+        when_error=when.error if when else False,
+        duplicates=listed.duplicates if listed else 0,
+    )
+
+
+def decide(
+    cmd: Command, *, password_ok: bool, extra_numbers: int = 0, cancel_matches: bool = True
+) -> int:
+    """The reply code for `cmd`; syntax first, then the password, then what it reveals.
+
+    `extra_numbers` counts valid numbers from other sources (the address, an attached
+    list); `cancel_matches` says whether a deferred job matches a cancel request.
+    """
+    if not cmd.password:
+        return 88
+    if not (cmd.numbers or cmd.invalid_numbers or cmd.groups or extra_numbers > 0):
+        return 89
+    if not password_ok:
+        return 82
+    if not (cmd.numbers or cmd.groups or extra_numbers > 0):
+        return 84
+    if cmd.when_error:
+        return 85
+    if cmd.cancel:
+        return 95 if cancel_matches else 96
+    if cmd.when_utc is not None:
+        return 81
+    return 80
+
+
+def masked_subject(subject: str | None) -> str | None:
+    """The Subject with its password field replaced, for storage, acks and notices.
+
+    The password is never echoed or stored in clear; the rest stays as the user wrote it.
+    """
+    if subject is None:
+        return None
+    text = _clean(subject)
+    body = strip_prefixes(text)
+    head = text[: len(text) - len(body)]
+    password, sep, rest = body.partition(":")
+    if not sep:
+        return text  # no command: nothing that is surely a password
+    if not password.strip():
+        return text
+    lead = password[: len(password) - len(password.lstrip())]
+    trail = password[len(password.rstrip()):]
+    return f"{head}{lead}•••{trail}{sep}{rest}"

@@ -1,0 +1,59 @@
+"""A throttle on repeated wrong passwords, per sender address and per client IP.
+
+Past `limit` failures in `window` seconds a key is tempfailed, with a delay that grows
+with each further failure (a tarpit), so guessing a gateway password is slow and visible.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+
+
+class Throttle:
+    def __init__(self, limit: int = 5, window: float = 600.0, base_delay: float = 1.0,
+                 max_delay: float = 30.0, clock: Callable[[], float] = time.monotonic,
+                 max_keys: int = 100_000):
+        self.limit = limit
+        self.window = window
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.clock = clock
+        self.max_keys = max_keys
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, key: str, now: float) -> deque[float]:
+        q = self._failures.get(key)
+        if q is None:
+            return deque()
+        while q and q[0] <= now - self.window:
+            q.popleft()
+        if not q:
+            del self._failures[key]
+        return q
+
+    def failed(self, keys: Iterable[str | None]) -> None:
+        now = self.clock()
+        with self._lock:
+            if len(self._failures) >= self.max_keys:  # bounded memory under a flood
+                for key in list(self._failures)[: self.max_keys // 10]:
+                    del self._failures[key]
+            for k in keys:
+                if k:
+                    self._recent(k, now)
+                    self._failures.setdefault(k, deque()).append(now)
+
+    def delay(self, keys: Iterable[str | None]) -> float | None:
+        """None when every key may try again; else how long to hold the tempfail."""
+        now = self.clock()
+        worst = 0
+        with self._lock:
+            for key in keys:
+                if key:
+                    worst = max(worst, len(self._recent(key, now)))
+        if worst < self.limit:
+            return None
+        return min(self.base_delay * 2 ** (worst - self.limit), self.max_delay)

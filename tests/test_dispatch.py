@@ -1,0 +1,147 @@
+"""Dispatch through the whole app: cancel (scheduled and in flight), retry, sending window,
+one call at a time per number, credits settled at the outcome."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+
+from mailgw import accounts
+from mailgw.dispatch import queries
+from mailgw.notify.messages import notice_on_final
+from mailgw.notify.render import Renderer
+from mailgw.samples import make_pdf
+from mailgw.store import Account, Attempt, Delivery, Job
+from tests.conftest import PASSWORD, SENDER, fax_message, wait_until
+from tests.test_cli import mailgw
+from tests.test_end_to_end import send
+
+
+def on_final(app):  # type: ignore[no-untyped-def]
+    s = app.settings
+    return notice_on_final(s, Renderer(from_address=s.notify.from_address,
+                                       domain=s.gateway.domain))
+
+
+def delivery(app, number: str) -> Delivery:  # type: ignore[no-untyped-def]
+    with app.store.read() as s:
+        d = s.scalar(select(Delivery).where(Delivery.number == number))
+        assert d is not None
+        return d
+
+
+def test_cancel_a_call_in_flight(make_app, sink) -> None:
+    # 98 = slow: ten times a normal call; time_scale makes it last ~20 s unless cancelled
+    app = make_app(drivers={"simulator": {"time_scale": 0.05}}, dispatch={"lease_seconds": "3s"})
+    app.add_account()
+    assert send(app.port, fax_message(f"{PASSWORD}:0170709998", make_pdf([["x"]])))
+    wait_until(lambda: delivery(app, "+33170709998").state == "sending", what="the call")
+    job_id = delivery(app, "+33170709998").job_id
+    report = queries.cancel_job(app.store, job_id, on_final(app))
+    assert report is not None and report.requested == 1
+    notice = sink.wait_for(lambda ms: any(m["X-Mailgw-Kind"] == "notice" for m in ms), 15,
+                           "the cancelled notice")
+    (n,) = [m for m in notice if m["X-Mailgw-Kind"] == "notice"]
+    assert n["X-Mailgw-State"] == "cancelled" and n["Subject"].startswith("Cancelled")
+    with app.store.read() as s:
+        (attempt,) = s.scalars(select(Attempt)).all()
+        assert attempt.result == "cancelled"
+        job = s.get(Job, job_id)
+        assert job is not None and job.state == "cancelled" and job.outcome == "delivered_none"
+
+
+def test_deferred_job_cancelled_by_subject_and_by_cli(make_app, sink, tmp_path: Path) -> None:
+    app = make_app()
+    app.add_account()
+    when = (datetime.now(ZoneInfo("Europe/Paris")) + timedelta(days=2)).strftime("%H%M%d%m%Y")
+    pdf = make_pdf([["x"]])
+    first = send(app.port, fax_message(f"{PASSWORD}:0170709901:R1::{when}", pdf))
+    second = send(app.port, fax_message(f"{PASSWORD}:0170709902:R2::{when}", pdf))
+    assert first.startswith("250 2.0.0 [81]") and second.startswith("250 2.0.0 [81]")
+    cancel = send(app.port, fax_message(f"{PASSWORD}:0170709901:::{when}s", None))
+    assert cancel.startswith("250 2.0.0 [95]"), cancel
+    acks = sink.wait_for(lambda ms: any(m["X-Mailgw-Code"] == "95" for m in ms), what="95")
+    ack95 = next(m for m in acks if m["X-Mailgw-Code"] == "95")
+    job1 = delivery(app, "+33170709901").job_id
+    assert ack95["X-Mailgw-Job"] == str(job1)
+    assert delivery(app, "+33170709901").state == "cancelled"
+    assert delivery(app, "+33170709902").state == "scheduled"
+    nothing = fax_message(f"{PASSWORD}:0170709903:::{when}s", None)
+    try:
+        send(app.port, nothing)
+        raise AssertionError("a cancel that matches nothing must be refused")
+    except Exception as exc:  # smtplib.SMTPDataError
+        assert "[96]" in str(exc)
+    cfg = tmp_path / "cli.toml"
+    cfg.write_text(f'[store]\nurl = "{app.settings.store.url}"\n')
+    job2 = delivery(app, "+33170709902").job_id
+    r = mailgw("jobs", "cancel", str(job2), "--config", str(cfg))
+    assert r.returncode == 0 and "1 cancelled" in r.stdout, r.stdout + r.stderr
+    assert delivery(app, "+33170709902").state == "cancelled"
+    assert mailgw("jobs", "cancel", str(job2), "--config", str(cfg)).returncode == 1
+
+
+def test_retry_queues_failed_deliveries_again_with_a_new_notice(make_app, sink) -> None:
+    app = make_app(dispatch={"retry": {"max_attempts": 1}})
+    app.add_account(credits=10)
+    assert send(app.port, fax_message(f"{PASSWORD}:0170709994", make_pdf([["x"], ["y"]])))
+    sink.wait_for(lambda ms: any(m["X-Mailgw-State"] == "failed" for m in ms), what="failed")
+    d = delivery(app, "+33170709994")
+    with app.store.read() as s:
+        acc = s.scalar(select(Account))
+        assert acc is not None and acc.credits == 10  # nothing reached anyone: refunded
+    assert queries.retry_job(app.store, d.job_id) == 1
+    app.app.dispatcher.wake()  # type: ignore[union-attr]
+    sink.wait_for(lambda ms: len([m for m in ms if m["X-Mailgw-State"] == "failed"]) == 2,
+                  what="a second failed notice after the retry")
+    with app.store.read() as s:
+        assert len(s.scalars(select(Attempt)).all()) == 2
+        acc = s.scalar(select(Account))
+        assert acc is not None and acc.credits == 10
+
+
+def test_credits_are_settled_at_the_outcome(make_app, sink) -> None:
+    app = make_app(dispatch={"retry": {"max_attempts": 2}})
+    app.add_account(credits=10)
+    pdf = make_pdf([["a"], ["b"]])
+    # 96: 1 of 2 pages reach the far end; 97: not in service. Reserved 4, used 1.
+    assert send(app.port, fax_message(f"{PASSWORD}:0170709996,0170709997", pdf))
+    sink.wait_for(lambda ms: len([m for m in ms if m["X-Mailgw-Kind"] == "notice"]) == 2,
+                  what="two notices")
+    with app.store.read() as s:
+        acc = s.scalar(select(Account))
+        assert acc is not None and acc.credits == 9
+
+
+def test_sending_window_holds_deliveries(make_app, sink) -> None:
+    app = make_app()
+    app.add_account()
+    paris = datetime.now(ZoneInfo("Europe/Paris"))
+    tomorrow = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"][(paris.weekday() + 1) % 7]
+    with app.store.tx() as s:
+        accounts.update_account(s, SENDER, window=f"08:00-20:00 {tomorrow}")
+    assert send(app.port, fax_message(f"{PASSWORD}:0170709901", make_pdf([["x"]])))
+    wait_until(lambda: delivery(app, "+33170709901").next_attempt_at > datetime.now(
+        ZoneInfo("UTC")) + timedelta(hours=1), what="the delivery pushed to the window")
+    d = delivery(app, "+33170709901")
+    assert d.state == "queued" and d.attempts == 0
+    opening = d.next_attempt_at.astimezone(ZoneInfo("Europe/Paris"))
+    assert opening.strftime("%H:%M") == "08:00" and opening.date() > paris.date()
+
+
+def test_one_call_at_a_time_to_the_same_number(make_app, sink) -> None:
+    app = make_app(drivers={"simulator": {"time_scale": 0.01, "lines": 4}})
+    app.add_account()
+    pdf = make_pdf([["x"]])
+    for _ in range(3):
+        assert send(app.port, fax_message(f"{PASSWORD}:0170709955", pdf))
+    sink.wait_for(lambda ms: len([m for m in ms if m["X-Mailgw-Kind"] == "notice"]) == 3,
+                  30, "three notices")
+    with app.store.read() as s:
+        spans = sorted((a.started_at, a.ended_at) for a in s.scalars(select(Attempt)))
+    assert len(spans) == 3
+    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+        assert start >= end, spans  # never two calls to +33170709955 at once

@@ -1,0 +1,214 @@
+"""Intake through the real SMTP listener: recipients from every source, documents, details
+in the account's language, exactly-once answers, header safety, and the whole corpus."""
+
+from __future__ import annotations
+
+import json
+import smtplib
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from mailgw import groups
+from mailgw.samples import make_pdf
+from mailgw.store import Account, Delivery, Job, ProcessedMessage
+from tests.conftest import PASSWORD, SENDER, fax_message
+from tests.test_end_to_end import crlf, send
+
+
+@pytest.fixture(params=["sqlite"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'intake.db'}"
+
+
+def ack_of(sink, n: int = 1) -> EmailMessage:  # type: ignore[no-untyped-def]
+    acks = sink.wait_for(lambda ms: len([m for m in ms if m["X-Mailgw-Kind"] == "ack"]) >= n,
+                         what=f"{n} ack(s)")
+    return [m for m in acks if m["X-Mailgw-Kind"] == "ack"][n - 1]
+
+
+def text(msg: EmailMessage) -> str:
+    return msg.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+
+
+def test_numbers_from_subject_list_and_csv(make_app, sink) -> None:
+    app = make_app()
+    app.add_account()
+    msg = fax_message(f"{PASSWORD}:0170709901, 0170709901:REF", make_pdf([["x"]]))
+    msg.add_attachment(b"0612345678\n0170709901;abc\n+44 20 7946 0958\n", maintype="text",
+                       subtype="plain", filename="numbers.txt")
+    msg.add_attachment("NOM;FAX;VILLE\nDupont;01 70 70 99 02;Paris\nMartin;nope;Lyon\n"
+                       .encode("cp1252"), maintype="text", subtype="csv", filename="list.csv")
+    assert send(app.port, msg).startswith("250 2.0.0 [80]")
+    body = text(ack_of(sink))
+    assert "+33 1 70 70 99 01" in body and "+44 20 7946 0958" in body
+    assert "abc" in body and "nope" in body  # invalid ones are listed
+    assert "Duplicates (sent once): 2" in body
+    assert "numbers.txt" in body and "list.csv" in body
+    with app.store.read() as s:
+        numbers = {d.number: d.columns for d in s.scalars(select(Delivery))}
+    assert set(numbers) == {"+33170709901", "+33612345678", "+442079460958", "+33170709902"}
+    assert json.loads(numbers["+33170709902"] or "{}") == {"NOM": "Dupont", "VILLE": "Paris"}
+
+
+def test_contact_groups(make_app, sink) -> None:
+    app = make_app()
+    app.add_account()
+    with app.store.tx() as s:
+        groups.add_numbers(s, SENDER, "clients", ["0170709903", "0170709904", "xyz"])
+    pdf = make_pdf([["x"]])
+    assert send(app.port, fax_message(f"{PASSWORD}:@clients", pdf)).startswith("250 2.0.0 [80]")
+    with pytest.raises(smtplib.SMTPDataError) as err:
+        send(app.port, fax_message(f"{PASSWORD}:@nobody,0170709901", pdf))
+    assert b"[86]" in err.value.smtp_error and b"@nobody" in err.value.smtp_error
+    with app.store.read() as s:
+        assert sorted(d.number for d in s.scalars(select(Delivery))) == [
+            "+33170709903", "+33170709904"]
+
+
+def test_refusal_details_in_the_accounts_language(make_app, sink, corpus: Path) -> None:
+    app = make_app()
+    app.add_account(lang="fr")
+    app.add_account("ivan@example.ru", PASSWORD, lang="ru", region="RU", tz="Europe/Moscow")
+    encrypted = (corpus / "pdfs" / "encrypted-rc4-user-password-test.pdf").read_bytes()
+    with pytest.raises(smtplib.SMTPDataError) as fr:
+        send(app.port, fax_message(f"{PASSWORD}:0170709901", encrypted))
+    assert b"[93] Document inutilisable" in fr.value.smtp_error
+    assert b"protege par un mot de passe" in fr.value.smtp_error  # ASCII without SMTPUTF8
+    assert "protégé par un mot de passe" in text(ack_of(sink))
+    with pytest.raises(smtplib.SMTPDataError) as ru:
+        send(app.port, fax_message(f"{PASSWORD}:+33170709901", encrypted,
+                                   sender="ivan@example.ru"))
+    assert b"[93] Document not usable" in ru.value.smtp_error  # Cyrillic cannot be folded
+    ack_ru = ack_of(sink, 2)
+    assert "защищён паролем" in text(ack_ru) and ack_ru["Subject"].startswith("[93]")
+
+
+def test_word_file_named_pdf_and_truncated_pdf(make_app, sink) -> None:
+    app = make_app()
+    app.add_account()
+    word = fax_message(f"{PASSWORD}:0170709901", None)
+    word.add_attachment(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 600, maintype="application",
+                        subtype="pdf", filename="contrat.pdf")
+    with pytest.raises(smtplib.SMTPDataError) as err:
+        send(app.port, word)
+    assert b"[93]" in err.value.smtp_error and b"contrat.pdf is not a PDF" in err.value.smtp_error
+    truncated = make_pdf([["x"], ["y"]])[:300]
+    with pytest.raises(smtplib.SMTPDataError) as err2:
+        send(app.port, fax_message(f"{PASSWORD}:0170709901", truncated))
+    assert b"[93]" in err2.value.smtp_error and b"damaged or truncated" in err2.value.smtp_error
+
+
+def test_several_pdfs_become_one_fax_and_other_files_are_ignored(make_app, sink,
+                                                               corpus: Path) -> None:
+    app = make_app()
+    app.add_account()
+    msg = fax_message(f"{PASSWORD}:0170709901", make_pdf([["one"]]))
+    msg.add_attachment((corpus / "pdfs" / "multipage-4-pages-pdflatex-outline.pdf").read_bytes(),
+                       maintype="application", subtype="octet-stream", filename="annexe.bin")
+    msg.add_attachment(b"PK\x03\x04 not really", maintype="application",
+                       subtype="vnd.openxmlformats-officedocument.wordprocessingml.document",
+                       filename="notes.docx")
+    assert send(app.port, msg).startswith("250 2.0.0 [80]")
+    body = text(ack_of(sink))
+    assert "Pages: 5" in body and "notes.docx" in body and "Attachments ignored" in body
+    with app.store.read() as s:
+        job = s.scalar(select(Job))
+        assert job is not None and job.pages == 5
+
+
+def test_credits_are_reserved_and_never_negative(make_app, sink) -> None:
+    app = make_app()
+    app.add_account(credits=3)
+    pdf = make_pdf([["a"], ["b"]])
+    assert send(app.port, fax_message(f"{PASSWORD}:0170709901", pdf)).startswith("250")
+    with pytest.raises(smtplib.SMTPDataError) as err:
+        send(app.port, fax_message(f"{PASSWORD}:0170709902", pdf))
+    assert b"[83]" in err.value.smtp_error
+    with app.store.read() as s:
+        account = s.scalar(select(Account))
+        assert account is not None and account.credits == 1
+
+
+def test_user_text_never_reaches_a_header_unescaped(make_app, sink) -> None:
+    app = make_app()
+    app.add_account()
+    msg = fax_message("placeholder", make_pdf([["x"]]))
+    del msg["Subject"]
+    # An encoded word can carry CR/LF once decoded: it must not become a header.
+    msg["Subject"] = (f"=?utf-8?q?{PASSWORD}:0170709901:R:caf=C3=A9=0D=0ABcc:_victim@example.org"
+                      "=0D=0A=0D=0Ainjected?=")
+    assert send(app.port, msg).startswith("250")
+    ack = ack_of(sink)
+    assert ack["Bcc"] is None
+    assert "\n" not in ack["Subject"] and "café" in ack["Subject"]
+    raw_headers = ack.as_string().split("\n\n", 1)[0]
+    assert "\nBcc:" not in raw_headers
+    assert PASSWORD not in ack.as_string()
+
+
+def test_no_message_id_is_still_exactly_once(make_app, sink) -> None:
+    app = make_app()
+    app.add_account()
+    msg = fax_message(f"{PASSWORD}:0170709901", make_pdf([["x"]]))
+    del msg["Message-ID"]
+    first, second = send(app.port, msg), send(app.port, msg)
+    assert first == second
+    with app.store.read() as s:
+        assert s.scalar(select(func.count()).select_from(Job)) == 1
+        key = s.scalar(select(ProcessedMessage.message_id))
+        assert key is not None and key.startswith("sha256:")
+
+
+def test_reply_lost_after_commit_the_retry_makes_no_second_job(make_app, sink,
+                                                               monkeypatch) -> None:
+    """The server commits, then the connection dies before the 250 (a crash between commit
+    and reply); the sending MTA retries the same mail: one job, one ack, the same answer."""
+    from mailgw import smtp_server
+
+    app = make_app()
+    app.add_account()
+    dropped: list[str] = []
+    original_push = smtp_server.GatewaySMTP.push
+
+    async def push(self, status):  # type: ignore[no-untyped-def]
+        if isinstance(status, str) and status.startswith("250 2.0.0 [") and not dropped:
+            dropped.append(status)  # committed; the process "dies" before answering
+            self.transport.abort()
+            return
+        await original_push(self, status)
+
+    monkeypatch.setattr(smtp_server.GatewaySMTP, "push", push)
+    msg = fax_message(f"{PASSWORD}:0170709901", make_pdf([["x"]]))
+    with pytest.raises((smtplib.SMTPServerDisconnected, ConnectionError)):
+        send(app.port, msg)
+    retry = send(app.port, msg)
+    assert retry.startswith("250 2.0.0 [80]") and retry == dropped[0]
+    sink.wait_for(lambda ms: any(m["X-Mailgw-Kind"] == "notice" for m in ms), what="notice")
+    assert len(sink.kinds("ack")) == 1
+    with app.store.read() as s:
+        assert s.scalar(select(func.count()).select_from(Job)) == 1
+
+
+def test_every_corpus_mail_gets_an_answer_and_never_a_crash(make_app, sink,
+                                                          corpus: Path) -> None:
+    app = make_app(limits={"auth_failures": 1000})  # 55 unknown senders from one IP
+    app.add_account()
+    codes = {}
+    for path in sorted((corpus / "emails").glob("*.eml")):
+        raw = path.read_bytes()
+        with smtplib.SMTP("127.0.0.1", app.port, timeout=30) as client:
+            client.ehlo()
+            client.mail(SENDER)
+            client.rcpt("fax@gw.example.org")
+            code, reply = client.data(crlf(raw))
+        codes[path.name] = code
+        assert code == 250 or 500 <= code < 600, (path.name, code, reply)
+    expected = json.loads((corpus / "expected.json").read_text())
+    for entry in expected:
+        if entry["is_auto_reply"]:
+            assert codes[entry["file"]] == 250, entry["file"]  # accepted and dropped
+    with smtplib.SMTP("127.0.0.1", app.port, timeout=10) as client:
+        assert client.noop()[0] == 250  # still serving
