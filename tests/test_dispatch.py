@@ -3,6 +3,7 @@ one call at a time per number, credits settled at the outcome."""
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -145,3 +146,57 @@ def test_one_call_at_a_time_to_the_same_number(make_app, sink) -> None:
     assert len(spans) == 3
     for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
         assert start >= end, spans  # never two calls to +33170709955 at once
+
+
+def test_account_retry_policy_overrides_the_config(make_app, sink) -> None:
+    """`account set --retry max_attempts=1`: 90 (busy once, then delivered) now fails after
+    its one busy call, where [dispatch.retry] alone would have retried and delivered."""
+    app = make_app(dispatch={"retry": {"max_attempts": 3, "busy": "1s"}})
+    app.add_account()
+    with app.store.tx() as s:
+        accounts.update_account(s, SENDER, retry="max_attempts=1")
+    assert send(app.port, fax_message(f"{PASSWORD}:0170709990", make_pdf([["x"]])))
+    sink.wait_for(lambda ms: any(m["X-Mailgw-Kind"] == "notice" for m in ms), 20, "a notice")
+    d = delivery(app, "+33170709990")
+    with app.store.read() as s:
+        results = [a.result for a in s.scalars(select(Attempt).order_by(Attempt.id))]
+    assert (d.state, results) == ("failed", ["busy"])
+    # back to the config's policy: the same number is retried after the busy call
+    with app.store.tx() as s:
+        accounts.update_account(s, SENDER, retry="default")
+    assert queries.retry_job(app.store, d.job_id) == 1
+    app.app.dispatcher.wake()  # type: ignore[union-attr]
+    wait_until(lambda: delivery(app, "+33170709990").state == "delivered", 20,
+               "the retried delivery")
+
+
+def test_cancel_mid_fax_keeps_the_pages_already_sent(make_app, sink) -> None:
+    """A cancel reaches the driver's call; the driver's answer (pages confirmed before the
+    hang-up) is what gets recorded and told, not a blank "cancelled"."""
+    # 98 = slow: 3 pages take (15 + 3 x 30) x 10 x 0.02 = 21 s; connect 3 s, 6 s a page
+    app = make_app(drivers={"simulator": {"time_scale": 0.02}}, dispatch={"lease_seconds": "3s"})
+    app.add_account()
+    assert send(app.port, fax_message(f"{PASSWORD}:0170709998", make_pdf([["a"], ["b"], ["c"]])))
+    wait_until(lambda: delivery(app, "+33170709998").state == "sending", what="the call")
+    time.sleep(10)  # connect and the first page are through
+    report = queries.cancel_job(app.store, delivery(app, "+33170709998").job_id, on_final(app))
+    assert report is not None and report.requested == 1
+    mails = sink.wait_for(lambda ms: any(m["X-Mailgw-Kind"] == "notice" for m in ms), 30,
+                          "the cancelled notice")
+    (n,) = [m for m in mails if m["X-Mailgw-Kind"] == "notice"]
+    with app.store.read() as s:
+        (attempt,) = s.scalars(select(Attempt)).all()
+        d = s.scalars(select(Delivery)).one()
+    assert attempt.result == "cancelled" and 1 <= attempt.pages_sent <= 2
+    assert (d.state, d.pages_sent) == ("cancelled", attempt.pages_sent)
+    text = n.get_body(preferencelist=("plain",)).get_content()
+    assert n["X-Mailgw-State"] == "cancelled" and f"{d.pages_sent}/3" in text
+
+
+def test_simulated_cancel_counts_the_confirmed_pages() -> None:
+    from mailgw.dispatch.drivers.base import CallRequest
+    from mailgw.dispatch.drivers.simulator import cancelled, outcome
+
+    full = outcome(CallRequest(1, 1, "fax", "+33170709901", "k", pages_total=3))
+    assert [cancelled(full, t).pages_sent for t in (10, 44, 46, 76, 200)] == [0, 0, 1, 2, 3]
+    assert cancelled(full, 10).csid is None and cancelled(full, 46).csid == full.csid

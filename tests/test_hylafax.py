@@ -140,6 +140,8 @@ def test_qfile_and_session_log_parsing() -> None:
     assert (facts.state, facts.pages_sent, facts.csi, facts.commid) == (
         7, 1, "+1 555 0100 REMOTE", "000000008")
     assert facts.tts == 1795461042
+    silent = parse_qfile(9, "state:7\nnpages:1\ntotpages:1\ncsi:<UNSPECIFIED>\n")
+    assert silent.csi == ""  # the far end gave no CSID: the notice says "not reported"
     session = ("Nov 23 19:10:41.01: [1]: SESSION BEGIN\n"
                "Nov 23 19:10:41.50: [1]: <-- [16:ATDT15550100001\\r]\n"
                "Nov 23 19:11:02.75: [1]: <-- [5:ATH0\\r]\n")
@@ -299,6 +301,36 @@ def test_a_replaced_call_adopts_the_existing_job(fax: HylafaxEnv) -> None:
     repeat = call(fax, again)
     assert (repeat.result, jobid(repeat), repeat.csid) == ("delivered", crashed, CSID)
     assert len(calls_to(fax, "709906")) == 1
+
+
+def test_shutdown_leaves_the_fax_on_the_line_and_the_next_start_adopts_it(
+        fax: HylafaxEnv) -> None:
+    """`mailgw serve` stopping mid-fax (drain → detach → cancel) does not JKILL the job:
+    faxq finishes it, and the next start, placing the same call under the same key (the
+    lease was handed back without counting an attempt), reports it. One call on the line."""
+    assert fax.modem is not None
+    fax.modem.set_modes({"709909": {"mode": "hold", "csid": CSID}})
+    (fax.base / "release").unlink(missing_ok=True)
+    req = request("+33170709909")
+
+    async def stopping() -> None:
+        driver = HylafaxDriver(settings(fax))
+        task = asyncio.create_task(driver.place_call(req))
+        await asyncio.to_thread(wait_until, lambda: _holding(fax, "709909"), 60,
+                                "the call to reach its last page")
+        driver.detach()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    try:
+        asyncio.run(stopping())
+        (fax.base / "release").touch()
+        result = call(fax, req)  # the next process
+    finally:
+        (fax.base / "release").unlink(missing_ok=True)
+    assert (result.result, result.pages_sent, result.csid) == ("delivered", 3, CSID), result
+    assert [c["result"] for c in calls_to(fax, "709909")] == ["ok"]  # never dialled twice
 
 
 def driver_tag(req: CallRequest) -> str:

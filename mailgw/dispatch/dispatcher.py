@@ -9,15 +9,17 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+from datetime import datetime
 
 import structlog
 
 from mailgw import metrics, voice
-from mailgw.config import Settings
+from mailgw.config import RetrySettings, Settings
 from mailgw.dispatch import queries
 from mailgw.dispatch.drivers.base import CANCELLED, CallRequest, CallResult, Driver
 from mailgw.dispatch.drivers.base import TIMEOUT as RESULT_TIMEOUT
 from mailgw.dispatch.pacing import TokenBucket
+from mailgw.dispatch.states import with_overrides
 from mailgw.notify.messages import notice_on_final
 from mailgw.notify.render import Renderer
 from mailgw.store import Store, utcnow
@@ -40,6 +42,7 @@ class Dispatcher:
         self.on_outbox = on_outbox
         self.on_final = notice_on_final(settings, renderer)
         self.cancelling: set[int] = set()
+        self.calls: dict[int, asyncio.Future[CallResult]] = {}  # the driver's, by delivery
         # ended calls waiting to be recorded together (one transaction for a batch)
         self.to_record: list[tuple[queries.Finished, asyncio.Future[str | None]]] = []
         self.recorder: asyncio.Task[None] | None = None
@@ -102,6 +105,9 @@ class Dispatcher:
         if self.inflight:
             await asyncio.wait(list(self.inflight.values()), timeout=grace)
         left = list(self.inflight)
+        detach = getattr(self.driver, "detach", None)
+        if left and detach is not None:  # a driver that can leave calls running says so
+            detach()
         for task in list(self.inflight.values()):
             task.cancel()
         if left:
@@ -139,36 +145,68 @@ class Dispatcher:
         elif c.channel == "voice":  # the converted sound (WAV) and the call options
             document, options = await asyncio.to_thread(voice.load_call, self.store, c.job_id)
         request = CallRequest(delivery_id=c.delivery_id, attempt=c.attempt, channel=c.channel,
-                              number=c.number, idempotency_key=f"d{c.delivery_id}-a{c.attempt}",
+                              number=c.number, idempotency_key=c.idempotency_key,
                               document=document, pages_total=c.pages_total,
                               first_page=c.first_page, sound_seconds=c.sound_seconds,
                               options=options)
         started = utcnow()
         bound.info("call_started", driver=self.driver.name, first_page=c.first_page)
-        kill = self.settings.dispatch.retry.kill_time
-        try:
-            result = await asyncio.wait_for(self.driver.place_call(request), timeout=kill)
-        except TimeoutError:
-            result = CallResult(RESULT_TIMEOUT, retryable=True, error_text="the call timed out")
-        except asyncio.CancelledError:
-            if c.delivery_id not in self.cancelling:
-                raise  # shutdown: drain() hands the lease back
-            # an operator cancelled this delivery while its call was in flight
-            result = CallResult(CANCELLED, duration=(utcnow() - started).total_seconds(),
-                                error_text="cancelled during the call")
-        except Exception as exc:  # noqa: BLE001 - a driver bug is a failed call, not a crash
-            bound.exception("driver_error")
-            result = CallResult("provider_error", retryable=True,
-                                error_text=f"driver error: {type(exc).__name__}")
+        result = await self._place(c, request, started)
+        if result is None:
+            raise asyncio.CancelledError  # shutdown: drain() hands the lease back
         ended = utcnow()
         state = await self._record(queries.Finished(
-            c, result, started, ended, voice.retry_policy(self.settings.dispatch.retry, options)))
+            c, result, started, ended, self._policy(c, options)))
         bound.info("call_ended", result=result.result, pages_sent=result.pages_sent,
                    csid=result.csid, state=state)
         self.cancelling.discard(c.delivery_id)
         metrics.attempt_ended(result.result, (ended - started).total_seconds())
         if state is not None and self.on_outbox is not None:
             self.on_outbox.set()
+
+    async def _place(self, c: queries.Claim, request: CallRequest, started: datetime
+                     ) -> CallResult | None:
+        """The driver's call, as its own task: an operator's cancel cancels that task, and a
+        driver that answers the cancel with what it had done (pages sent before the hang-up)
+        is heard; `asyncio.wait_for` would drop that answer. None: we are shutting down."""
+        if c.delivery_id in self.cancelling:  # cancelled before the call was placed
+            return CallResult(CANCELLED, error_text="cancelled before the call")
+        call = asyncio.ensure_future(self.driver.place_call(request))
+        self.calls[c.delivery_id] = call
+        try:
+            done, _ = await asyncio.wait({call}, timeout=self.settings.dispatch.retry.kill_time)
+            if not done:
+                call.cancel()
+                await asyncio.wait({call})
+                if not call.cancelled() and call.exception() is None:
+                    return call.result()
+                return CallResult(RESULT_TIMEOUT, retryable=True,
+                                  error_text="the call timed out")
+            return call.result()
+        except asyncio.CancelledError:
+            if not call.done():  # we are the one cancelled: shutdown
+                call.cancel()
+                return None
+            if c.delivery_id not in self.cancelling:
+                return None
+            # an operator cancelled this delivery and the driver just stopped
+            return CallResult(CANCELLED, duration=(utcnow() - started).total_seconds(),
+                              error_text="cancelled during the call")
+        except Exception as exc:  # noqa: BLE001 - a driver bug is a failed call, not a crash
+            log.exception("driver_error", delivery_id=c.delivery_id)
+            return CallResult("provider_error", retryable=True,
+                              error_text=f"driver error: {type(exc).__name__}")
+        finally:
+            self.calls.pop(c.delivery_id, None)
+
+    def _policy(self, c: queries.Claim, options: dict[str, str]) -> RetrySettings:
+        """[dispatch.retry], then the account's overrides, then the mail's `retries:`."""
+        policy = self.settings.dispatch.retry
+        try:
+            policy = with_overrides(policy, c.retry_policy)
+        except (ValueError, TypeError, AttributeError):  # checked when set: falls back
+            log.warning("retry_policy_ignored", delivery_id=c.delivery_id)
+        return voice.retry_policy(policy, options)
 
     async def _record(self, item: queries.Finished) -> str | None:
         """Record an ended call; calls ending within a few ms share one transaction."""
@@ -221,11 +259,12 @@ class Dispatcher:
                 log.exception("heartbeat_failed")
                 continue
             for delivery_id in cancel:
-                task = self.inflight.get(delivery_id)
-                if task is not None and delivery_id not in self.cancelling:
+                if delivery_id in self.inflight and delivery_id not in self.cancelling:
                     log.info("call_cancel_requested", delivery_id=delivery_id)
                     self.cancelling.add(delivery_id)
-                    task.cancel()
+                    call = self.calls.get(delivery_id)
+                    if call is not None:
+                        call.cancel()
 
     async def _reap_loop(self, stop: asyncio.Event) -> None:
         every = max(self.lease / 2, 0.1)

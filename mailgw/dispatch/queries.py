@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from hashlib import sha256
 from typing import Any
 
 from sqlalchemy import CTE, Integer, and_, bindparam, func, or_, select, text, union_all, update
@@ -39,6 +40,16 @@ class Claim:
     first_page: int
     sound_seconds: float | None
     message_id: str | None = None  # of the mail that made the job, for the logs
+    retry_policy: str | None = None  # the account's overrides of [dispatch.retry]
+    job_created: datetime | None = None  # with the ids, makes the call's key unique per store
+
+    @property
+    def idempotency_key(self) -> str:
+        """The same for a call placed again after a crash (the reaper keeps the attempt
+        number), different across stores: a reset database or a second mailgw sharing one
+        HylaFAX or provider account never adopts another's call for its delivery 1."""
+        seed = f"{self.job_id}|{self.message_id or ''}|{self.job_created or ''}"
+        return f"d{self.delivery_id}-a{self.attempt}-{sha256(seed.encode()).hexdigest()[:8]}"
 
 
 def notify_queue(s: Session) -> None:
@@ -67,7 +78,8 @@ def _due(state: str, now: Any, n: Any, pg: bool) -> CTE:
     ix_delivery_due (state, next_attempt_at), so the claim never sorts the whole queue."""
     q = (select(Delivery.id, Delivery.next_attempt_at, Delivery.number, Delivery.job_id,
                 Job.channel, Job.duration, Job.message_id, Job.state.label("job_state"),
-                Account.send_window, Account.tz)
+                Job.created_at.label("job_created"), Account.send_window, Account.tz,
+                Account.retry_policy)
          .join(Job, Job.id == Delivery.job_id).join(Account, Account.id == Job.account_id)
          .where(Delivery.state == state, Delivery.next_attempt_at <= now)
          .order_by(Delivery.next_attempt_at, Delivery.id).limit(n))
@@ -143,7 +155,8 @@ def claim(store: Store, owner: str, limit: int, lease_seconds: float) -> list[Cl
                       .values(state="active").execution_options(synchronize_session=False))
         return [Claim(r.id, r.job_id, r.channel, r.number, held[r.id].attempts,
                       held[r.id].pages_total, held[r.id].pages_sent + 1, r.duration,
-                      r.message_id) for r in chosen if r.id in held]
+                      r.message_id, r.retry_policy, r.job_created)
+                for r in chosen if r.id in held]
 
 
 def load_document(store: Store, job_id: int) -> bytes | None:
@@ -167,7 +180,12 @@ def heartbeat(store: Store, owner: str, ids: list[int], lease_seconds: float
 
 
 def reap(store: Store) -> int:
-    """Give deliveries whose worker died (lease expired) back to the queue."""
+    """Give deliveries whose worker died (lease expired) back to the queue.
+
+    The attempt is not counted: the next claim places the same call again under the same
+    idempotency key, so a driver that can find it (HylaFAX's JOBINFO tag, Sinch's label)
+    follows the call already on the line instead of dialling a second time. A delivery
+    that kills its worker every time still ends at the kill time (`expired`)."""
     now = utcnow()
     with store.tx() as s:
         result = s.execute(update(Delivery)
@@ -175,7 +193,7 @@ def reap(store: Store) -> int:
                                   or_(Delivery.lease_expires_at.is_(None),
                                       Delivery.lease_expires_at < now))
                            .values(state=states.QUEUED, lease_owner=None, lease_expires_at=None,
-                                   next_attempt_at=now))
+                                   next_attempt_at=now, attempts=Delivery.attempts - 1))
         if result.rowcount:  # type: ignore[attr-defined]
             notify_queue(s)
         return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -12,7 +12,8 @@ One call = one HylaFAX job:
   follow JOB n / JPARM STATE until DONE or FAILED, then RETR doneq/qN: pages sent
          (npages - nskip), the far end's CSID (csi:), the status; the session log
          log/c<commid> gives the time on the line;
-  cancel on CancelledError: JKILL (the job ends FAILED "Job aborted by request").
+  cancel on CancelledError: JKILL (the job ends FAILED "Job aborted by request"), unless
+           the daemon is stopping (detach()): then the job stays with faxq and is adopted.
 
 Retries: with retry_owner = "mailgw" (the default) the job gets MAXDIALS=1/MAXTRIES=1, so
 HylaFAX dials exactly once per attempt and mailgw's [dispatch.retry] classes decide what
@@ -103,7 +104,7 @@ def parse_qfile(jobid: int, text: str) -> JobFacts:
 
     return JobFacts(jobid, num("state"), values.get("status", ""),
                     values.get("statuscode", ""), num("npages"), num("nskip"),
-                    num("totpages"), values.get("csi", ""), values.get("commid", ""),
+                    num("totpages"), _csid(values.get("csi", "")), values.get("commid", ""),
                     num("tts"))
 
 
@@ -112,6 +113,12 @@ def lasttime(seconds: float) -> str:
     minutes = max(int(math.ceil(seconds / 60)), 1)
     days, rest = divmod(minutes, 1440)
     return f"{min(days, 99):02d}{rest // 60:02d}{rest % 60:02d}"
+
+
+def _csid(value: str) -> str:
+    """HylaFAX writes `<UNSPECIFIED>` when the far end sent no CSI: that is "not reported"."""
+    value = value.strip()
+    return "" if value.upper() in ("<UNSPECIFIED>", "UNSPECIFIED") else value
 
 
 def classify(reason: str, pages: int, csid: str) -> tuple[str, bool]:
@@ -177,6 +184,12 @@ class HylafaxDriver:
             text = Path(settings.password_file).read_text(encoding="utf-8")
             self.password = text.splitlines()[0].strip() if text else ""
         self.mailgw_retries = settings.retry_owner == "mailgw"
+        self.detached = False  # shutting down: leave jobs on the line for the next start
+
+    def detach(self) -> None:
+        """Called by the dispatcher before it hands its calls back on shutdown: a fax half
+        sent is left to faxq, and the next start adopts it by its tag (same key)."""
+        self.detached = True
 
     # -- the protocol (blocking: runs in worker threads) -------------------------------
     @contextlib.contextmanager
@@ -347,6 +360,9 @@ class HylafaxDriver:
         try:
             return await self._follow(jobid, started, bound)
         except asyncio.CancelledError:
+            if self.detached:
+                bound.info("hylafax_job_left_running", jobid=jobid)
+                raise
             bound.info("hylafax_job_kill", jobid=jobid)
             return await self._cancelled(jobid, started)
 

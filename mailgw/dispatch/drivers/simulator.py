@@ -19,6 +19,7 @@ ending is a drop, except 95 (no voicemail box), 97, 98 and 99 as above.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import replace
 
 import phonenumbers
@@ -27,6 +28,7 @@ from mailgw import voice as voicelib
 from mailgw.config import SimulatorSettings
 from mailgw.dispatch.drivers.base import (
     BUSY,
+    CANCELLED,
     DELIVERED,
     LINE_DROPPED,
     NO_ANSWER,
@@ -176,5 +178,25 @@ class SimulatorDriver:
 
     async def place_call(self, request: CallRequest) -> CallResult:
         result = outcome(request)
-        await asyncio.sleep(result.duration * self.time_scale)
+        started = time.monotonic()
+        try:
+            await asyncio.sleep(result.duration * self.time_scale)
+        except asyncio.CancelledError:  # an operator's cancel: say what had gone through
+            return cancelled(result, (time.monotonic() - started) / (self.time_scale or 1.0))
         return result
+
+
+def cancelled(result: CallResult, elapsed: float) -> CallResult:
+    """The call hung up `elapsed` simulated seconds in: the pages whose time had passed were
+    delivered (a fax machine keeps every page it confirmed)."""
+    pages = 0
+    if result.pages_sent and result.duration > 0:
+        scale = result.duration / (CONNECT + SECONDS_PER_PAGE * result.pages_sent)
+        on_pages = elapsed / scale - CONNECT
+        pages = min(result.pages_sent, max(0, int(on_pages // SECONDS_PER_PAGE)))
+    text = "cancelled during the call"
+    if pages:
+        text += f" ({pages} page{'s' if pages > 1 else ''} sent before)"
+    return CallResult(CANCELLED, pages_sent=pages, duration=elapsed,
+                      provider_ref=result.provider_ref, csid=result.csid if pages else None,
+                      error_text=text)
