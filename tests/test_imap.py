@@ -293,6 +293,7 @@ url = "sqlite:///{tmp_path / 'imap.db'}"
 [notify]
 smarthost = "127.0.0.1:{sink.port}"
 poll_interval = "100ms"
+smtp_timeout = "3s"  # the ack's outbox lease (2 x this, at least 10 s) if the kill hits a send
 [dispatch]
 poll_interval = "100ms"
 [drivers.simulator]
