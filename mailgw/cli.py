@@ -172,6 +172,14 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = db.add_subparsers(dest="db_command", metavar="ACTION")
     dsub.required = True
     dsub.add_parser("upgrade", parents=[common], help="run the migrations")
+    p = dsub.add_parser("purge", parents=[common], help="delete finished jobs, their documents "
+                        "and old mail records (data retention)")
+    p.add_argument("--older-than", default="90d", metavar="AGE",
+                   help="finished jobs, sent notices, idempotency keys and provider events "
+                   "older than this go (default 90d; e.g. 30d, 12h)")
+    p.add_argument("--documents-older-than", default="7d", metavar="AGE",
+                   help="the faxes and sounds of finished jobs go sooner (default 7d)")
+    p.add_argument("--dry-run", action="store_true", help="count, change nothing")
 
     p = sub.add_parser("status", parents=[common], help="the queue and the outbox at a glance")
     p.add_argument("--json", action="store_true")
@@ -244,6 +252,8 @@ def _store(settings: config.Settings, migrate: bool = True) -> Any:
 def cmd_db(args: argparse.Namespace, settings: config.Settings) -> int:
     from mailgw.progress import Progress
 
+    if args.db_command == "purge":
+        return _purge(args, settings)
     store = _store(settings, migrate=False)
     before = store.current_revision()
     with Progress("migrating the store") as progress:
@@ -251,6 +261,26 @@ def cmd_db(args: argparse.Namespace, settings: config.Settings) -> int:
         progress.advance()
     after = store.current_revision()
     print(f"database at revision {after}" + ("" if before == after else f" (was {before})"))
+    return EXIT_OK
+
+
+def _purge(args: argparse.Namespace, settings: config.Settings) -> int:
+    from mailgw import retention
+    from mailgw.progress import Progress
+
+    try:
+        days = config.parse_duration(args.older_than) / 86400
+        documents = config.parse_duration(args.documents_older_than) / 86400
+        retention.cutoffs(datetime.now(UTC), days, documents)
+    except ValueError as exc:
+        print(f"mailgw: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    store = _store(settings)
+    with Progress("purging finished jobs") as progress:
+        report = retention.purge(store, days, documents, dry_run=args.dry_run,
+                                 on_chunk=progress.advance)
+    for line in report.lines():
+        print(line)
     return EXIT_OK
 
 
@@ -367,6 +397,10 @@ def cmd_jobs(args: argparse.Namespace, settings: config.Settings) -> int:
               f"asked to stop, {report.untouched} already final")
         return EXIT_OK if report.cancelled or report.requested else EXIT_REFUSED
     if args.jobs_command == "retry":
+        if views.document_purged(store, args.id):
+            print(f"mailgw: job {args.id}: its document was purged (db purge); send the mail "
+                  "again", file=sys.stderr)
+            return EXIT_REFUSED
         try:
             count = queries.retry_job(store, args.id)
         except queries.RetryRefused as exc:

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from mailgw.store import Account, Delivery, Job
+from mailgw.store import Account, Delivery, Job, Store
 
 FINAL = ("delivered", "partial", "failed", "cancelled", "expired")
 
@@ -82,3 +82,12 @@ def status(s: Session) -> dict[str, Any]:
         "outbox_oldest_age_seconds": round((now - oldest_mail).total_seconds(), 1)
         if oldest_mail else 0, "outbox_dead": dead,
     }
+
+
+def document_purged(store: Store, job_id: int) -> bool:
+    """A fax job whose PDF `db purge` dropped cannot be sent again (a voice job may name a
+    library message, so only jobs that had a document of their own count)."""
+    with store.read() as s:
+        row = s.execute(select(Job.document_name, Job.document.is_(None))
+                        .where(Job.id == job_id)).first()
+    return bool(row and row[0] and row[1])

@@ -38,7 +38,8 @@ def _units_for_test(tmp_path: Path) -> Path:
     """The units with ExecStart pointing at this venv's mailgw (verify checks it exists)."""
     mailgw = BIN / "mailgw"
     need(mailgw.is_file(), f"{mailgw} not installed (pip install -e .)")
-    for name in ("mailgw.service", "mailgw@.service"):
+    for name in ("mailgw.service", "mailgw@.service", "mailgw-purge.service",
+                 "mailgw-purge.timer"):
         text = (UNITS / name).read_text(encoding="utf-8")
         (tmp_path / name).write_text(text.replace("/opt/mailgw/venv/bin/mailgw", str(mailgw)),
                                      encoding="utf-8")
@@ -80,7 +81,8 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
     tool = shutil.which("systemd-analyze")
     need(tool is not None, "systemd-analyze not installed (apt-get install systemd)")
     units = _units_for_test(tmp_path)
-    for unit in ("mailgw.service", "mailgw@smtp.service", "mailgw@dispatch.service"):
+    for unit in ("mailgw.service", "mailgw@smtp.service", "mailgw@dispatch.service",
+                 "mailgw-purge.service", "mailgw-purge.timer"):
         run = subprocess.run([str(tool), "verify", "--man=no", f"./{unit}"], cwd=units,
                              capture_output=True, text=True, timeout=60)
         # verify exits 0 on unknown keys too: any line about our file is a finding.
