@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -237,7 +238,9 @@ def test_hundred_mails_waiting_are_each_processed_once(
     dovecot.append_many(mails)
     assert dovecot.count("INBOX") == n
     app = imap_app(box(dovecot), roles=("imap",))
+    started = time.monotonic()
     wait_until(lambda: dovecot.count("Done") == n, 300, "all 100 mails in Done")
+    print(f"IMAP: {n} waiting mails -> {n} jobs in {time.monotonic() - started:.1f} s")
     assert dovecot.count("INBOX") == 0 and dovecot.count("Rejected") == 0
     assert count(app.store, Job) == n and count(app.store, ProcessedMessage) == n
     seen = logs.events("imap_message")
@@ -257,12 +260,16 @@ def test_dovecot_killed_during_idle_reconnects_and_reads_what_came_meanwhile(
     wait_until(lambda: dovecot.count("Done") == 1, 30, "the first mail")
     wait_until(lambda: _last_imap_event(logs) == "imap_idle", 30, "the poller to be in IDLE")
     dovecot.kill()  # SIGKILL to the whole group: the IDLE connection drops at once
+    killed = time.monotonic()
     wait_until(lambda: logs.events("imap_error"), 30, "the poller to notice")
     assert "IDLE" in logs.events("imap_error")[0]["reason"]
     dovecot.start()  # same port, same mail store
+    back = time.monotonic()
     dovecot.append_many([fax_message(f"{PASSWORD}:0170709901", pdf).as_bytes()
                          for _ in range(3)])
     wait_until(lambda: len(logs.events("imap_connected")) == 2, 60, "the reconnection")
+    print(f"IMAP: Dovecot down {back - killed:.1f} s, reconnected "
+          f"{time.monotonic() - back:.1f} s after it was back")
     wait_until(lambda: dovecot.count("Done") == 4, 30, "the mails that came meanwhile")
     assert dovecot.count("INBOX") == 0
     assert count(app.store, Job) == 4
