@@ -8,9 +8,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 import phonenumbers
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from mailgw.codes import is_accepted, sentence
@@ -21,6 +22,7 @@ from mailgw.store.models import Account, Attempt, Delivery, Job
 from mailgw.voice import describe as describe_voice
 
 
+@lru_cache(maxsize=4096)
 def international(number: str) -> str:
     try:
         return phonenumbers.format_number(phonenumbers.parse(number),
@@ -184,6 +186,9 @@ def webhook_event(event: str, job: Job, delivery: Delivery | None) -> bytes:
 
 
 FINAL_STATES = ("delivered", "partial", "failed", "cancelled", "expired")
+# Built once: building a statement costs more Python than running it on a small table.
+_ATTEMPTS = (select(Attempt).where(Attempt.delivery_id == bindparam("delivery_id"))
+             .order_by(Attempt.id))
 
 
 def _progress_sent(s: Session, job_id: int) -> bool:
@@ -218,17 +223,29 @@ def notice_on_final(settings: Settings, renderer: Renderer
                             to=to)
         enqueue(s, mail, return_path=settings.notify.return_path, job_id=job.id)
 
+    def account_of(s: Session, job: Job) -> Account:
+        # The session's identity map holds objects weakly: without a strong reference the
+        # account would be read again for every notice of a batch.
+        accounts: dict[int, Account] = s.info.setdefault("mailgw.notify.accounts", {})
+        account = accounts.get(job.account_id)
+        if account is None:
+            account = s.get(Account, job.account_id)
+            assert account is not None
+            accounts[job.account_id] = account
+        return account
+
     def on_final(s: Session, job: Job, delivery: Delivery) -> None:
-        account = s.get(Account, job.account_id)
-        assert account is not None
+        account = account_of(s, job)
         to = account.notice_address or job.sender
         on = settings.notify.on
         hook(s, account, "delivery.final", job, delivery)
         job_done = job.outcome != "in_progress"
         if job_done:
             hook(s, account, "job.final", job, None)
-        total = s.scalar(select(func.count()).select_from(Delivery)
-                         .where(Delivery.job_id == job.id)) or 0
+        total = 0  # deliveries of the job: only counted when a rule needs the number
+        if settings.notify.summary_from > 0 or (on == "summary" and not job_done):
+            total = s.scalar(select(func.count()).select_from(Delivery)
+                             .where(Delivery.job_id == job.id)) or 0
         big = 0 < settings.notify.summary_from <= total
         if on == "summary" or big:
             # One mail per job (a campaign of thousands of numbers must not send thousands
@@ -243,8 +260,12 @@ def notice_on_final(settings: Settings, renderer: Renderer
             return
         if on == "failures" and delivery.state == "delivered":
             return
-        attempts = list(s.scalars(select(Attempt).where(Attempt.delivery_id == delivery.id)
-                                  .order_by(Attempt.id)))
+        if any(isinstance(o, Attempt) for o in s.new):
+            s.flush()  # an attempt added in this transaction must be read back
+        with s.no_autoflush:
+            # No flush per notice: the outbox rows of a batch go in at commit, in one
+            # multi-row INSERT, instead of one INSERT each before every SELECT.
+            attempts = list(s.scalars(_ATTEMPTS, {"delivery_id": delivery.id}))
         mail = notice_mail(renderer, job, delivery, attempts, account,
                            base_url=settings.notify.base_url, to=to)
         enqueue(s, mail, return_path=settings.notify.return_path, job_id=job.id,

@@ -89,9 +89,13 @@ class Claimed:
 
 
 def claim(store: Store, owner: str, limit: int, lease: timedelta) -> list[Claimed]:
+    """Lease up to `limit` due rows: one SELECT (the stored bytes included, so no read per
+    row) and one UPDATE for the whole batch, in one transaction."""
     now = utcnow()
     with store.tx() as s:
-        q = (select(OutboxMail)
+        q = (select(OutboxMail.id, OutboxMail.kind, OutboxMail.job_id, OutboxMail.mail_from,
+                    OutboxMail.rcpt_to, OutboxMail.message_id, OutboxMail.body,
+                    OutboxMail.tries, OutboxMail.created_at)
              .where(OutboxMail.sent_at.is_(None), OutboxMail.dead_at.is_(None),
                     OutboxMail.next_attempt_at <= now,
                     or_(OutboxMail.lease_expires_at.is_(None),
@@ -99,11 +103,12 @@ def claim(store: Store, owner: str, limit: int, lease: timedelta) -> list[Claime
              .order_by(OutboxMail.next_attempt_at).limit(limit))
         if store.is_postgres:
             q = q.with_for_update(skip_locked=True)
-        rows = list(s.scalars(q))
-        for row in rows:
-            row.lease_owner, row.lease_expires_at = owner, now + lease
-        return [Claimed(r.id, r.kind, r.job_id, r.mail_from, r.rcpt_to, r.message_id, r.body,
-                        r.tries, r.created_at) for r in rows]
+        rows = [Claimed(*row) for row in s.execute(q)]
+        if rows:
+            s.execute(update(OutboxMail).where(OutboxMail.id.in_([r.id for r in rows]))
+                      .values(lease_owner=owner, lease_expires_at=now + lease)
+                      .execution_options(synchronize_session=False))
+        return rows
 
 
 def mark_sent(store: Store, mail_id: int) -> None:
@@ -134,7 +139,11 @@ def mark_failed(store: Store, mail: Claimed, error: str, give_up: timedelta,
 
 
 class OutboxSender:
-    """Sends due outbox rows to the smarthost, one SMTP session per batch."""
+    """Sends due outbox rows to the smarthost on one SMTP session, kept open while there is
+    mail to send (checked with NOOP before each batch) and closed after `KEEP_IDLE` seconds
+    without any."""
+
+    KEEP_IDLE = 10.0  # seconds an idle session stays open
 
     def __init__(self, store: Store, settings: NotifySettings, *, owner: str):
         self.store = store
@@ -142,12 +151,42 @@ class OutboxSender:
         self.owner = owner
         self.wakeup = asyncio.Event()
         self.host, self.port = split_hostport(settings.smarthost)
+        self._client: aiosmtplib.SMTP | None = None
+        self._last_used = 0.0
 
     def wake(self) -> None:
         self.wakeup.set()
 
+    async def _session(self) -> aiosmtplib.SMTP:
+        """The open session if the smarthost still answers on it, else a new one."""
+        client, self._client = self._client, None
+        if client is not None:
+            if client.is_connected:
+                try:
+                    await client.noop()
+                except (aiosmtplib.SMTPException, OSError):
+                    client.close()
+                else:
+                    self._client = client
+                    return client
+            else:
+                client.close()
+        client = await self._connect()
+        self._client = client
+        return client
+
+    async def close(self) -> None:
+        """QUIT the open session, if any."""
+        client, self._client = self._client, None
+        if client is None:
+            return
+        try:
+            await asyncio.wait_for(client.quit(), timeout=5)
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            client.close()
+
     async def _connect(self) -> aiosmtplib.SMTP:
-        """One session for a whole batch: a new connection per mail costs about 30 %."""
+        """One session for many mails: a new connection per mail costs about 30 %."""
         tls = self.settings.smarthost_tls
         client = aiosmtplib.SMTP(hostname=self.host, port=self.port,
                                  timeout=self.settings.smtp_timeout,
@@ -189,21 +228,27 @@ class OutboxSender:
         return sent
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                sent = await self.send_due()
-            except Exception:  # noqa: BLE001 - the loop must outlive any one failure
-                log.exception("outbox_loop_error")
-                sent = 0
-            if sent:
-                continue
-            self.wakeup.clear()
-            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(
-                self.wakeup.wait())]
-            await asyncio.wait(waiters, timeout=self.settings.poll_interval,
-                               return_when=asyncio.FIRST_COMPLETED)
-            for w in waiters:
-                w.cancel()
+        try:
+            while not stop.is_set():
+                try:
+                    sent = await self.send_due()
+                except Exception:  # noqa: BLE001 - the loop must outlive any one failure
+                    log.exception("outbox_loop_error")
+                    sent = 0
+                if sent:
+                    continue
+                if self._client is not None and (
+                        time.monotonic() - self._last_used >= self.KEEP_IDLE):
+                    await self.close()
+                self.wakeup.clear()
+                waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(
+                    self.wakeup.wait())]
+                await asyncio.wait(waiters, timeout=self.settings.poll_interval,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                for w in waiters:
+                    w.cancel()
+        finally:
+            await self.close()
 
     async def send_due(self, limit: int = 50) -> int:
         lease = timedelta(seconds=max(self.settings.smtp_timeout * 2, 10))
@@ -219,7 +264,7 @@ class OutboxSender:
         if not batch:
             return done
         try:
-            client = await self._connect()
+            client = await self._session()
         except (aiosmtplib.SMTPException, OSError) as exc:
             log.warning("smarthost_unreachable", smarthost=self.settings.smarthost,
                         error=str(exc), waiting=len(batch))
@@ -254,11 +299,21 @@ class OutboxSender:
                          sent_message_id=mail.message_id)
         except (aiosmtplib.SMTPException, OSError) as exc:
             log.warning("smarthost_failed", error=str(exc))
-        finally:
+            self._client = None
+            client.close()
+        except BaseException:
+            # Cancelled (shutdown) or a bug mid-batch: drop the session, and still mark what
+            # the smarthost took, so that only the mail in flight can be sent twice.
+            self._client = None
+            client.close()
             try:
-                await client.quit()
-            except (aiosmtplib.SMTPException, OSError):
-                client.close()
+                mark_sent_many(self.store, sent_ids)
+            except Exception:  # noqa: BLE001 - keep the first error; leases expire anyway
+                log.exception("outbox_mark_failed", waiting=len(sent_ids))
+            raise
+        self._last_used = time.monotonic()
+        if self._client is not None and not client.is_connected:
+            self._client = None
         # One transaction marks the batch: a crash before it re-sends these mails, with the
         # same Message-IDs (at-least-once; see docs/operator.md).
         await asyncio.to_thread(mark_sent_many, self.store, sent_ids)
