@@ -465,3 +465,56 @@ def test_the_sender_reuses_its_session_and_reconnects_after_a_drop(tmp_path: Pat
     store.dispose()
     assert len(rows) == 125 and all(r.sent_at and r.tries == 0 for r in rows)
     assert len({m for _, _, m in first.mails + second.mails}) == 125  # each sent once
+
+
+def test_sent_marks_commit_while_sending_and_retry_a_failed_commit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Marks go to the store while the next mails are sent: a crash re-sends only the mails
+    since the last commit. A failed commit is tried again with the next one."""
+    from mailgw import config
+    from mailgw.app import prepare_store
+    from mailgw.notify import outbox
+
+    store = prepare_store(config.load(search=False, environ={}, overrides={
+        "store": {"url": f"sqlite:///{tmp_path / 'marks.db'}"}}))
+    with store.tx() as s:
+        ids = []
+        for i in range(4):
+            row = OutboxMail(kind="notice", mail_from="", rcpt_to="a@example.com",
+                             message_id=f"<m{i}@gw.example.org>", body=b"x",
+                             next_attempt_at=utcnow())
+            s.add(row)
+            s.flush()
+            ids.append(row.id)
+    commits: list[list[int]] = []
+    hold = threading.Event()
+    real = outbox.mark_sent_many
+
+    def marking(store_: Store, batch: list[int]) -> None:
+        commits.append(list(batch))
+        if len(commits) == 1:
+            hold.wait(10)  # the first commit is slow: the next mails are sent meanwhile
+        if len(commits) == 2:
+            raise RuntimeError("store briefly down")
+        real(store_, batch)
+
+    monkeypatch.setattr(outbox, "mark_sent_many", marking)
+
+    async def scenario() -> outbox.SentMarks:
+        marks = outbox.SentMarks(store)
+        marks.add(ids[0])  # a commit starts at once
+        await asyncio.sleep(0.05)
+        marks.add(ids[1])
+        marks.add(ids[2])  # waiting behind the first commit
+        hold.set()
+        await asyncio.sleep(0.2)
+        marks.add(ids[3])  # the second commit (ids 1, 2) failed: they go with this one
+        await marks.flush()
+        return marks
+
+    marks = asyncio.run(scenario())
+    assert commits == [[ids[0]], [ids[1], ids[2]], [ids[1], ids[2], ids[3]]]
+    assert marks.count == 4
+    with store.read() as s:
+        assert s.scalar(select(func.count()).where(OutboxMail.sent_at.is_(None))) == 0
+    store.dispose()
