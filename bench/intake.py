@@ -12,10 +12,10 @@ on 127.0.0.1:
 Server CPU is utime+stime of the target and all its descendants (sandbox workers and
 their forks) from /proc, before and after. Results are ratios against `raw` measured in the
 same run. Then: the sandbox's added milliseconds per PDF (vs. parsing in-process, and vs.
-the old one-interpreter-per-document design), peak RSS with 50 concurrent 10 MB mails, and
-where intake's time goes (in-process, per step).
+the old one-interpreter-per-document design), peak RSS with 50 concurrent 10 MB mails (also
+with `max_concurrent_data = 4`), and where intake's time goes (in-process, per step).
 
-    .venv/bin/python bench/intake.py --quick        # about 2 minutes
+    .venv/bin/python bench/intake.py --quick        # a few minutes
     .venv/bin/python bench/intake.py                # more messages, 3 rounds (median)
 """
 
@@ -167,10 +167,13 @@ class Target:
     def command(self) -> list[str]:
         raise NotImplementedError
 
+    def env(self) -> dict[str, str] | None:
+        return None
+
     def start(self) -> None:
         self.log = open(self.workdir / f"{self.name}.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(self.command(), stdout=self.log, stderr=self.log,
-                                     cwd=self.workdir)
+                                     cwd=self.workdir, env=self.env())
         wait_port(self.port, self.proc)
 
     def stop(self) -> None:
@@ -204,7 +207,7 @@ class Sink(Target):
 
 class Mailgw(Target):
     name = "mailgw"
-    light_hash = False
+    smtp_extra = ""  # more [smtp] lines
 
     def __init__(self, workdir: Path) -> None:
         super().__init__(workdir)
@@ -212,20 +215,15 @@ class Mailgw(Target):
         self.config = workdir / f"{self.name}.toml"
         self.config.write_text(
             f'[smtp]\nlisten = "127.0.0.1:{self.port}"\nhostname = "bench.invalid"\n'
+            f'{self.smtp_extra}'
             f'[store]\nurl = "sqlite:///{self.db}"\n'
             f'[notify]\nsmarthost = "127.0.0.1:9"\n'
             f'[serve]\nroles = ["smtp"]\n[log]\nlevel = "info"\nformat = "json"\n')
         add = subprocess.run(self.cli("account", "add", SENDER, "--password-stdin"),
                              input=PASSWORD + "\n", capture_output=True, text=True,
-                             check=False)
+                             env=self.env(), check=False)
         if add.returncode != 0:
             raise RuntimeError(f"mailgw account add failed: {add.stderr.strip()}")
-        if self.light_hash:
-            from argon2 import PasswordHasher
-
-            light = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-            with sqlite3.connect(self.db) as db:
-                db.execute("update account set password_hash = ?", (light.hash(PASSWORD),))
 
     def cli(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "mailgw", "--config", str(self.config), *args]
@@ -238,15 +236,24 @@ class Mailgw(Target):
             return int(db.execute("select count(*) from job").fetchone()[0])
 
 
-class MailgwLightHash(Mailgw):
-    """mailgw with the account's argon2 hash made cheap (1 MiB, t=1, p=1; about 1 ms).
+class MailgwBase(Mailgw):
+    """mailgw from another checkout (`--baseline DIR`), measured in the same run."""
 
-    argon2 verify reads its parameters from the stored hash, so this shows what intake
-    costs once a verified password is remembered (the SMTP AUTH path already does that).
-    """
+    name = "mailgw-base"
+    checkout = ""
 
-    name = "mailgw-lighthash"
-    light_hash = True
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "PYTHONPATH": self.checkout}
+
+    def cli(self, *args: str) -> list[str]:
+        return [sys.executable, "-P", "-m", "mailgw", "--config", str(self.config), *args]
+
+
+class MailgwData4(Mailgw):
+    """mailgw with `[smtp] max_concurrent_data = 4` (default 8): memory phase only."""
+
+    name = "mailgw-data4"
+    smtp_extra = "max_concurrent_data = 4\n"
 
 
 # -- the load -------------------------------------------------------------------------------
@@ -264,13 +271,15 @@ def smtp_source(port: int, mail_file: Path, count: int, sessions: int) -> float:
     return elapsed
 
 
-def smtp_source_each(port: int, files: list[Path], sessions: int) -> float:
+def smtp_source_each(port: int, files: list[Path], sessions: int,
+                     deferred: list[str] | None = None) -> float:
     """One `smtp-source -m 1` per file, `sessions` at a time; the elapsed seconds.
 
     smtp-source sends its -F file unchanged every time, and mailgw rightly answers a
     repeated mail from its idempotency row (Message-ID, else a hash of the bytes) without
     committing again. Distinct mails need one file each, hence one smtp-source each: the
     server sees exactly what `smtp-source -m N -s S` shows it (a connection per mail).
+    With `deferred`, a 4xx answer (the sending MTA would retry) is noted there, not fatal.
     """
     lock = threading.Lock()
     todo = list(reversed(files))
@@ -288,7 +297,10 @@ def smtp_source_each(port: int, files: list[Path], sessions: int) -> float:
                 capture_output=True, text=True, timeout=600, check=False)
             if run.returncode != 0:
                 with lock:
-                    errors.append(run.stderr.strip()[:500])
+                    if deferred is not None and ": 4" in run.stderr:
+                        deferred.append(run.stderr.strip()[:500])
+                    else:
+                        errors.append(run.stderr.strip()[:500])
 
     threads = [threading.Thread(target=session) for _ in range(sessions)]
     start = time.perf_counter()
@@ -460,17 +472,22 @@ def memory(targets: list[Target], mails: Mails, concurrent: int) -> list[dict[st
     rows = []
     for target in targets:
         files = mails.distinct(concurrent)
+        deferred: list[str] = []
+        jobs_before = target.jobs()
         with peak_rss(target.pid) as peak:
-            elapsed = smtp_source_each(target.port, files, concurrent)
+            elapsed = smtp_source_each(target.port, files, concurrent, deferred)
         mails.clean(files)
-        row = {"target": target.name, "mails": concurrent,
+        jobs_after = target.jobs()
+        row = {"target": target.name, "mails": concurrent, "deferred": len(deferred),
+               "jobs": None if jobs_before is None or jobs_after is None
+               else jobs_after - jobs_before,
                "mail_bytes": mails.same.stat().st_size, "seconds": elapsed,
                "rss_before_mb": peak["before"] / 1e6, "peak_rss_mb": peak["server"] / 1e6,
                "peak_tree_rss_mb": peak["tree"] / 1e6}
         rows.append(row)
         log(f"  {target.name:<7} {concurrent} x {row['mail_bytes'] / 1e6:.1f} MB: "
             f"peak RSS {row['peak_rss_mb']:.0f} MB (with children {row['peak_tree_rss_mb']:.0f}"
-            f" MB), {elapsed:.1f} s")
+            f" MB), {elapsed:.1f} s, {len(deferred)} deferred (4xx), jobs {row['jobs']}")
     return rows
 
 
@@ -606,12 +623,15 @@ def report(results: dict[str, Any]) -> str:
                      f"{r['added_ms']:.2f} | {r['oneshot_ms']:.1f} | "
                      f"{r['added_before_ms']:.1f} |")
     lines += ["", "## Memory: concurrent large mails", "",
-              "| target | mails x size | peak RSS (server) | peak RSS (with children) | s |",
-              "|---|---|---|---|---|"]
+              "| target | mails x size | RSS before | peak RSS (server) | peak RSS (with "
+              "children) | s | deferred (4xx) | jobs |",
+              "|---|---|---|---|---|---|---|---|"]
     for r in results["memory"]:
         lines.append(f"| {r['target']} | {r['mails']} x {r['mail_bytes'] / 1e6:.1f} MB | "
+                     f"{r['rss_before_mb']:.0f} MB | "
                      f"{r['peak_rss_mb']:.0f} MB | {r['peak_tree_rss_mb']:.0f} MB | "
-                     f"{r['seconds']:.1f} |")
+                     f"{r['seconds']:.1f} | {r['deferred']} | "
+                     f"{'-' if r['jobs'] is None else r['jobs']} |")
     if results.get("profile"):
         lines += ["", "## Intake in-process, per step (median ms)", "",
                   "| step | wall ms | parent CPU ms |", "|---|---|---|"]
@@ -630,6 +650,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, help="rounds per cell (median); default 1 / 3")
     ap.add_argument("--json", type=Path, help="also write the raw results here")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    ap.add_argument("--baseline", type=Path, help="another checkout of mailgw (e.g. a git "
+                    "worktree of an older commit), measured too, as target mailgw-base")
     ap.add_argument("--skip", default="", help="comma list of phases to skip: "
                     "throughput,isolation,memory,profile")
     args = ap.parse_args()
@@ -654,7 +676,9 @@ def main() -> int:
             f", large: {large.same.stat().st_size} B")
         targets: list[Target] = []
         try:
-            for cls in (Raw, Mailgw, MailgwLightHash, Sink):
+            if args.baseline:
+                MailgwBase.checkout = str(args.baseline.resolve())
+            for cls in (Raw, Mailgw, *([MailgwBase] if args.baseline else []), Sink):
                 target = cls(work)
                 target.start()
                 targets.append(target)
@@ -664,6 +688,9 @@ def main() -> int:
                                                    8 if args.quick else 20)
             if "memory" not in skip:
                 log("memory:")
+                data4 = MailgwData4(work)
+                data4.start()
+                targets.append(data4)
                 results["memory"] = memory([t for t in targets if t.name != "sink"], large, 50)
         finally:
             for target in targets:

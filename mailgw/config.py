@@ -260,6 +260,7 @@ class LimitsSettings:
     sandbox_memory: Size = 512_000_000
     auth_failures: int = 5
     max_sound_seconds: Duration = 45.0  # voice: longest sound accepted (MediasFlow's 45 s)
+    parse_memory: Size = 16_000_000  # bytes of mail parsed at once (a parse takes ~8x)
 
 
 @dataclass

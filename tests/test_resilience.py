@@ -206,3 +206,153 @@ def test_connection_dropped_during_data_makes_no_job(make_app, corpus: Path) -> 
         assert client.noop()[0] == 250
     with app.store.read() as s:
         assert s.scalar(select(func.count()).select_from(Job)) == 0
+
+
+# -- group commit: concurrent sessions share a transaction --------------------------------
+
+def _send_all(port: int, msgs: list) -> list[str]:  # type: ignore[type-arg]
+    """Send each mail from its own thread and SMTP session, all at once; each reply (a
+    refusal or our own failure reads `CODE text`)."""
+    import threading
+
+    replies: list[str] = [""] * len(msgs)
+    start = threading.Barrier(len(msgs))
+
+    def one(i: int) -> None:
+        start.wait()
+        try:
+            replies[i] = send(port, msgs[i])
+        except smtplib.SMTPDataError as exc:
+            replies[i] = f"{exc.smtp_code} {exc.smtp_error.decode()}"
+        except Exception as exc:  # noqa: BLE001 - shown in the assertion
+            replies[i] = repr(exc)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(msgs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return replies
+
+
+def _in_one_batch(app, opener, group: list) -> tuple[str, list[str], list[int]]:  # type: ignore[no-untyped-def, type-arg]
+    """Send `opener`, hold the committer on it, send `group` and let the committer go once
+    all of the group waits: the group is committed as one batch (conditions with deadlines,
+    no timing). The opener's reply, the group's replies, the batch sizes."""
+    import threading
+
+    committer = app.app.intake.committer
+    original = committer.commit
+    sizes: list[int] = []
+    holding = threading.Event()
+
+    def commit(items):  # type: ignore[no-untyped-def]
+        if not sizes:
+            holding.set()
+            wait_until(lambda: len(committer.waiting) >= len(group), what="the group waiting")
+        sizes.append(len(items))
+        return original(items)
+
+    committer.commit = commit
+    first: list[str] = []
+    opener_thread = threading.Thread(target=lambda: first.append(send(app.port, opener)))
+    opener_thread.start()
+    wait_until(holding.is_set, what="the committer holding the opener")
+    replies = _send_all(app.port, group)
+    opener_thread.join(60)
+    return first[0], replies, sizes
+
+
+def _counts(app) -> tuple[int, int, int]:  # type: ignore[no-untyped-def]
+    from mailgw.store import ProcessedMessage
+
+    with app.store.read() as s:
+        return (s.scalar(select(func.count()).select_from(Job)) or 0,
+                s.scalar(select(func.count()).select_from(ProcessedMessage)) or 0,
+                s.scalar(select(func.count()).select_from(OutboxMail)
+                         .where(OutboxMail.kind == "ack")) or 0)
+
+
+def test_group_commit_30_parallel_sessions_one_job_per_mail(make_app, sink,
+                                                             corpus: Path) -> None:
+    """30 sessions at once, 10 of them repeating another's Message-ID: one job, one
+    idempotency row and one ack per distinct mail; every copy gets the first answer."""
+    app = make_app()
+    app.add_account()
+    pdf = (corpus / "pdfs" / "one-page-crazyones.pdf").read_bytes()
+    distinct = [fax_message(f"{PASSWORD}:01707099{i:02d}", pdf) for i in range(20)]
+    replies = _send_all(app.port, distinct + distinct[:10])
+    assert all(r.startswith("250 2.0.0 [80]") for r in replies), replies
+    assert replies[20:] == replies[:10]  # a copy is answered exactly as the first
+    assert len(set(replies[:20])) == 20  # each distinct mail has its own job
+    assert _counts(app) == (20, 20, 20)
+
+
+def test_two_copies_inside_one_batch_make_one_job(make_app, sink, corpus: Path) -> None:
+    app = make_app()
+    app.add_account()
+    pdf = (corpus / "pdfs" / "one-page-crazyones.pdf").read_bytes()
+    same = fax_message(f"{PASSWORD}:0170709902", pdf)
+    first, replies, sizes = _in_one_batch(
+        app, fax_message(f"{PASSWORD}:0170709901", pdf),
+        [same, same, fax_message(f"{PASSWORD}:0170709903", pdf)])
+    assert sizes[:2] == [1, 3]  # the opener, then both copies and the other mail together
+    assert all(r.startswith("250 2.0.0 [80]") for r in [first, *replies]), replies
+    assert replies[0] == replies[1] and replies[2] != replies[0]
+    assert _counts(app) == (3, 3, 3)
+
+
+def test_one_failing_mail_does_not_fail_its_batch(make_app, sink, corpus: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A mail whose insert fails gets 451 (the sender retries); the others of its batch are
+    committed one by one and get their 250."""
+    from mailgw.intake import Intake
+
+    app = make_app()
+    app.add_account()
+    create_job = Intake._create_job
+
+    def failing(self, s, account, d, cmd, now):  # type: ignore[no-untyped-def]
+        if cmd.comment == "boom":
+            raise RuntimeError("insert failed")
+        return create_job(self, s, account, d, cmd, now)
+
+    monkeypatch.setattr(Intake, "_create_job", failing)
+    pdf = (corpus / "pdfs" / "one-page-crazyones.pdf").read_bytes()
+    boom = fax_message(f"{PASSWORD}:0170709902::boom", pdf)
+    first, replies, sizes = _in_one_batch(
+        app, fax_message(f"{PASSWORD}:0170709901::first", pdf),
+        [boom, fax_message(f"{PASSWORD}:0170709903::ok", pdf),
+         fax_message(f"{PASSWORD}:0170709904::ok too", pdf)])
+    assert sizes[:2] == [1, 3] and sizes[2:] == [1, 1, 1]  # the batch failed, then one by one
+    assert replies[0].startswith("451 4.3.0"), replies
+    assert "insert failed" not in replies[0]
+    assert all(r.startswith("250 2.0.0 [80]") for r in [first, *replies[1:]]), replies
+    assert _counts(app) == (3, 3, 3)
+    # the sender's retry of the failed mail goes through once the fault is gone
+    monkeypatch.setattr(Intake, "_create_job", create_job)
+    assert send(app.port, boom).startswith("250 2.0.0 [80]")
+    assert _counts(app) == (4, 4, 4)
+
+
+def test_credits_of_one_account_never_go_negative_under_concurrency(make_app, sink,
+                                                                     corpus: Path) -> None:
+    from mailgw.store import Account
+
+    app = make_app()
+    app.add_account(credits=8)
+    pdf = (corpus / "pdfs" / "one-page-crazyones.pdf").read_bytes()
+    # the opener, then three mails of the account in one batch, then eight more at once
+    first, replies, sizes = _in_one_batch(
+        app, fax_message(f"{PASSWORD}:0170709900", pdf),
+        [fax_message(f"{PASSWORD}:01707099{i:02d}", pdf) for i in range(1, 4)])
+    replies += [first, *_send_all(app.port, [fax_message(f"{PASSWORD}:01707099{i:02d}", pdf)
+                                             for i in range(4, 12)])]
+    accepted = [r for r in replies if r.startswith("250 2.0.0 [80]")]
+    refused = [r for r in replies if "[83]" in r]
+    assert len(accepted) == 8 and len(refused) == 4, replies
+    with app.store.read() as s:
+        account = s.scalar(select(Account))
+        assert account is not None and account.credits == 0
+        assert s.scalar(select(func.count()).select_from(Job)) == 8
+    assert sizes[:2] == [1, 3]
