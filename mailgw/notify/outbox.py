@@ -124,72 +124,6 @@ def mark_sent_many(store: Store, ids: list[int]) -> None:
                           last_error=None))
 
 
-class SentMarks:
-    """Sent marks committed while the next mails of the batch go out (a commit runs in a
-    thread while aiosmtplib waits on the network; each commit, when it ends, starts the
-    next): a crash re-sends only the mails the smarthost took since the last commit, one
-    or two, not the whole batch. They go again with the same Message-ID (at-least-once,
-    docs/operator.md)."""
-
-    def __init__(self, store: Store):
-        self.store = store
-        self.waiting: list[int] = []  # sent, not yet in a commit
-        self.committing: list[int] = []
-        self.task: asyncio.Future[None] | None = None
-        self.failed = False  # the last commit failed: wait for the next mail or the flush
-        self.count = 0  # marks committed
-
-    def add(self, mail_id: int) -> None:
-        self.waiting.append(mail_id)
-        if self.task is None:
-            self._start()
-
-    def _start(self) -> None:
-        if self.waiting and self.task is None:
-            self.committing, self.waiting = self.waiting, []
-            self.task = asyncio.ensure_future(
-                asyncio.to_thread(mark_sent_many, self.store, self.committing))
-            self.task.add_done_callback(self._ended)
-
-    def _ended(self, task: asyncio.Future[None]) -> None:
-        self.failed = task.cancelled() or task.exception() is not None
-        if self.failed:
-            log.warning("outbox_mark_failed", waiting=len(self.committing),
-                        error=repr(None if task.cancelled() else task.exception()))
-            self.waiting[:0] = self.committing  # tried again with the next commit
-        else:
-            self.count += len(self.committing)
-        self.committing, self.task = [], None
-        if not self.failed:
-            self._start()
-
-    async def flush(self) -> None:
-        """Wait for every mark. After a failed commit, one more try; then give up (the
-        store is down: the leases expire and these mails go again)."""
-        retried = False
-        while True:
-            if self.task is None:
-                if not self.waiting:
-                    return
-                if self.failed:
-                    if retried:
-                        return
-                    retried = True
-                self._start()
-            assert self.task is not None
-            await asyncio.wait({self.task})
-            await asyncio.sleep(0)  # let _ended run (it may chain the next commit)
-
-    def flush_now(self) -> None:
-        """Shutdown: mark in this thread (the loop is being torn down)."""
-        ids = self.committing + self.waiting
-        try:
-            mark_sent_many(self.store, ids)
-            self.count += len(ids)
-        except Exception:  # noqa: BLE001 - keep the first error; leases expire anyway
-            log.exception("outbox_mark_failed", waiting=len(ids))
-
-
 def mark_failed(store: Store, mail: Claimed, error: str, give_up: timedelta,
                 permanent: bool = False, first: float = 5.0) -> bool:
     """Record a failed try; returns True when the mail is now dead."""
@@ -339,7 +273,7 @@ class OutboxSender:
                                                False, self.settings.retry_first)
                 metrics.outbox_result("dead" if dead else "failed")
             return done
-        marks = SentMarks(self.store)
+        sent_ids: list[int] = []
         pending = list(batch)
         try:
             while pending:
@@ -360,7 +294,7 @@ class OutboxSender:
                         break
                     continue
                 pending.pop(0)
-                marks.add(mail.id)
+                sent_ids.append(mail.id)
                 log.info("outbox_sent", job_id=mail.job_id, outbox_id=mail.id,
                          sent_message_id=mail.message_id)
         except (aiosmtplib.SMTPException, OSError) as exc:
@@ -372,14 +306,20 @@ class OutboxSender:
             # the smarthost took, so that only the mail in flight can be sent twice.
             self._client = None
             client.close()
-            marks.flush_now()
+            try:
+                mark_sent_many(self.store, sent_ids)
+            except Exception:  # noqa: BLE001 - keep the first error; leases expire anyway
+                log.exception("outbox_mark_failed", waiting=len(sent_ids))
             raise
         self._last_used = time.monotonic()
         if self._client is not None and not client.is_connected:
             self._client = None
-        await marks.flush()
-        metrics.outbox_result("sent", marks.count)
+        # One transaction marks the batch: a crash before it re-sends these mails, with the
+        # same Message-IDs (at-least-once; see docs/operator.md).
+        await asyncio.to_thread(mark_sent_many, self.store, sent_ids)
+        metrics.outbox_result("sent", len(sent_ids))
         for mail in pending:  # the connection broke: try them again after the back-off
             await self._failed(mail, "connection to the smarthost lost", give_up,
                                permanent=False)
-        return done + marks.count
+        sent = done + len(sent_ids)
+        return sent
