@@ -200,3 +200,134 @@ def test_simulated_cancel_counts_the_confirmed_pages() -> None:
     full = outcome(CallRequest(1, 1, "fax", "+33170709901", "k", pages_total=3))
     assert [cancelled(full, t).pages_sent for t in (10, 44, 46, 76, 200)] == [0, 0, 1, 2, 3]
     assert cancelled(full, 10).csid is None and cancelled(full, 46).csid == full.csid
+
+
+# -- record_many: one transaction for a batch, the same as one call at a time ----------------
+
+def _mixed_batch_cases():  # type: ignore[no-untyped-def]
+    """(last digits, job, channel, pages_total, credits, result, setup) for each delivery."""
+    from mailgw.dispatch.drivers.base import CallResult
+
+    return [
+        ("01", 1, "fax", 3, 3, CallResult("delivered", pages_sent=3, csid="CSID 01"), None),
+        ("02", 1, "fax", 3, 3, CallResult("busy", retryable=True), None),
+        ("03", 1, "fax", 3, 3, CallResult("partial", pages_sent=1, csid="CSID 03"), None),
+        ("04", 1, "fax", 3, 3, CallResult("not_in_service", error_code="404"), None),
+        ("05", 1, "fax", 3, 3, CallResult("busy", retryable=True), "cancel"),
+        ("06", 2, "fax", 3, 3, CallResult("delivered", pages_sent=3, csid="CSID 06"), None),
+        ("07", 2, "fax", 3, 3, CallResult("not_fax", error_text="a voice answered"), None),
+        ("08", 3, "fax", 3, 3, CallResult("provider_error", retryable=True), "earlier_error"),
+        ("09", 4, "voice", None, 1, CallResult("delivered", duration=12.0), None),
+        ("10", 4, "voice", None, 1, CallResult("no_answer"), None),
+        ("11", 1, "fax", 3, 3, CallResult("delivered", pages_sent=3), "lease_lost"),
+    ]
+
+
+def test_record_many_mixed_batch_equals_one_at_a_time(store_url: str) -> None:
+    """Delivered, busy (queued again), partial, final failure, cancelled, a lost lease,
+    several deliveries of one job: one record_many gives the same delivery states, attempt
+    rows, job outcomes, credits and on_final views as recording them one by one."""
+    from mailgw.config import RetrySettings
+    from mailgw.store import Store, utcnow
+
+    policy = RetrySettings(busy=180, no_answer=300, line_dropped=60, provider_error=30,
+                           max_attempts=5, kill_time=3 * 3600)
+    store = Store(store_url)
+    store.upgrade()
+    cases = _mixed_batch_cases()
+    now = utcnow()
+    try:
+        accounts_ = {}
+        with store.tx() as s:
+            for way in ("batch", "single"):
+                acc = accounts.add_account(s, f"{way}@example.com", "pw", region="FR",
+                                           lang="en", tz="Europe/Paris", credits=100)
+                jobs = {}
+                for n in sorted({c[1] for c in cases}):
+                    channel = next(c[2] for c in cases if c[1] == n)
+                    jobs[n] = Job(account_id=acc.id, channel=channel, sender=acc.email,
+                                  state="active", outcome="in_progress",
+                                  pages=3 if channel == "fax" else None)
+                    s.add(jobs[n])
+                s.flush()
+                for last, n, _ch, pages, credits, _res, _setup in cases:
+                    s.add(Delivery(job_id=jobs[n].id, number=f"+3317070{way == 'single':d}0{last}",
+                                   state="queued", next_attempt_at=now - timedelta(seconds=5),
+                                   attempts=0, pages_sent=0, pages_total=pages,
+                                   credits_reserved=credits, cancel_requested=False))
+                accounts_[way] = acc.id
+        claims = {c.number: c for c in queries.claim(store, "me", 100, 60)}
+        assert len(claims) == 2 * len(cases)
+        with store.tx() as s:
+            for d in s.scalars(select(Delivery)):
+                setup = next(c[6] for c in cases if d.number.endswith(c[0]))
+                if setup == "cancel":
+                    d.cancel_requested = True
+                elif setup == "lease_lost":
+                    d.lease_owner = "another-node"
+                elif setup == "earlier_error":
+                    s.add(Attempt(delivery_id=d.id, started_at=now, ended_at=now,
+                                  driver="sim", result="provider_error", pages_sent=0))
+        started, ended = now, now + timedelta(seconds=30)
+        views: dict[str, list[tuple[str, str, str, str]]] = {"batch": [], "single": []}
+
+        def viewer(way: str):  # type: ignore[no-untyped-def]
+            def on_final_(s, job, d) -> None:  # type: ignore[no-untyped-def]
+                views[way].append((d.number[-2:], d.state, job.outcome, job.state))
+            return on_final_
+
+        def finished(way: str) -> list[queries.Finished]:
+            return [queries.Finished(claims[f"+3317070{way == 'single':d}0{c[0]}"], c[5],
+                                     started, ended, policy) for c in cases]
+
+        got = queries.record_many(store, "me", finished("batch"), "sim", viewer("batch"))
+        one = [queries.record(store, "me", f.claim, f.result, "sim", f.started, f.ended,
+                              f.policy, viewer("single")) for f in finished("single")]
+        assert got == one == ["delivered", "queued", "partial", "failed", "cancelled",
+                              "delivered", "failed", "queued", "delivered", "failed", None]
+        assert views["batch"] == views["single"]
+        assert views["batch"] == [
+            ("01", "delivered", "in_progress", "active"),
+            ("03", "partial", "in_progress", "active"),
+            ("04", "failed", "in_progress", "active"),
+            ("05", "cancelled", "in_progress", "active"),
+            ("06", "delivered", "in_progress", "active"),  # 07 ends in the same batch
+            ("07", "failed", "partial", "done"),
+            ("09", "delivered", "in_progress", "active"),
+            ("10", "failed", "partial", "done")]
+
+        def snapshot(way: str):  # type: ignore[no-untyped-def]
+            with store.read() as s:
+                acc = s.get(Account, accounts_[way])
+                assert acc is not None
+                jobs = list(s.scalars(select(Job).where(Job.account_id == acc.id)
+                                      .order_by(Job.id)))
+                ds = list(s.scalars(select(Delivery).where(Delivery.job_id.in_(
+                    [j.id for j in jobs])).order_by(Delivery.id)))
+                rows = [(d.number[-2:], d.state, d.attempts, d.pages_sent, d.csid,
+                         d.next_attempt_at, d.finished_at, d.credits_reserved, d.lease_owner,
+                         d.cancel_requested,
+                         [(a.result, a.pages_sent, a.pages_total, a.first_page, a.csid,
+                           a.duration, a.error_class, a.error_code, a.error_text, a.driver,
+                           a.started_at, a.ended_at)
+                          for a in s.scalars(select(Attempt).where(Attempt.delivery_id == d.id)
+                                             .order_by(Attempt.id))])
+                        for d in ds]
+                return (acc.credits, [(j.outcome, j.state, j.finished_at is None)
+                                      for j in jobs], rows)
+
+        batch, single = snapshot("batch"), snapshot("single")
+        assert batch == single
+        credits, jobs, rows = batch
+        assert credits == 100 + 2 + 3 + 3 + 3 + 1  # 03, 04, 05, 07 (fax), 10 (voice)
+        assert jobs == [("in_progress", "active", True), ("partial", "done", False),
+                        ("in_progress", "active", True), ("partial", "done", False)]
+        by = {r[0]: r for r in rows}
+        assert by["02"][1] == "queued" and by["02"][5] == ended + timedelta(seconds=180)
+        assert by["08"][5] == ended + timedelta(seconds=60)  # back-off after an earlier error
+        assert by["01"][6] == ended and by["02"][6] is None
+        assert [r[7] for r in rows] == [3, 3, 1, 0, 0, 3, 0, 3, 1, 0, 3]
+        assert by["11"][1] == "sending" and by["11"][8] == "another-node"
+        assert all(len(r[10]) == (2 if r[0] == "08" else 1) for r in rows)
+    finally:
+        store.dispose()

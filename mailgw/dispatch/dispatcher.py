@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+from collections import OrderedDict
 from datetime import datetime
 
 import structlog
@@ -25,6 +26,7 @@ from mailgw.notify.render import Renderer
 from mailgw.store import Store, utcnow
 
 log = structlog.get_logger("mailgw.dispatch")
+Prepared = dict[int, tuple[bytes | None, dict[str, str]]]  # by job: document, call options
 
 
 class Dispatcher:
@@ -45,6 +47,12 @@ class Dispatcher:
         self.calls: dict[int, asyncio.Future[CallResult]] = {}  # the driver's, by delivery
         # ended calls waiting to be recorded together (one transaction for a batch)
         self.to_record: list[tuple[queries.Finished, asyncio.Future[str | None]]] = []
+        # calls that have ended and wait for their record: their line is free for the next
+        # claim (they stay in `inflight`, so the heartbeat and drain still cover them)
+        self.ended: set[int] = set()
+        # what a job's calls need (the fax document; the voice sound and options), read once
+        # for a claimed batch, in the claim's thread, and kept for the next numbers of the job
+        self.prepared: OrderedDict[int, tuple[bytes | None, dict[str, str]]] = OrderedDict()
         self.recorder: asyncio.Task[None] | None = None
         # the driver's call rate (calls started a second); 0 = no limit
         self.pace = TokenBucket(float(getattr(driver, "calls_per_second", 0.0) or 0.0),
@@ -104,26 +112,32 @@ class Dispatcher:
         """Let calls in flight finish for `grace` seconds, then hand the rest back."""
         if self.inflight:
             await asyncio.wait(list(self.inflight.values()), timeout=grace)
-        left = list(self.inflight)
+        # calls still on the line; those that have ended are being recorded, not handed back
+        left = [i for i in self.inflight if i not in self.ended]
         detach = getattr(self.driver, "detach", None)
         if left and detach is not None:  # a driver that can leave calls running says so
             detach()
         for task in list(self.inflight.values()):
             task.cancel()
+        if self.recorder is not None and not self.recorder.done():
+            await asyncio.wait({self.recorder}, timeout=grace)
         if left:
             released = await asyncio.to_thread(queries.release, self.store, self.owner, left)
             log.info("leases_released", count=released)
 
     async def _claim(self) -> int:
-        free = self.lines - len(self.inflight)
+        # a line is free once its call has ended; at most one batch per line waits for its
+        # record (a slow store must slow the claims down, not pile leases up)
+        free = min(self.lines - len(self.inflight) + len(self.ended),
+                   2 * self.lines - len(self.inflight))
         if free <= 0:
             return 0
         free = self.pace.allowed(free, time.monotonic())
         if free <= 0:  # over the call rate: wake up when the next call may start
             asyncio.get_running_loop().call_later(self.pace.delay(time.monotonic()), self.wake)
             return 0
-        claims = await asyncio.to_thread(queries.claim, self.store, self.owner, free,
-                                         self.lease)
+        claims, prepared = await asyncio.to_thread(self._claim_batch, free, set(self.prepared))
+        self._keep(prepared)
         self.pace.take(len(claims), time.monotonic())
         for c in claims:
             task = asyncio.create_task(self._call(c))
@@ -131,8 +145,29 @@ class Dispatcher:
             task.add_done_callback(functools.partial(self._done, c.delivery_id))
         return len(claims)
 
+    def _claim_batch(self, limit: int, known: set[int]) -> tuple[list[queries.Claim], Prepared]:
+        """In a thread: claim, then read what the new jobs' calls need (one query for the
+        fax documents of the batch), so no call waits for its own read."""
+        claims = queries.claim(self.store, self.owner, limit, self.lease)
+        new = {c.job_id: c.channel for c in claims if c.job_id not in known}
+        fax = sorted(j for j, ch in new.items() if ch == "fax")
+        prepared: Prepared = {
+            j: (doc, {}) for j, doc in queries.load_documents(self.store, fax).items()}
+        for job_id, channel in new.items():
+            if channel == "voice":
+                prepared[job_id] = voice.load_call(self.store, job_id)
+        return claims, prepared
+
+    def _keep(self, prepared: Prepared) -> None:
+        for job_id, value in prepared.items():
+            self.prepared[job_id] = value
+            self.prepared.move_to_end(job_id)
+        while len(self.prepared) > self.lines + 8:  # the jobs of the calls in flight, and a few
+            self.prepared.popitem(last=False)
+
     def _done(self, delivery_id: int, _task: asyncio.Task[None]) -> None:
         self.inflight.pop(delivery_id, None)
+        self.ended.discard(delivery_id)
         self.wakeup.set()  # a line is free again
 
     async def _call(self, c: queries.Claim) -> None:
@@ -140,7 +175,11 @@ class Dispatcher:
                          attempt=c.attempt)
         document: bytes | None = None
         options: dict[str, str] = {}
-        if c.channel == "fax":
+        prepared = self.prepared.get(c.job_id)
+        if prepared is not None:
+            self.prepared.move_to_end(c.job_id)
+            document, options = prepared
+        elif c.channel == "fax":
             document = await asyncio.to_thread(queries.load_document, self.store, c.job_id)
         elif c.channel == "voice":  # the converted sound (WAV) and the call options
             document, options = await asyncio.to_thread(voice.load_call, self.store, c.job_id)
@@ -155,6 +194,8 @@ class Dispatcher:
         if result is None:
             raise asyncio.CancelledError  # shutdown: drain() hands the lease back
         ended = utcnow()
+        self.ended.add(c.delivery_id)  # the line is free: the next claim need not wait
+        self.wakeup.set()
         state = await self._record(queries.Finished(
             c, result, started, ended, self._policy(c, options)))
         bound.info("call_ended", result=result.result, pages_sent=result.pages_sent,

@@ -11,11 +11,28 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from hashlib import sha256
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import CTE, Integer, and_, bindparam, func, or_, select, text, union_all, update
+from sqlalchemy import (
+    CTE,
+    Integer,
+    String,
+    Table,
+    any_,
+    bindparam,
+    case,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    union_all,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Row
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, contains_eager
+from sqlalchemy.orm.attributes import set_committed_value
 
 from mailgw import metrics
 from mailgw.config import RetrySettings
@@ -27,6 +44,8 @@ from mailgw.store.models import UtcDateTime
 
 OnFinal = Callable[[Session, Job, Delivery], None]
 NOTIFY_CHANNEL = "mailgw_queue"
+# The tables, for Core statements (no identity map, no unit of work) on the hot paths.
+_D, _J, _A, _AT = (cast(Table, m.__table__) for m in (Delivery, Job, Account, Attempt))
 
 
 @dataclass(frozen=True)
@@ -59,49 +78,68 @@ def notify_queue(s: Session) -> None:
         s.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
 
 
-def _free_numbers(s: Session, store: Store, numbers: list[str]) -> set[str]:
+def _free_numbers(conn: Any, pg: bool, numbers: list[str]) -> set[str]:
     """The numbers with no call in flight (checked under a per-number lock on PostgreSQL):
     one round trip for the locks, one for the check, whatever the batch."""
     free = set(numbers)
-    if store.is_postgres and free:
-        free = set(s.scalars(text("SELECT n FROM unnest(CAST(:ns AS text[])) AS n"
-                                  " WHERE pg_try_advisory_xact_lock(hashtext(n))"),
-                             {"ns": sorted(free)}))
+    q = _claim_sql()
+    if pg and free:
+        free = set(conn.scalars(q["locks"], {"ns": sorted(free)}))
     if free:
-        free -= set(s.scalars(select(Delivery.number).where(Delivery.state == states.SENDING,
-                                                             Delivery.number.in_(free))))
+        free -= set(conn.scalars(q["busy", pg], {"ns": list(free)}))
     return free
 
 
 def _due(state: str, now: Any, n: Any, pg: bool) -> CTE:
     """Due deliveries in one state, oldest first. One state at a time keeps the order of
     ix_delivery_due (state, next_attempt_at), so the claim never sorts the whole queue."""
-    q = (select(Delivery.id, Delivery.next_attempt_at, Delivery.number, Delivery.job_id,
-                Job.channel, Job.duration, Job.message_id, Job.state.label("job_state"),
-                Job.created_at.label("job_created"), Account.send_window, Account.tz,
-                Account.retry_policy)
-         .join(Job, Job.id == Delivery.job_id).join(Account, Account.id == Job.account_id)
-         .where(Delivery.state == state, Delivery.next_attempt_at <= now)
-         .order_by(Delivery.next_attempt_at, Delivery.id).limit(n))
+    q = (select(_D.c.id, _D.c.next_attempt_at, _D.c.number, _D.c.job_id,
+                _J.c.channel, _J.c.duration, _J.c.message_id, _J.c.state.label("job_state"),
+                _J.c.created_at.label("job_created"), _A.c.send_window, _A.c.tz,
+                _A.c.retry_policy)
+         .join_from(_D, _J, _J.c.id == _D.c.job_id).join(_A, _A.c.id == _J.c.account_id)
+         .where(_D.c.state == state, _D.c.next_attempt_at <= now)
+         .order_by(_D.c.next_attempt_at, _D.c.id).limit(n))
     if pg:
-        q = q.with_for_update(skip_locked=True, of=Delivery)
+        q = q.with_for_update(skip_locked=True, of=_D)
     return q.cte(f"due_{state}")
 
 
-_CLAIM_QUERY: dict[bool, Any] = {}
+_CLAIM_SQL: dict[Any, Any] = {}
 
 
-def _claim_query(pg: bool) -> Any:
-    """The candidates' SELECT, built once (parameters :now and :n): building it costs more
-    Python than running it."""
-    query = _CLAIM_QUERY.get(pg)
-    if query is None:
+def _claim_sql() -> dict[Any, Any]:
+    """The claim's statements on the tables (no ORM), built once: building them costs more
+    Python than running them."""
+    q = _CLAIM_SQL
+    if q:
+        return q
+    for pg in (False, True):
         now, n = bindparam("now", type_=UtcDateTime()), bindparam("n", type_=Integer())
         due = [_due(st, now, n, pg) for st in (states.QUEUED, states.SCHEDULED)]
         both = union_all(select(due[0]), select(due[1])).subquery()
-        query = _CLAIM_QUERY[pg] = (select(both).order_by(both.c.next_attempt_at, both.c.id)
-                                    .limit(n))
-    return query
+        q[pg] = select(both).order_by(both.c.next_attempt_at, both.c.id).limit(n)
+    q["locks"] = text("SELECT n FROM unnest(CAST(:ns AS text[])) AS n"
+                      " WHERE pg_try_advisory_xact_lock(hashtext(n))")
+    for pg in (False, True):
+        q["busy", pg] = select(_D.c.number).where(_D.c.state == states.SENDING,
+                                                  _in(_D.c.number, "ns", pg))
+    q["push"] = (update(_D).where(_D.c.id == bindparam("b_id"))
+                 .values(next_attempt_at=bindparam("b_at", type_=UtcDateTime())))
+    claimed_at = bindparam("now", type_=UtcDateTime())
+    for pg in (False, True):
+        q["take", pg] = (update(_D).where(_in(_D.c.id, "ids", pg))
+                         .values(state=states.SENDING, lease_owner=bindparam("owner"),
+                                 lease_expires_at=bindparam("expires", type_=UtcDateTime()),
+                                 attempts=_D.c.attempts + 1,
+                                 first_attempt_at=func.coalesce(_D.c.first_attempt_at,
+                                                                claimed_at))
+                         .returning(_D.c.id, _D.c.attempts, _D.c.pages_sent,
+                                    _D.c.pages_total))
+        q["activate", pg] = (update(_J).where(_in(_J.c.id, "ids", pg),
+                                              _J.c.state == "scheduled")
+                             .values(state="active"))
+    return q
 
 
 def claim(store: Store, owner: str, limit: int, lease_seconds: float) -> list[Claim]:
@@ -110,49 +148,55 @@ def claim(store: Store, owner: str, limit: int, lease_seconds: float) -> list[Cl
     Honours the account's sending window (a delivery outside it is pushed to the next
     opening) and places at most one call at a time to the same number. A few statements
     per transaction, whatever `limit` is: claiming a batch costs about what one costs.
+    The candidates are read `limit` and a few at a time, and up to 4 × `limit` only when
+    pushes and busy numbers left too few.
     """
     if limit <= 0:
         return []
     now = utcnow()
+    pg = store.is_postgres
+    q = _claim_sql()
     with store.tx() as s:
-        rows = s.execute(_claim_query(store.is_postgres), {"now": now, "n": limit * 4}).all()
-        candidates = []
-        numbers: set[str] = set()
-        for row in rows:
-            if row.send_window:
-                try:
-                    opening = next_open(parse_window(row.send_window), row.tz, now)
-                except ValueError:
-                    opening = None  # a broken window never blocks sending
-                if opening is not None:
-                    s.execute(update(Delivery).where(Delivery.id == row.id)
-                              .values(next_attempt_at=opening))
-                    continue
-            if row.number not in numbers:
-                numbers.add(row.number)
-                candidates.append(row)
+        conn = s.connection()
         chosen: list[Row[Any]] = []
-        while candidates and len(chosen) < limit:
-            take = candidates[:limit - len(chosen)]
-            candidates = candidates[len(take):]
-            free = _free_numbers(s, store, [r.number for r in take])
-            chosen += [r for r in take if r.number in free]
+        numbers: set[str] = set()
+        seen: set[int] = set()
+        for n in (limit + max(limit // 8, 2), limit * 4):
+            rows = conn.execute(q[pg], {"now": now, "n": n}).all()
+            candidates = []
+            pushes = []
+            for row in rows:
+                if row.id in seen:
+                    continue
+                seen.add(row.id)
+                if row.send_window:
+                    try:
+                        opening = next_open(parse_window(row.send_window), row.tz, now)
+                    except ValueError:
+                        opening = None  # a broken window never blocks sending
+                    if opening is not None:
+                        pushes.append({"b_id": row.id, "b_at": opening})
+                        continue
+                if row.number not in numbers:
+                    numbers.add(row.number)
+                    candidates.append(row)
+            if pushes:
+                conn.execute(q["push"], pushes)
+            while candidates and len(chosen) < limit:
+                take = candidates[:limit - len(chosen)]
+                candidates = candidates[len(take):]
+                free = _free_numbers(conn, pg, [r.number for r in take])
+                chosen += [r for r in take if r.number in free]
+            if len(chosen) >= limit or len(rows) < n:
+                break  # enough, or nothing more is due
         if not chosen:
             return []
-        claimed_at = bindparam("claimed_at", now, type_=UtcDateTime())
-        held = {r.id: r for r in s.execute(
-            update(Delivery).where(Delivery.id.in_([r.id for r in chosen]))
-            .values(state=states.SENDING, lease_owner=owner,
-                    lease_expires_at=now + timedelta(seconds=lease_seconds),
-                    attempts=Delivery.attempts + 1,
-                    first_attempt_at=func.coalesce(Delivery.first_attempt_at, claimed_at))
-            .returning(Delivery.id, Delivery.attempts, Delivery.pages_sent,
-                       Delivery.pages_total)
-            .execution_options(synchronize_session=False))}
+        held = {r.id: r for r in conn.execute(q["take", pg], {
+            "ids": [r.id for r in chosen], "owner": owner, "now": now,
+            "expires": now + timedelta(seconds=lease_seconds)})}
         scheduled = {r.job_id for r in chosen if r.job_state == "scheduled"}
         if scheduled:
-            s.execute(update(Job).where(Job.id.in_(scheduled), Job.state == "scheduled")
-                      .values(state="active").execution_options(synchronize_session=False))
+            conn.execute(q["activate", pg], {"ids": sorted(scheduled)})
         return [Claim(r.id, r.job_id, r.channel, r.number, held[r.id].attempts,
                       held[r.id].pages_total, held[r.id].pages_sent + 1, r.duration,
                       r.message_id, r.retry_policy, r.job_created)
@@ -164,16 +208,30 @@ def load_document(store: Store, job_id: int) -> bytes | None:
         return s.scalar(select(Job.document).where(Job.id == job_id))
 
 
+def load_documents(store: Store, job_ids: Sequence[int]) -> dict[int, bytes | None]:
+    """The documents of several jobs, in one query (a job's document never changes)."""
+    if not job_ids:
+        return {}
+    with store.read() as s:
+        return {i: doc for i, doc in s.execute(select(_J.c.id, _J.c.document)
+                                                .where(_J.c.id.in_(list(job_ids))))}
+
+
 def heartbeat(store: Store, owner: str, ids: list[int], lease_seconds: float
               ) -> tuple[int, list[int]]:
     """Extend our leases; returns how many we still hold and which were asked to cancel."""
     if not ids:
         return 0, []
     with store.tx() as s:
-        result = s.execute(update(Delivery)
-                           .where(Delivery.id.in_(ids), Delivery.lease_owner == owner,
-                                  Delivery.state == states.SENDING)
-                           .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds)))
+        # Rows locked by another transaction (our own record making them final, a reaper)
+        # are skipped, not waited for: a heartbeat never waits behind a record or deadlocks
+        # with one (PostgreSQL; SQLite has one writer at a time anyway).
+        mine = (select(_D.c.id).where(_D.c.id.in_(ids), _D.c.lease_owner == owner,
+                                      _D.c.state == states.SENDING)
+                .order_by(_D.c.id).with_for_update(skip_locked=True))
+        result = s.connection().execute(
+            update(_D).where(_D.c.id.in_(mine.scalar_subquery()))
+            .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds)))
         cancel = list(s.scalars(select(Delivery.id).where(Delivery.id.in_(ids),
                                                           Delivery.cancel_requested.is_(True))))
         return int(result.rowcount or 0), cancel  # type: ignore[attr-defined]
@@ -188,12 +246,16 @@ def reap(store: Store) -> int:
     that kills its worker every time still ends at the kill time (`expired`)."""
     now = utcnow()
     with store.tx() as s:
-        result = s.execute(update(Delivery)
-                           .where(Delivery.state == states.SENDING,
-                                  or_(Delivery.lease_expires_at.is_(None),
-                                      Delivery.lease_expires_at < now))
-                           .values(state=states.QUEUED, lease_owner=None, lease_expires_at=None,
-                                   next_attempt_at=now, attempts=Delivery.attempts - 1))
+        # Locked rows are skipped (a worker recording them right now still holds them), in
+        # id order: the reaper never deadlocks with a record or a heartbeat.
+        expired = (select(_D.c.id).where(_D.c.state == states.SENDING,
+                                         or_(_D.c.lease_expires_at.is_(None),
+                                             _D.c.lease_expires_at < now))
+                   .order_by(_D.c.id).with_for_update(skip_locked=True))
+        result = s.connection().execute(
+            update(_D).where(_D.c.id.in_(expired.scalar_subquery()))
+            .values(state=states.QUEUED, lease_owner=None, lease_expires_at=None,
+                    next_attempt_at=now, attempts=_D.c.attempts - 1))
         if result.rowcount:  # type: ignore[attr-defined]
             notify_queue(s)
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
@@ -237,36 +299,155 @@ def record(store: Store, owner: str, claim_: Claim, res: CallResult, driver: str
                        on_final)[0]
 
 
+_FINAL_SQL = tuple(sorted(states.FINAL))
+_RECORD_SQL: dict[bool, dict[str, Any]] = {}
+
+
+def _in(col: Any, name: str, pg: bool) -> Any:
+    """`col IN (:name…)`; on PostgreSQL `col = ANY(:name)`, one array parameter (an IN list
+    is rendered anew for each length, with a cast per element)."""
+    if pg:
+        return col == any_(bindparam(name, type_=ARRAY(col.type)))
+    return col.in_(bindparam(name, expanding=True))
+
+
+def _record_sql(pg: bool) -> dict[str, Any]:
+    """record_many's Core statements (tables, not ORM entities: no identity map, no unit of
+    work), built once per dialect."""
+    q = _RECORD_SQL.get(pg)
+    if q is not None:
+        return q
+    q = _RECORD_SQL[pg] = {}
+    q["read"] = (select(_D.c.id, _D.c.job_id, _D.c.state, _D.c.lease_owner, _D.c.attempts,
+                        _D.c.pages_sent, _D.c.pages_total, _D.c.first_attempt_at,
+                        _D.c.cancel_requested, _D.c.credits_reserved, _J.c.channel,
+                        _J.c.account_id)
+                 .join_from(_D, _J, _J.c.id == _D.c.job_id).where(_in(_D.c.id, "ids", pg))
+                 .order_by(_D.c.id))
+    if pg:  # our rows, locked in id order (as every multi-row writer of deliveries does):
+        # nobody moves them between this read and our write
+        q["read"] = q["read"].with_for_update(of=_D)
+    q["errors"] = (select(_AT.c.delivery_id, func.count()).group_by(_AT.c.delivery_id)
+                   .where(_in(_AT.c.delivery_id, "ids", pg), _AT.c.result == PROVIDER_ERROR))
+    if pg:  # one statement for every attempt row, not one per row
+        q["attempt"] = text(
+            "INSERT INTO attempt (delivery_id, started_at, ended_at, driver, provider_ref,"
+            " result, pages_sent, pages_total, first_page, csid, duration, error_class,"
+            " error_code, error_text) SELECT d, s, e, :driver, p, r, n, t, f, c, u, k, o, x"
+            " FROM unnest(CAST(:d AS bigint[]), CAST(:s AS timestamptz[]),"
+            " CAST(:e AS timestamptz[]), CAST(:p AS text[]), CAST(:r AS text[]),"
+            " CAST(:n AS int[]), CAST(:t AS int[]), CAST(:f AS int[]), CAST(:c AS text[]),"
+            " CAST(:u AS float8[]), CAST(:k AS text[]), CAST(:o AS text[]),"
+            " CAST(:x AS text[])) AS v(d, s, e, p, r, n, t, f, c, u, k, o, x)")
+        # One statement for the batch, still ours only if the lease is (a reaper on another
+        # node may have taken a row since we read it); RETURNING says which moved.
+        q["move"] = text(
+            "UPDATE delivery AS d SET state = v.state, pages_sent = v.pages,"
+            " csid = coalesce(v.csid, d.csid), lease_owner = NULL, lease_expires_at = NULL,"
+            " next_attempt_at = coalesce(v.next, d.next_attempt_at),"
+            " finished_at = coalesce(v.fin, d.finished_at), credits_reserved = v.credits"
+            " FROM unnest(CAST(:ids AS bigint[]), CAST(:states AS text[]),"
+            " CAST(:pages AS int[]), CAST(:csids AS text[]), CAST(:nexts AS timestamptz[]),"
+            " CAST(:fins AS timestamptz[]), CAST(:credits AS int[]))"
+            " AS v(id, state, pages, csid, next, fin, credits)"
+            " WHERE d.id = v.id AND d.id = ANY(CAST(:ids AS bigint[]))"
+            " AND d.lease_owner = :owner AND d.state = 'sending'"
+            " RETURNING d.id")
+    else:
+        q["attempt"] = insert(_AT)
+        # BEGIN IMMEDIATE: nobody changed the rows since we read them. One executemany.
+        q["move"] = (update(_D).where(_D.c.id == bindparam("b_id"))
+                     .values(state=bindparam("b_state"), pages_sent=bindparam("b_pages"),
+                             csid=func.coalesce(bindparam("b_csid", type_=String()),
+                                                _D.c.csid),
+                             lease_owner=None, lease_expires_at=None,
+                             next_attempt_at=func.coalesce(
+                                 bindparam("b_next", type_=UtcDateTime()),
+                                 _D.c.next_attempt_at),
+                             finished_at=func.coalesce(
+                                 bindparam("b_fin", type_=UtcDateTime()), _D.c.finished_at),
+                             credits_reserved=bindparam("b_credits")))
+    q["refund"] = (update(_A).where(_A.c.id == bindparam("b_account"),
+                                    _A.c.credits.is_not(None))
+                   .values(credits=_A.c.credits + bindparam("b_refund")))
+    q["jobs"] = (select(_J.c.id, _J.c.state, _J.c.outcome, _J.c.finished_at)
+                 .where(_in(_J.c.id, "ids", pg)).order_by(_J.c.id))
+    if pg:
+        q["jobs"] = q["jobs"].with_for_update()
+
+    def count(cond: Any) -> Any:
+        return func.sum(case((cond, 1), else_=0))
+
+    q["counts"] = (select(_D.c.job_id, func.count(), count(_D.c.state.not_in(_FINAL_SQL)),
+                          count(_D.c.state == "delivered"),
+                          count(or_(_D.c.state.in_(("delivered", "partial")),
+                                    _D.c.pages_sent > 0)),
+                          count(_D.c.state == "cancelled"))
+                   .where(_in(_D.c.job_id, "ids", pg)).group_by(_D.c.job_id))
+    q["outcome"] = (update(_J).where(_in(_J.c.id, "ids", pg))
+                    .values(outcome=bindparam("outcome"), state=bindparam("state")))
+    q["done"] = q["outcome"].values(finished_at=bindparam("finished", type_=UtcDateTime()))
+    q["finals"] = (select(Delivery).join(Delivery.job).options(contains_eager(Delivery.job))
+                   .where(_in(Delivery.id, "ids", pg)))
+    return q
+
+
+_ATTEMPT_ARRAYS = (("d", "delivery_id"), ("s", "started_at"), ("e", "ended_at"),
+                   ("p", "provider_ref"), ("r", "result"), ("n", "pages_sent"),
+                   ("t", "pages_total"), ("f", "first_page"), ("c", "csid"), ("u", "duration"),
+                   ("k", "error_class"), ("o", "error_code"), ("x", "error_text"))
+
+
+@dataclass
+class _Final:
+    """A delivery this batch made final, and what its job needs to know."""
+
+    delivery_id: int
+    job_id: int
+    state: str
+
+
 def record_many(store: Store, owner: str, done: Sequence[Finished], driver: str,
                 on_final: OnFinal) -> list[str | None]:
-    """`record` for several ended calls in one transaction (one commit, a few statements
-    for the whole batch); the new state of each, in order (None where the lease was lost)."""
+    """`record` for several ended calls in one transaction; the new state of each, in order
+    (None where the lease was lost).
+
+    Set-based: one read of the deliveries, one INSERT for every attempt row, one UPDATE
+    statement for every delivery, and for the deliveries that became final one lock of
+    their jobs, one refund per account, one aggregate of the jobs' deliveries and one
+    UPDATE per distinct outcome. Only the finals are loaded as ORM objects, for `on_final`.
+    """
     if not done:
         return []
+    pg = store.is_postgres
+    q = _record_sql(pg)
     with store.tx() as s:
+        conn = s.connection()
         ids = [f.claim.delivery_id for f in done]
-        rows = {d.id: d for d in s.scalars(select(Delivery).where(Delivery.id.in_(ids)))}
+        rows = {r.id: r for r in conn.execute(q["read"], {"ids": ids})}
         # Earlier provider errors set the back-off of a new one (read before this batch's
         # attempts are added).
         errors = [f.claim.delivery_id for f in done if f.result.result == PROVIDER_ERROR]
         earlier: dict[int, int] = {}
         if errors:
-            earlier = {i: n for i, n in s.execute(
-                select(Attempt.delivery_id, func.count()).group_by(Attempt.delivery_id)
-                .where(and_(Attempt.delivery_id.in_(errors), Attempt.result == PROVIDER_ERROR)))}
+            earlier = {i: n for i, n in conn.execute(q["errors"], {"ids": errors})}
+        attempts: list[dict[str, Any]] = []
+        moves: list[dict[str, Any]] = []
         out: list[str | None] = []
-        finals: list[tuple[Delivery, datetime]] = []
+        finals: list[_Final] = []
+        refunds: dict[int, int] = {}
         for f in done:
             d, res, claim_ = rows.get(f.claim.delivery_id), f.result, f.claim
             if d is None:
                 out.append(None)
                 continue
-            s.add(Attempt(delivery_id=d.id, started_at=f.started, ended_at=f.ended, driver=driver,
-                          provider_ref=res.provider_ref, result=res.result,
-                          pages_sent=res.pages_sent, pages_total=d.pages_total,
-                          first_page=claim_.first_page, csid=res.csid, duration=res.duration,
-                          error_class=None if res.result == "delivered" else res.result,
-                          error_code=res.error_code, error_text=res.error_text or res.detail))
+            attempts.append({
+                "delivery_id": d.id, "started_at": f.started, "ended_at": f.ended,
+                "driver": driver, "provider_ref": res.provider_ref, "result": res.result,
+                "pages_sent": res.pages_sent, "pages_total": d.pages_total,
+                "first_page": claim_.first_page, "csid": res.csid, "duration": res.duration,
+                "error_class": None if res.result == "delivered" else res.result,
+                "error_code": res.error_code, "error_text": res.error_text or res.detail})
             if d.lease_owner != owner or d.state != states.SENDING:
                 out.append(None)  # our lease was reaped; whoever holds it now decides
                 continue
@@ -277,18 +458,112 @@ def record_many(store: Store, owner: str, done: Sequence[Finished], driver: str,
             step = states.after_call(facts, res, f.policy, f.ended)
             if d.cancel_requested and step.state not in states.FINAL:
                 step = states.Step("cancelled", step.pages_sent)
-            d.pages_sent = step.pages_sent
-            if res.csid:
-                d.csid = res.csid
-            d.lease_owner, d.lease_expires_at = None, None
-            d.state = step.state
-            if step.next_attempt_at is not None:
-                d.next_attempt_at = step.next_attempt_at
-            if step.state in states.FINAL:
-                finals.append((d, f.ended))
+            final = step.state in states.FINAL
+            credits = d.credits_reserved
+            if final and credits:  # charge what reached the recipient, give back the rest
+                used = step.pages_sent if d.channel == "fax" else (
+                    1 if step.state == "delivered" else 0)
+                refund = max(credits - used, 0)
+                if refund:
+                    refunds[d.account_id] = refunds.get(d.account_id, 0) + refund
+                    credits -= refund
+            moves.append({"b_id": d.id, "b_state": step.state, "b_pages": step.pages_sent,
+                          "b_csid": res.csid or None, "b_next": step.next_attempt_at,
+                          "b_fin": f.ended if final else None, "b_credits": credits})
+            if final:
+                finals.append(_Final(d.id, d.job_id, step.state))
             out.append(step.state)
-        finish_many(s, finals, on_final)
+        if pg:
+            conn.execute(q["attempt"], {"driver": driver, **{
+                k: [a[col] for a in attempts] for k, col in _ATTEMPT_ARRAYS}})
+        else:
+            conn.execute(q["attempt"], attempts)
+        if moves and pg:
+            moved = set(conn.scalars(q["move"], {
+                "owner": owner, "ids": [m["b_id"] for m in moves],
+                "states": [m["b_state"] for m in moves], "pages": [m["b_pages"] for m in moves],
+                "csids": [m["b_csid"] for m in moves], "nexts": [m["b_next"] for m in moves],
+                "fins": [m["b_fin"] for m in moves],
+                "credits": [m["b_credits"] for m in moves]}))
+            if len(moved) < len(moves):  # a guard: the read's row locks keep them ours
+                lost = {m["b_id"] for m in moves} - moved
+                out = [None if f.claim.delivery_id in lost else st
+                       for f, st in zip(done, out, strict=True)]
+                finals = [x for x in finals if x.delivery_id not in lost]
+                refunds = _refunds_without(rows, moves, lost, refunds)
+        elif moves:
+            conn.execute(q["move"], moves)
+        _finish_finals(s, conn, pg, finals, refunds, on_final)
         return out
+
+
+def _refunds_without(rows: dict[int, Any], moves: list[dict[str, Any]], lost: set[int],
+                     refunds: dict[int, int]) -> dict[int, int]:
+    """The refunds minus those of deliveries we did not move after all."""
+    left = dict(refunds)
+    for m in moves:
+        if m["b_id"] in lost:
+            d = rows[m["b_id"]]
+            given = d.credits_reserved - m["b_credits"]
+            if given:
+                left[d.account_id] -= given
+    return {a: r for a, r in left.items() if r}
+
+
+def _finish_finals(s: Session, conn: Any, pg: bool, finals: list[_Final],
+                   refunds: dict[int, int], on_final: OnFinal) -> None:
+    """The deliveries `record_many` made final (already written): lock their jobs, give
+    credits back, store the jobs' outcomes, then `on_final` for each, in order, with ORM
+    objects; each sees its job as it would after that delivery alone."""
+    if not finals:
+        return
+    q = _record_sql(pg)
+    job_ids = sorted({x.job_id for x in finals})
+    # Lock the job rows (in id order: no deadlock between batches): the last two deliveries
+    # of a job may finish at once on two nodes, and each must see the other's final state
+    # before deriving the outcome (the counts below run after the lock is granted).
+    old = {r.id: r for r in conn.execute(q["jobs"], {"ids": job_ids})}
+    if refunds:
+        conn.execute(q["refund"], [{"b_account": a, "b_refund": r}
+                                   for a, r in sorted(refunds.items())])
+    now = utcnow()
+    new: dict[int, tuple[str, str, datetime | None]] = {}
+    for job_id, total, unfinished, delivered, reached, cancelled in conn.execute(
+            q["counts"], {"ids": job_ids}):
+        outcome = states.outcome_from_counts(total, unfinished, delivered, reached)
+        o = old[job_id]
+        if outcome == states.IN_PROGRESS:
+            new[job_id] = (outcome, o.state, o.finished_at)
+        else:
+            new[job_id] = (outcome, "cancelled" if cancelled == total else "done", now)
+    groups: dict[tuple[str, str, bool], list[int]] = {}
+    for job_id, (outcome, state, finished) in new.items():
+        o = old[job_id]
+        if (outcome, state, finished) != (o.outcome, o.state, o.finished_at):
+            groups.setdefault((outcome, state, finished is now), []).append(job_id)
+    for (outcome, state, stamped), jids in groups.items():
+        conn.execute(q["done" if stamped else "outcome"], {
+            "ids": jids, "outcome": outcome, "state": state, "finished": now})
+    objs = {d.id: d for d in s.scalars(q["finals"], {"ids": [x.delivery_id for x in finals]})}
+    last = {x.job_id: x.delivery_id for x in finals}  # the one that sees the job's outcome
+    shown: set[int] = set()  # jobs whose ORM view was set back to "in progress"
+    for x in finals:
+        d = objs[x.delivery_id]
+        job = d.job
+        # The view on_final reads (the store already holds the job's final values): a
+        # delivery followed by another of its job in this batch sees the job in progress.
+        view = None
+        if last[x.job_id] != x.delivery_id:
+            o = old[x.job_id]
+            view = (states.IN_PROGRESS, o.state, o.finished_at)
+            shown.add(x.job_id)
+        elif x.job_id in shown:
+            view = new[x.job_id]
+        if view is not None:
+            for key, value in zip(("outcome", "state", "finished_at"), view, strict=True):
+                set_committed_value(job, key, value)
+        on_final(s, job, d)
+        metrics.delivery_final(x.state)
 
 
 def finish(s: Session, d: Delivery, when: datetime, on_final: OnFinal) -> None:

@@ -143,3 +143,16 @@ def job_outcome(deliveries: Iterable[tuple[str, int]]) -> str:
     if any(state in ("delivered", "partial") or pages > 0 for state, pages in items):
         return PARTIALLY
     return DELIVERED_NONE
+
+
+def outcome_from_counts(total: int, unfinished: int, delivered: int, reached: int) -> str:
+    """`job_outcome` from a job's counts (one aggregate query instead of every row):
+    deliveries, those not final, those delivered, those that reached someone (delivered,
+    partial or a page sent)."""
+    if not total or unfinished:
+        return IN_PROGRESS
+    if delivered == total:
+        return DELIVERED_ALL
+    if reached:
+        return PARTIALLY
+    return DELIVERED_NONE
