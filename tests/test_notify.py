@@ -466,3 +466,12 @@ def test_the_sender_reuses_its_session_and_reconnects_after_a_drop(tmp_path: Pat
     assert len(rows) == 125 and all(r.sent_at and r.tries == 0 for r in rows)
     assert len({m for _, _, m in first.mails + second.mails}) == 125  # each sent once
 
+
+
+def test_durations_and_retry_counts_read_naturally_in_each_language() -> None:
+    ru = mailgw("notify", "preview", "--lang", "ru", "--state", "partial")
+    assert ru.returncode == 0 and "Длительность: 3 мин 10 с" in ru.stdout, ru.stdout
+    en = mailgw("notify", "preview", "--lang", "en", "--state", "failed")
+    assert "Retried once." in en.stdout and "1 times" not in en.stdout, en.stdout
+    fr = mailgw("notify", "preview", "--lang", "fr", "--state", "failed")
+    assert "Durée : 3 min 10 s" in fr.stdout, fr.stdout

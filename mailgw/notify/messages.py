@@ -76,7 +76,8 @@ def ack_mail(renderer: Renderer, f: AckFacts) -> Rendered:
 def _duration(seconds: float, lang: str) -> str:
     seconds = round(seconds)
     minutes, secs = divmod(seconds, 60)
-    return f"{minutes} min {secs:02d} s" if minutes else words(lang)["seconds"].format(s=secs)
+    w = words(lang)
+    return w["minutes"].format(m=minutes, s=secs) if minutes else w["seconds"].format(s=secs)
 
 
 def attempt_reason(a: Attempt, channel: str, w: dict[str, str]) -> str:
@@ -112,7 +113,8 @@ def notice_mail(renderer: Renderer, job: Job, delivery: Delivery, attempts: Sequ
     if delivery.state in ("failed", "partial", "expired") and attempts:
         parts = []
         if len(attempts) > 1:
-            parts.append(w["retried"].format(n=len(attempts) - 1))
+            again = len(attempts) - 1
+            parts.append(w["retried_once"] if again == 1 else w["retried"].format(n=again))
         end = local_time(delivery.finished_at or attempts[-1].ended_at, tz, lang)
         parts.append(w["expired_at" if delivery.state == "expired" else "gave_up"].format(t=end))
         failure = " ".join(parts)

@@ -37,6 +37,7 @@ WORDS: dict[str, dict[str, str]] = {
            "not_in_service": "numéro non attribué", "provider_error":
            "erreur temporaire du fournisseur", "timeout": "délai dépassé",
            "ok": "remis", "pages": "pages {a}–{b}", "retried": "Nouvelles tentatives : {n}.",
+           "retried_once": "Nouvelles tentatives : 1.", "minutes": "{m} min {s:02d} s",
            "gave_up": "Abandon le {t}.", "seconds": "{s} s",
            "dropped_at": "ligne coupée pendant la page {page}", "expired_at":
            "Délai d'envoi dépassé le {t}.", "no_subject": "sans objet",
@@ -64,6 +65,7 @@ WORDS: dict[str, dict[str, str]] = {
            "not_in_service": "number not in service",
            "provider_error": "provider error (temporary)", "timeout": "timed out",
            "ok": "delivered", "pages": "pages {a}–{b}", "retried": "Retried {n} times.",
+           "retried_once": "Retried once.", "minutes": "{m} min {s:02d} s",
            "gave_up": "Gave up at {t}.", "seconds": "{s} s",
            "dropped_at": "line dropped during page {page}", "expired_at":
            "Sending time ran out at {t}.", "no_subject": "no subject",
@@ -89,6 +91,7 @@ WORDS: dict[str, dict[str, str]] = {
            "not_fax": "это не факс (ответил голос)", "not_in_service": "номер не обслуживается",
            "provider_error": "временная ошибка оператора", "timeout": "превышено время",
            "ok": "доставлено", "pages": "стр. {a}–{b}", "retried": "Повторных попыток: {n}.",
+           "retried_once": "Повторных попыток: 1.", "minutes": "{m} мин {s:02d} с",
            "gave_up": "Попытки прекращены {t}.", "seconds": "{s} с",
            "dropped_at": "обрыв связи на странице {page}", "expired_at":
            "Время на отправку истекло {t}.", "no_subject": "без темы",
