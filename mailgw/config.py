@@ -131,6 +131,7 @@ class SimulatorSettings:
     time_scale: float = 1.0
     lines: int = 4
     calls_per_second: float = 0.0  # the rate calls are started at; 0 = no limit
+    retry: str = ""  # this driver's overrides of [dispatch.retry], e.g. "busy=5m"
 
 
 @dataclass
@@ -153,6 +154,7 @@ class HylafaxSettings:
     max_dials: int = 3  # only with retry_owner = "hylafax"
     max_tries: int = 3  # only with retry_owner = "hylafax"
     tag_prefix: str = "mailgw"  # the job tag (JOBINFO) that finds our jobs after a crash
+    retry: str = ""  # this driver's overrides of [dispatch.retry], e.g. "busy=5m"
 
 
 @dataclass
@@ -181,6 +183,7 @@ class SinchSettings:
 
     def callback_secret(self) -> str:
         return _secret(self.callback_password, self.callback_password_file)
+    retry: str = ""  # this driver's overrides of [dispatch.retry], e.g. "busy=5m"
 
 
 @dataclass
@@ -206,6 +209,7 @@ class TwilioSettings:
 
     def secret(self) -> str:
         return _secret(self.auth_token, self.auth_token_file)
+    retry: str = ""  # this driver's overrides of [dispatch.retry], e.g. "busy=5m"
 
 
 def _secret(value: str, file: str) -> str:
@@ -475,6 +479,13 @@ def _validate(s: Settings, problems: list[str]) -> None:
         problems.append("drivers.simulator.calls_per_second: must be 0 (no limit) or more")
     if s.dispatch.retry.max_attempts < 1:
         problems.append("dispatch.retry.max_attempts: must be at least 1")
+    from mailgw.dispatch.states import parse_retry_overrides
+
+    for name in ("simulator", "hylafax", "sinch", "twilio"):
+        try:
+            parse_retry_overrides(getattr(s.drivers, name).retry)
+        except ValueError as exc:
+            problems.append(f"drivers.{name}.retry: {exc}")
     for i, box in enumerate(s.imap.mailboxes):
         if box.tls not in ("implicit", "starttls", "none"):
             problems.append(f"imap.mailboxes[{i}].tls: expected implicit, starttls or none")

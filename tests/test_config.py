@@ -57,6 +57,8 @@ def test_env_overrides_win_over_the_file_and_are_typed(tmp_path: Path) -> None:
     ('[accounts]\ndefault_tz = "Mars/Olympus"\n', "accounts.default_tz: unknown time zone"),
     ('[notify]\non = "sometimes"\n', "notify.on: expected all, failures or summary"),
     ('[serve]\nroles = ["smtp", "fax"]\n', "serve.roles: unknown role 'fax'"),
+    ('[drivers.hylafax]\nretry = "busy=soon"\n', "drivers.hylafax.retry: "),
+    ('[drivers.sinch]\nretry = "often=2"\n', "drivers.sinch.retry: 'often=2'"),
     ('[store]\nurl = "mysql://x"\n', "store.url: expected sqlite"),
     ("[smtp\n", "not valid TOML"),
 ])

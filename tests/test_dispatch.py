@@ -331,3 +331,24 @@ def test_record_many_mixed_batch_equals_one_at_a_time(store_url: str) -> None:
         assert all(len(r[10]) == (2 if r[0] == "08" else 1) for r in rows)
     finally:
         store.dispose()
+
+
+def test_driver_retry_overrides_the_config_and_the_account_overrides_the_driver(
+        make_app, sink) -> None:
+    """[drivers.simulator] retry = "max_attempts=1": 90 (busy once) fails after one call;
+    an account with its own max_attempts=3 gets its retry and is delivered."""
+    app = make_app(dispatch={"retry": {"max_attempts": 3, "busy": "1s"}},
+                   drivers={"simulator": {"retry": "max_attempts=1"}})
+    app.add_account()
+    assert send(app.port, fax_message(f"{PASSWORD}:0170709990", make_pdf([["x"]])))
+    wait_until(lambda: delivery(app, "+33170709990").state == "failed", 20, "failed")
+    with app.store.tx() as s:
+        accounts.update_account(s, SENDER, retry="max_attempts=3")
+    assert send(app.port, fax_message(f"{PASSWORD}:0170709990:AGAIN", make_pdf([["y"]])))
+
+    def second_delivered() -> bool:
+        with app.store.read() as s:
+            states_ = s.scalars(select(Delivery.state).order_by(Delivery.id)).all()
+        return list(states_) == ["failed", "delivered"]
+
+    wait_until(second_delivered, 20, "the second job delivered after its busy call")

@@ -10,6 +10,7 @@ import asyncio
 import functools
 import time
 from collections import OrderedDict
+from dataclasses import replace
 from datetime import datetime
 
 import structlog
@@ -20,7 +21,7 @@ from mailgw.dispatch import queries
 from mailgw.dispatch.drivers.base import CANCELLED, CallRequest, CallResult, Driver
 from mailgw.dispatch.drivers.base import TIMEOUT as RESULT_TIMEOUT
 from mailgw.dispatch.pacing import TokenBucket
-from mailgw.dispatch.states import with_overrides
+from mailgw.dispatch.states import parse_retry_overrides, with_overrides
 from mailgw.notify.messages import notice_on_final
 from mailgw.notify.render import Renderer
 from mailgw.store import Store, utcnow
@@ -44,6 +45,9 @@ class Dispatcher:
         self.on_outbox = on_outbox
         self.on_final = notice_on_final(settings, renderer)
         self.cancelling: set[int] = set()
+        # [dispatch.retry] with [drivers.<name>] retry on top (validated by check-config)
+        self.driver_policy = replace(settings.dispatch.retry, **parse_retry_overrides(
+            getattr(getattr(settings.drivers, driver.name, None), "retry", "") or ""))
         self.calls: dict[int, asyncio.Future[CallResult]] = {}  # the driver's, by delivery
         # ended calls waiting to be recorded together (one transaction for a batch)
         self.to_record: list[tuple[queries.Finished, asyncio.Future[str | None]]] = []
@@ -241,8 +245,9 @@ class Dispatcher:
             self.calls.pop(c.delivery_id, None)
 
     def _policy(self, c: queries.Claim, options: dict[str, str]) -> RetrySettings:
-        """[dispatch.retry], then the account's overrides, then the mail's `retries:`."""
-        policy = self.settings.dispatch.retry
+        """[dispatch.retry], then the driver's `retry`, then the account's overrides, then
+        the mail's `retries:`."""
+        policy = self.driver_policy
         try:
             policy = with_overrides(policy, c.retry_policy)
         except (ValueError, TypeError, AttributeError):  # checked when set: falls back
