@@ -12,6 +12,7 @@ import time
 from collections import OrderedDict
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 import structlog
 
@@ -46,8 +47,9 @@ class Dispatcher:
         self.on_final = notice_on_final(settings, renderer)
         self.cancelling: set[int] = set()
         # [dispatch.retry] with [drivers.<name>] retry on top (validated by check-config)
-        self.driver_policy = replace(settings.dispatch.retry, **parse_retry_overrides(
+        own: dict[str, Any] = dict(parse_retry_overrides(
             getattr(getattr(settings.drivers, driver.name, None), "retry", "") or ""))
+        self.driver_policy = replace(settings.dispatch.retry, **own)
         self.calls: dict[int, asyncio.Future[CallResult]] = {}  # the driver's, by delivery
         # ended calls waiting to be recorded together (one transaction for a batch)
         self.to_record: list[tuple[queries.Finished, asyncio.Future[str | None]]] = []
