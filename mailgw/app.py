@@ -68,6 +68,7 @@ class App:
     async def start(self) -> None:
         s = self.settings
         owner = node_id()
+        _threads_for_every_role(s)
         renderer = renderer_for(s)
         if "notify" in self.roles:
             self.outbox = OutboxSender(self.store, s.notify, owner=owner)
@@ -200,3 +201,17 @@ async def _watchdog_loop(interval: float) -> None:
     while True:
         _sd_notify("WATCHDOG=1")
         await asyncio.sleep(interval)
+
+
+def _threads_for_every_role(s: Settings) -> None:
+    """Each SMTP or IMAP mail holds a worker thread while it is parsed, counted and
+    committed (a hostile PDF may take its whole sandbox time); asyncio's default pool is
+    CPU count + 4 threads, so a few such mails would queue the dispatcher's heartbeats and
+    the outbox behind them. Size the pool for every role at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    need = (s.smtp.max_concurrent_data + len(s.imap.mailboxes) + 2 * s.dispatch.workers
+            + 16)
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=max(32, need), thread_name_prefix="mailgw"))
+

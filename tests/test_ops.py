@@ -373,3 +373,28 @@ def test_wheel_installs_and_runs_in_a_fresh_venv() -> None:
                               capture_output=True, text=True, timeout=300, env=env)
         assert demo.returncode == 0, (demo.stdout[-2000:], demo.stderr[-2000:])
         assert "X-Mailgw-Kind: notice" in demo.stdout, demo.stdout[-2000:]
+
+
+def test_the_thread_pool_fits_every_role_at_once() -> None:
+    """Mails held in intake threads must not queue the dispatcher's heartbeats: the pool has
+    a thread for every DATA slot, mailbox and line, plus room, whatever the CPU count."""
+    import asyncio
+    import threading
+
+    from mailgw import config
+    from mailgw.app import _threads_for_every_role
+
+    settings = config.load(search=False, environ={}, overrides={
+        "smtp": {"max_concurrent_data": 40}, "dispatch": {"workers": 8}})
+
+    async def blocked_then_free() -> bool:
+        _threads_for_every_role(settings)
+        loop = asyncio.get_running_loop()
+        gate = threading.Event()
+        held = [loop.run_in_executor(None, gate.wait, 30) for _ in range(40)]  # 40 mails
+        beat = await asyncio.wait_for(loop.run_in_executor(None, lambda: True), 10)
+        gate.set()
+        await asyncio.gather(*held)
+        return beat
+
+    assert asyncio.run(blocked_then_free())
