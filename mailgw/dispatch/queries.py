@@ -111,9 +111,9 @@ _CLAIM_SQL: dict[Any, Any] = {}
 def _claim_sql() -> dict[Any, Any]:
     """The claim's statements on the tables (no ORM), built once: building them costs more
     Python than running them."""
-    q = _CLAIM_SQL
-    if q:
-        return q
+    if _CLAIM_SQL:
+        return _CLAIM_SQL
+    q: dict[Any, Any] = {}  # built whole, then published: another thread never sees half
     for pg in (False, True):
         now, n = bindparam("now", type_=UtcDateTime()), bindparam("n", type_=Integer())
         due = [_due(st, now, n, pg) for st in (states.QUEUED, states.SCHEDULED)]
@@ -139,6 +139,7 @@ def _claim_sql() -> dict[Any, Any]:
         q["activate", pg] = (update(_J).where(_in(_J.c.id, "ids", pg),
                                               _J.c.state == "scheduled")
                              .values(state="active"))
+    _CLAIM_SQL.update(q)
     return q
 
 
@@ -314,10 +315,10 @@ def _in(col: Any, name: str, pg: bool) -> Any:
 def _record_sql(pg: bool) -> dict[str, Any]:
     """record_many's Core statements (tables, not ORM entities: no identity map, no unit of
     work), built once per dialect."""
-    q = _RECORD_SQL.get(pg)
-    if q is not None:
-        return q
-    q = _RECORD_SQL[pg] = {}
+    cached = _RECORD_SQL.get(pg)
+    if cached is not None:
+        return cached
+    q: dict[str, Any] = {}  # built whole, then published: another thread never sees half
     q["read"] = (select(_D.c.id, _D.c.job_id, _D.c.state, _D.c.lease_owner, _D.c.attempts,
                         _D.c.pages_sent, _D.c.pages_total, _D.c.first_attempt_at,
                         _D.c.cancel_requested, _D.c.credits_reserved, _J.c.channel,
@@ -389,6 +390,7 @@ def _record_sql(pg: bool) -> dict[str, Any]:
     q["done"] = q["outcome"].values(finished_at=bindparam("finished", type_=UtcDateTime()))
     q["finals"] = (select(Delivery).join(Delivery.job).options(contains_eager(Delivery.job))
                    .where(_in(Delivery.id, "ids", pg)))
+    _RECORD_SQL[pg] = q
     return q
 
 
