@@ -514,7 +514,7 @@ def _voice_add(args: argparse.Namespace, settings: config.Settings, store: Any,
         raise voice.VoiceError(f"cannot read {args.file}: {exc.strerror}") from None
     limit = settings.limits.max_sound_seconds
     check = documents.check_sound(
-        data, Limits(settings.limits.sandbox_cpu_seconds, settings.limits.sandbox_memory),
+        data, Limits.of(settings.limits),
         max_seconds=limit)
     if not check.usable or check.audio is None:
         reason = check.reason if check.reason in DETAILS else "sound_empty"

@@ -239,7 +239,7 @@ class Intake:
         self.settings = settings
         self.renderer = renderer
         self.clock = clock
-        self.limits = Limits(settings.limits.sandbox_cpu_seconds, settings.limits.sandbox_memory)
+        self.limits = Limits.of(settings.limits)
         self.on_final = notice_on_final(settings, renderer)
         self.committer = GroupCommit(self._commit_batch)
         self.parsing = Budget(settings.limits.parse_memory)

@@ -19,7 +19,7 @@ from mailgw.subject_parser import decide, parse_subject
 
 def report(raw: bytes, settings: Settings, *, now: datetime) -> dict[str, Any]:
     mail = parse_mail(raw)
-    limits = Limits(settings.limits.sandbox_cpu_seconds, settings.limits.sandbox_memory)
+    limits = Limits.of(settings.limits)
     lang = settings.accounts.default_lang
     out: dict[str, Any] = {
         "from_addr": mail.from_addr, "subject": mail.subject, "message_id": mail.message_id,

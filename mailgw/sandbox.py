@@ -1,23 +1,24 @@
-"""Run untrusted-document work in a child process with CPU, memory and wall-time limits.
+"""Run untrusted-document work in a warm worker process with CPU, memory and wall-time limits.
 
-PDF libraries have a history of infinite loops and memory bombs; a child that is killed,
+PDF libraries have a history of infinite loops and memory bombs; a worker that is killed,
 times out or answers garbage is the document's fault (code 93), never ours.
 
 Starting a Python interpreter and importing pypdf for every document costs 115-170 ms, so
 the isolation is kept warm: a small pool of worker processes (`python -m
-mailgw.sandbox_tasks --worker`, pypdf imported once) each of which runs every document in a
-**fresh fork of itself**. The fork is single-use: it gets its own RLIMIT_CPU (exact, since
-a new process starts at zero CPU seconds), RLIMIT_AS, no core and no file writes, and the
-worker kills it at the wall-clock deadline and reaps it. The worker itself never parses a
-document, so a hostile one cannot leave anything behind for the next. The parent keeps a
-backstop deadline of its own and kills the worker's whole process group if the worker ever
-stops answering.
+mailgw.sandbox_tasks --worker`, pypdf imported once). A worker reads each document under
+the document's own limits (RLIMIT_AS, a CPU allowance, a wall-clock timer the kernel
+enforces, no file writes) and **retires** after any document that failed or was unusable,
+so a hostile document never shares a process with the next one. With
+`Limits.fork_per_document` (`[limits] sandbox_fork_per_document`) the worker instead runs
+every document in a fresh fork of itself: stronger still (not even a good document shares
+a process with the next), ~3 ms more CPU per document. The parent keeps a backstop
+deadline of its own and kills the worker's whole process group if it stops answering.
 
 `run()` is thread-safe (intake calls it from `asyncio.to_thread`); at most `max_workers`
 documents are parsed at once (default: the CPU count), the other callers wait their turn,
 so fifty concurrent large mails cannot make fifty parsers. Workers are recycled after
-`MAX_JOBS_PER_WORKER` documents, replaced when they die, and all stopped by `shutdown()`,
-which also runs at exit.
+`MAX_JOBS_PER_WORKER` documents, replaced when they retire or die, and all stopped by
+`shutdown()`, which also runs at exit.
 """
 
 from __future__ import annotations
@@ -32,10 +33,14 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from mailgw.sandbox_tasks import FAILED, OK, REQUEST, RESPONSE
+if TYPE_CHECKING:
+    from mailgw.config import LimitsSettings
 
-MAX_JOBS_PER_WORKER = 1000  # hygiene only: the worker never touches a document itself
+from mailgw.sandbox_tasks import FAILED, OK, REQUEST, RESPONSE, RETIRING
+
+MAX_JOBS_PER_WORKER = 1000  # hygiene: a worker retires anyway after a bad document
 SPAWN_TIMEOUT = 30.0  # seconds for a new worker to import pypdf and say it is ready
 BACKSTOP = 10.0  # seconds the parent waits beyond the worker's own deadline
 CLOSE_TIMEOUT = 2.0  # seconds a worker gets to exit after its stdin closes
@@ -46,6 +51,12 @@ class Limits:
     cpu_seconds: int = 20
     memory: int = 512_000_000
     wall_seconds: float | None = None  # None: twice the CPU limit plus 5 s
+    fork_per_document: bool = False  # each document in a fresh fork of the worker
+
+    @classmethod
+    def of(cls, limits: LimitsSettings) -> Limits:
+        return cls(limits.sandbox_cpu_seconds, limits.sandbox_memory,
+                   fork_per_document=limits.sandbox_fork_per_document)
 
     @property
     def wall(self) -> float:
@@ -69,6 +80,7 @@ class _WorkerBroken(Exception):
 class _Worker:
     def __init__(self) -> None:
         self.jobs = 0
+        self.retiring = False  # it said it exits after its last answer
         self.memfd = os.memfd_create("mailgw-sandbox-document", os.MFD_CLOEXEC)
         try:
             self.proc = subprocess.Popen(
@@ -104,7 +116,7 @@ class _Worker:
         name = task.encode("ascii")
         deadline = time.monotonic() + limits.wall + BACKSTOP
         head = REQUEST.pack(len(name), limits.cpu_seconds, limits.memory, limits.wall,
-                            len(data))
+                            len(data), int(limits.fork_per_document))
         try:
             os.ftruncate(self.memfd, 0)
             view = memoryview(data)
@@ -114,6 +126,8 @@ class _Worker:
             raise SandboxUnavailable(f"cannot hand the document over: {exc}") from None
         self._write(head + name, deadline)
         status, size = RESPONSE.unpack(self._read(RESPONSE.size, deadline))
+        self.retiring = bool(status & RETIRING)
+        status &= ~RETIRING
         if status not in (OK, FAILED):
             raise _WorkerBroken("unknown status")
         self.jobs += 1
@@ -186,6 +200,23 @@ class _Worker:
                 pass
 
 
+def _death(returncode: int | None) -> str | None:
+    """Why a worker that read a document in-process died: the limit the kernel enforced."""
+    if returncode is None or returncode >= 0:
+        return None
+    sig = -returncode
+    if sig == signal.SIGKILL:  # our own backstop (or the OOM killer): no finer reason
+        return None
+    if sig == signal.SIGXCPU:
+        return "killed: over the CPU time limit"
+    if sig == signal.SIGALRM:
+        return "took too long"
+    try:
+        return f"killed by {signal.Signals(sig).name}"
+    except ValueError:
+        return f"killed by signal {sig}"
+
+
 def _wait(fd: int, event: int, deadline: float) -> None:
     left = deadline - time.monotonic()
     if left <= 0:
@@ -215,7 +246,9 @@ class _Pool:
             except _WorkerBroken as exc:
                 if self.closed:
                     raise SandboxUnavailable("the sandbox was shut down") from None
-                raise SandboxFailure(f"the check failed ({exc})") from None
+                worker.kill()
+                raise SandboxFailure(_death(worker.proc.returncode) or
+                                     f"the check failed ({exc})") from None
             finally:
                 self._give_back(worker, broken)
         if status == FAILED:
@@ -251,7 +284,8 @@ class _Pool:
     def _give_back(self, worker: _Worker, broken: bool) -> None:
         with self.lock:
             self.busy.discard(worker)
-            keep = not (broken or self.closed or worker.jobs >= MAX_JOBS_PER_WORKER)
+            keep = not (broken or self.closed or worker.retiring
+                        or worker.jobs >= MAX_JOBS_PER_WORKER)
             if keep:
                 self.idle.append(worker)
         if broken:

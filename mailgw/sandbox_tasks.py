@@ -1,19 +1,28 @@
-"""What runs inside the sandbox: the tasks, and the worker that runs each one in a fresh fork.
+"""What runs inside the sandbox: the tasks, and the worker that runs them under limits.
 
 `python -m mailgw.sandbox_tasks TASK` runs one task on stdin and answers one JSON object on
 stdout (the original one-shot mode, kept for debugging). `python -m mailgw.sandbox_tasks
 --worker FD` is what `mailgw.sandbox` keeps warm: a long-lived process with pypdf already
-imported that never parses anything itself. For each request it forks a single-use child,
-sets the child's RLIMIT_CPU / RLIMIT_AS (a fresh fork starts at zero CPU seconds, so the
-limit is exact per document), enforces the wall-clock deadline, reaps the child and
-reports its answer or its death. A hostile document can only ever ruin its own child.
+imported. Each request says how to run its document:
+
+- in the worker itself (the default): RLIMIT_AS and a CPU soft limit (the CPU used so far
+  plus the document's allowance) are set before the task, a wall-clock timer after which
+  the kernel ends the worker (SIGALRM, default action). A task that fails in any way, or a
+  worker grown large, answers and then **retires**: it exits and the parent starts a fresh
+  one, so a hostile document never shares a process with the next. Costs ~0.2 ms of CPU.
+- in a fresh fork (`[limits] sandbox_fork_per_document`): the worker forks a single-use
+  child, sets the child's limits (a fresh fork starts at zero CPU seconds, so the limit is
+  exact), enforces the deadline, reaps it and reports its answer or its death. Not even a
+  good document shares a process with the next; costs ~3 ms of CPU per document (the
+  fork's copy-on-write faults), measured in docs/benchmarks.md.
 
 Protocol on the worker's stdin/stdout (big-endian):
-  request  = ">BIQdQ" (task-name length, cpu seconds, memory bytes, wall seconds,
-             data length), then the task name; the data is in the memfd given as
-             `--worker FD`, written by the parent before the request;
-  response = ">BQ" (status, payload length), then the payload: the child's JSON answer
-             (status 0) or a short reason in UTF-8 (status 1: the child failed).
+  request  = ">BIQdQB" (task-name length, cpu seconds, memory bytes, wall seconds,
+             data length, 1 to fork), then the task name; the data is in the memfd given
+             as `--worker FD`, written by the parent before the request;
+  response = ">BQ" (status, payload length), then the payload: the task's JSON answer
+             (status 0) or a short reason in UTF-8 (status 1: the task failed); status
+             has RETIRING (0x80) added when the worker exits after this answer.
 """
 
 from __future__ import annotations
@@ -319,9 +328,11 @@ TASKS: dict[str, Callable[[bytes], object]] = {
 
 # -- the worker ----------------------------------------------------------------------------
 
-REQUEST = struct.Struct(">BIQdQ")
+REQUEST = struct.Struct(">BIQdQB")
 RESPONSE = struct.Struct(">BQ")
 OK, FAILED = 0, 1
+RETIRING = 0x80  # added to the status: the worker exits after this answer
+RETIRE_RSS = 256 << 20  # a worker grown past this (a large document's heap) is replaced
 PIPE_SIZE = 1 << 20  # the default /proc/sys/fs/pipe-max-size
 MAX_ANSWER = 256 << 20  # a merged PDF comes back base64-encoded
 
@@ -484,26 +495,102 @@ def serve(data_fd: int) -> None:
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)  # a stray print can never corrupt the protocol
     os.close(devnull)
+    import resource
+    import threading
+
+    threading.Thread(target=_exit_with_parent, args=(control,), daemon=True).start()
     _warm_up()
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))  # no task ever writes a file
     gc.collect()
-    gc.freeze()  # the children then leave the shared heap pages alone
+    gc.freeze()  # forked children then leave the shared heap pages alone
     _write_all(reply, RESPONSE.pack(OK, 0))  # ready
     while True:
         head = _read_exact(control, REQUEST.size)
         if head is None:
             return
-        name_len, cpu, memory, wall, size = REQUEST.unpack(head)
+        name_len, cpu, memory, wall, size, fork = REQUEST.unpack(head)
         name = _read_exact(control, name_len)
         data = _pread_exact(data_fd, size)
         if name is None or data is None:
             return
-        outcome = _run_one(name.decode("ascii", "replace"), data, cpu, memory, wall,
-                           (control, reply, data_fd))
-        del data
-        if outcome is None:
+        task = name.decode("ascii", "replace")
+        if fork:
+            outcome = _run_one(task, data, cpu, memory, wall, (control, reply, data_fd))
+            del data
+            if outcome is None:
+                return
+            (status, payload), retire = outcome, False
+        else:
+            status, payload, clean = _run_here(task, data, cpu, memory, wall)
+            del data
+            retire = not clean or _rss() > RETIRE_RSS
+        _write_all(reply, RESPONSE.pack(status | (RETIRING if retire else 0), len(payload))
+                   + payload)
+        if retire:
             return
-        status, payload = outcome
-        _write_all(reply, RESPONSE.pack(status, len(payload)) + payload)
+
+
+def _exit_with_parent(control: int) -> None:
+    """Our stdin closed (the parent is done with us, or died): end now, with whatever we
+    run (a fork, ffmpeg), even in the middle of a document. Polling for no event reports
+    only the hang-up, never the next request."""
+    poller = select.poll()
+    poller.register(control, 0)
+    while True:
+        for _, event in poller.poll():
+            if event & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
+                if os.getpgid(0) == os.getpid():  # our own group (start_new_session)
+                    os.killpg(0, signal.SIGKILL)
+                os._exit(0)
+
+
+def _run_here(name: str, data: bytes, cpu: int, memory: int,
+              wall: float) -> tuple[int, bytes, bool]:
+    """Run the task in this process under the document's limits: (status, payload, clean).
+    Over the CPU allowance (SIGXCPU) or the wall clock (SIGALRM) the kernel ends the worker,
+    even inside C code; the parent reads the signal as the reason. Not clean (a failure, or
+    a document found unusable: it may have been hostile) makes the worker retire."""
+    import resource
+
+    task = TASKS.get(name)
+    if task is None:
+        return FAILED, f"unknown task {name!r}".encode(), True
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    _soft_limit(resource.RLIMIT_CPU, int(usage.ru_utime + usage.ru_stime) + 1 + cpu)
+    _soft_limit(resource.RLIMIT_AS, memory)
+    signal.setitimer(signal.ITIMER_REAL, max(wall, 0.001))
+    try:
+        result = task(data)
+        answer = json.dumps(result).encode()
+    except MemoryError:
+        return FAILED, b"over the memory limit", False
+    except Exception:  # noqa: BLE001 - any escape is a failed check
+        return FAILED, b"the parser crashed", False
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        _soft_limit(resource.RLIMIT_AS, resource.RLIM_INFINITY)
+        _soft_limit(resource.RLIMIT_CPU, resource.RLIM_INFINITY)
+    if len(answer) > MAX_ANSWER:
+        return FAILED, b"answer too large", False
+    return OK, answer, not (isinstance(result, dict) and result.get("usable") is False)
+
+
+def _soft_limit(which: int, value: int) -> None:
+    """Set a soft limit, never above the hard one (lowering the hard one is forever)."""
+    import resource
+
+    _, hard = resource.getrlimit(which)
+    if hard != resource.RLIM_INFINITY and (value == resource.RLIM_INFINITY or value > hard):
+        value = hard
+    resource.setrlimit(which, (value, hard))
+
+
+def _rss() -> int:
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def _main(argv: list[str]) -> None:

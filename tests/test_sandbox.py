@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -22,6 +24,8 @@ from tests.conftest import wait_until
 
 LIMITS = Limits(cpu_seconds=20, memory=512_000_000)
 HOSTILE = Limits(cpu_seconds=1, memory=300_000_000, wall_seconds=3)
+FORKED = dataclasses.replace(HOSTILE, fork_per_document=True)
+MODES = pytest.mark.parametrize("hostile", [HOSTILE, FORKED], ids=["in-worker", "forked"])
 
 
 @pytest.fixture(autouse=True)
@@ -50,6 +54,15 @@ def children_of(pids: list[int]) -> list[int]:
         if int(fields[1]) in pids and fields[0] != "Z":
             found.append(int(entry.name))
     return found
+
+
+def _sleeping(pid: int) -> bool:
+    """The worker is in `_selftest_sleep` (its main thread waits in clock_nanosleep)."""
+    try:
+        return "nanosleep" in Path(f"/proc/{pid}/task/{pid}/wchan").read_text() or \
+            "hrtimer" in Path(f"/proc/{pid}/task/{pid}/wchan").read_text()
+    except OSError:
+        return False
 
 
 def running(pid: int) -> bool:
@@ -123,8 +136,8 @@ def test_wav_and_merge_tasks() -> None:
 
 
 def test_each_document_runs_in_a_fresh_limited_child() -> None:
-    first = sandbox.run("_selftest_echo", b"abc", HOSTILE)
-    second = sandbox.run("_selftest_echo", b"abcd", HOSTILE)
+    first = sandbox.run("_selftest_echo", b"abc", FORKED)
+    second = sandbox.run("_selftest_echo", b"abcd", FORKED)
     assert first["size"] == 3 and second["size"] == 4
     assert first["pid"] != second["pid"]  # single-use children ...
     assert first["ppid"] == second["ppid"] in sandbox.worker_pids()  # ... of a warm worker
@@ -133,8 +146,35 @@ def test_each_document_runs_in_a_fresh_limited_child() -> None:
     assert first["as_limit"] == [300_000_000, 300_000_000]
 
 
+def test_by_default_a_warm_worker_reads_documents_under_each_ones_limits() -> None:
+    sandbox.configure(1)
+    first = sandbox.run("_selftest_echo", b"abc", HOSTILE)
+    second = sandbox.run("_selftest_echo", b"abcd", LIMITS)
+    assert first["size"] == 3 and second["size"] == 4
+    assert first["pid"] == second["pid"] == sandbox.worker_pids()[0] != os.getpid()
+    soft, hard = first["cpu_limit"]  # type: ignore[misc]
+    assert 2 <= soft <= 5  # the CPU the worker used so far, + 1 s of allowance (+ rounding)
+    assert hard == resource.RLIM_INFINITY  # never lowered: it could not be raised again
+    assert first["as_limit"][0] == 300_000_000  # type: ignore[index]
+    assert second["as_limit"][0] == 512_000_000  # type: ignore[index]
+    assert second["cpu_limit"][0] >= 20  # type: ignore[index]
+
+
+def test_an_unusable_document_retires_its_worker() -> None:
+    sandbox.configure(1)
+    assert sandbox.run("pdf", small_pdf(), LIMITS)["pages"] == 2
+    (worker,) = sandbox.worker_pids()
+    assert sandbox.run("pdf", small_pdf(), LIMITS)["pages"] == 2
+    assert sandbox.worker_pids() == [worker]  # good documents: the same warm worker
+    assert sandbox.run("pdf", b"%PDF-1.4 broken", LIMITS)["usable"] is False
+    wait_until(lambda: not running(worker), what="the worker to retire")
+    assert sandbox.run("pdf", small_pdf(), LIMITS)["pages"] == 2
+    assert sandbox.worker_pids() not in ([], [worker])  # the next one read it in a new one
+
+
 # -- hostile documents --------------------------------------------------------------------
 
+@MODES
 @pytest.mark.parametrize("task, reason", [
     ("_selftest_spin", "CPU time limit"),
     ("_selftest_alloc", "memory limit"),
@@ -142,24 +182,28 @@ def test_each_document_runs_in_a_fresh_limited_child() -> None:
     ("_selftest_garbage", "unreadable answer"),
     ("_selftest_crash", "SIGSEGV"),
 ])
-def test_a_hostile_child_is_the_documents_fault_and_the_next_one_works(task: str,
-                                                                        reason: str) -> None:
-    sandbox.configure(1)  # the same worker must serve the next document
+def test_a_hostile_document_is_its_own_fault_and_the_next_one_works(task: str, reason: str,
+                                                                     hostile: Limits) -> None:
+    sandbox.configure(1)
     assert sandbox.run("pdf", small_pdf(), LIMITS)["pages"] == 2
     workers = sandbox.worker_pids()
     with pytest.raises(SandboxFailure, match=reason):
-        sandbox.run(task, b"%PDF-1.4 hostile", HOSTILE)
+        sandbox.run(task, b"%PDF-1.4 hostile", hostile)
     assert sandbox.run("pdf", small_pdf(), LIMITS) == {"usable": True, "pages": 2,
                                                        "error": None}
-    assert sandbox.worker_pids() == workers  # the worker survived its child
-    assert children_of(workers) == []  # and the killed child was reaped
+    if hostile.fork_per_document:
+        assert sandbox.worker_pids() == workers  # the worker survived its child
+        assert children_of(workers) == []  # and the killed child was reaped
+    elif task != "_selftest_garbage":  # the worker that read it is gone, and reaped
+        assert sandbox.worker_pids() != workers and not running(workers[0])
 
 
+@MODES
 @pytest.mark.parametrize("make", [self_referencing_pdf, deeply_nested_pdf])
-def test_hostile_page_trees_are_not_usable(make: object) -> None:
+def test_hostile_page_trees_are_not_usable(make: object, hostile: Limits) -> None:
     data = make()  # type: ignore[operator]
     try:
-        answer = sandbox.run("pdf", data, HOSTILE)
+        answer = sandbox.run("pdf", data, hostile)
     except SandboxFailure:
         pass  # killed is as good as refused: both are code 93
     else:
@@ -175,7 +219,8 @@ def test_a_worker_that_dies_mid_job_is_replaced() -> None:
 
     def hang() -> None:
         try:
-            sandbox.run("_selftest_sleep", b"", Limits(1, 300_000_000, wall_seconds=30))
+            sandbox.run("_selftest_sleep", b"", Limits(1, 300_000_000, wall_seconds=30,
+                                                         fork_per_document=True))
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 
@@ -250,7 +295,8 @@ def test_shutdown_kills_a_busy_worker_and_its_child() -> None:
 
     def hang() -> None:
         try:
-            sandbox.run("_selftest_sleep", b"", Limits(1, 300_000_000, wall_seconds=30))
+            sandbox.run("_selftest_sleep", b"", Limits(1, 300_000_000, wall_seconds=30,
+                                                         fork_per_document=True))
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 
@@ -273,7 +319,8 @@ SCRIPT = textwrap.dedent("""
     assert sandbox.run("pdf", make_pdf([["x"]]), sandbox.Limits())["pages"] == 1
     print(" ".join(map(str, sandbox.worker_pids())), flush=True)
     if sys.argv[1] == "hang":
-        sandbox.run("_selftest_sleep", b"", sandbox.Limits(1, 300_000_000, wall_seconds=60))
+        sandbox.run("_selftest_sleep", b"", sandbox.Limits(1, 300_000_000, wall_seconds=60,
+                                                           fork_per_document=sys.argv[2] == "1"))
 """)
 
 
@@ -286,14 +333,20 @@ def test_no_worker_outlives_a_parent_that_exits_normally() -> None:
         assert not running(pid)
 
 
-def test_no_worker_outlives_a_parent_that_is_killed() -> None:
-    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, "hang"], stdout=subprocess.PIPE,
-                            text=True)
+@pytest.mark.parametrize("fork", [False, True], ids=["in-worker", "forked"])
+def test_no_worker_outlives_a_parent_that_is_killed(fork: bool) -> None:
+    """Even one busy with a 60 s document: the hang-up of its stdin ends it at once."""
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, "hang", str(int(fork))],
+                            stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         workers = [int(p) for p in proc.stdout.readline().split()]
         assert len(workers) == 2
-        grandchildren = wait_until(lambda: children_of(workers), what="a busy child")
+        grandchildren = []
+        if fork:
+            grandchildren = wait_until(lambda: children_of(workers), what="a busy child")
+        else:
+            wait_until(lambda: any(_sleeping(p) for p in workers), what="a busy worker")
         proc.kill()
         proc.wait(10)
         for pid in [*workers, *grandchildren]:  # end of stdin: each worker kills its child
