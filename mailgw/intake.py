@@ -23,9 +23,10 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, cast
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -35,8 +36,8 @@ from mailgw.config import Settings
 from mailgw.dispatch import queries
 from mailgw.inbound import Attachment, InboundMail, parse_mail
 from mailgw.notify.messages import AckFacts, ack_mail, notice_on_final
-from mailgw.notify.outbox import enqueue
-from mailgw.notify.render import Renderer
+from mailgw.notify.outbox import enqueue_many
+from mailgw.notify.render import Rendered, Renderer
 from mailgw.recipients import ListEntry, normalize_number, parse_list
 from mailgw.sandbox import Limits
 from mailgw.store import Account, Delivery, Job, ProcessedMessage, Store, utcnow
@@ -161,8 +162,15 @@ class _Writing:
     decision: _Decision
     env: Envelope
     account: Account | None
-    job: Job | None = None
+    job: dict[str, object] | None = None  # a new job's columns, inserted with the batch's
+    deliveries: list[dict[str, object]] = field(default_factory=list)  # its deliveries'
+    job_id: int | None = None  # the new job's id, once inserted
     job_ids: list[int] = field(default_factory=list)  # jobs cancelled (95)
+
+
+_JOB, _DELIVERY, _PROCESSED = (cast(Table, m.__table__) for m in (Job, Delivery,
+                                                                   ProcessedMessage))
+_INSERT_JOBS = insert(_JOB).returning(_JOB.c.id, sort_by_parameter_order=True)
 
 
 class GroupCommit:
@@ -290,6 +298,7 @@ class Intake:
                 return IntakeResult(None, "250 2.0.0 Automatic message dropped (not a command)",
                                     ignored=mail.auto_reply_reason or "auto-reply")
             d = self._decide(mail, env, raw)
+        del raw  # the caller may have let go of it too: only the decision waits for the commit
         d.decided = (d.code, d.detail)
         try:
             result = self.committer.submit((d, env)).result()
@@ -316,15 +325,13 @@ class Intake:
             return None if row is None else _answered(row)
 
     def _find_account(self, d: _Decision, env: Envelope) -> None:
-        with self.store.read() as s:
-            if env.auth_login:
-                d.account = accounts.find_by_email(s, env.auth_login)
-                d.sender = d.account.email if d.account else None
-            elif d.mail.from_addr:
-                d.account = accounts.find_by_sender(s, d.mail.from_addr)
-                d.sender = d.mail.from_addr.lower() if d.account else None
-            if d.account is not None:
-                s.expunge(d.account)
+        engine = self.store.read_engine
+        if env.auth_login:
+            d.account = accounts.find_for_mail(engine, login=env.auth_login)
+            d.sender = d.account.email if d.account else None
+        elif d.mail.from_addr:
+            d.account = accounts.find_for_mail(engine, sender=d.mail.from_addr)
+            d.sender = d.mail.from_addr.lower() if d.account else None
 
     def _decide(self, mail: InboundMail, env: Envelope, raw: bytes) -> _Decision:
         settings = self.settings
@@ -551,9 +558,10 @@ class Intake:
         self._note_ignored(d)
 
     def _commit_batch(self, items: list[_Item]) -> list[IntakeResult]:
-        """Write a batch in one transaction (the committer thread), flushed together so the
-        ORM batches the INSERTs. A mail already committed, or a second copy inside the
-        batch, gets the first answer and writes nothing."""
+        """Write a batch in one transaction (the committer thread): one multi-row INSERT per
+        table for the whole batch (Core, not ORM objects: this runs for every mail). A mail
+        already committed, or a second copy inside the batch, gets the first answer and
+        writes nothing."""
         now = self.clock()
         new: list[_Writing] = []
         answers: list[IntakeResult | tuple[int, bool]] = []  # or (index in new, is a copy)
@@ -572,13 +580,32 @@ class Intake:
                         first[key] = len(new)
                     answers.append((len(new), False))
                     new.append(self._write(s, d, env, now, locked))
-            if any(w.job is not None for w in new):
-                s.flush()  # every job of the batch and its deliveries: now they have ids
-                queries.notify_queue(s)
-            results = [self._answer(s, w, now) for w in new]
+            self._insert_jobs(s, [w for w in new if w.job is not None])
+            processed: list[dict[str, object]] = []
+            acks: list[tuple[Rendered, int | None]] = []
+            results = [self._answer(w, now, processed, acks) for w in new]
+            if processed:
+                s.execute(insert(_PROCESSED), processed)
+            enqueue_many(s, acks, return_path=self.settings.notify.return_path)
         return [a if isinstance(a, IntakeResult) else
                 dataclasses.replace(results[a[0]], duplicate=True) if a[1] else results[a[0]]
                 for a in answers]
+
+    def _insert_jobs(self, s: Session, writings: list[_Writing]) -> None:
+        """The batch's new jobs in one INSERT (their ids back, in order), then all their
+        deliveries in another."""
+        if not writings:
+            return
+        ids = s.execute(_INSERT_JOBS, [w.job for w in writings if w.job]).scalars().all()
+        deliveries = []
+        for w, job_id in zip(writings, ids, strict=True):
+            w.job_id = job_id
+            for row in w.deliveries:
+                row["job_id"] = job_id
+                deliveries.append(row)
+        if deliveries:
+            s.execute(insert(_DELIVERY), deliveries)
+        queries.notify_queue(s)
 
     def _committed(self, s: Session, items: list[_Item]) -> dict[tuple[int, str], IntakeResult]:
         """The batch's mails committed before (one query for the whole batch)."""
@@ -586,8 +613,10 @@ class Intake:
         keys = {d.key for d, _ in items if d.proven and d.account and d.key}
         if not keys:
             return {}
-        rows = s.scalars(select(ProcessedMessage).where(
-            ProcessedMessage.account_id.in_(accounts_), ProcessedMessage.message_id.in_(keys)))
+        rows = s.execute(select(_PROCESSED.c.account_id, _PROCESSED.c.message_id,
+                                _PROCESSED.c.code, _PROCESSED.c.reply, _PROCESSED.c.job_ids)
+                         .where(_PROCESSED.c.account_id.in_(accounts_),
+                                _PROCESSED.c.message_id.in_(keys)))
         return {(row.account_id, row.message_id): _answered(row) for row in rows}
 
     def _write(self, s: Session, d: _Decision, env: Envelope, now: datetime,
@@ -608,19 +637,23 @@ class Intake:
                               ref=d.store_ref, seconds=round(d.duration or 0))
         elif is_accepted(d.code) and cmd is not None:
             if self._reserve_credits(s, w.account, d, locked):
-                w.job = self._create_job(s, w.account, d, cmd, now)
+                self._new_job(w, d, cmd, now)
         return w
 
-    def _answer(self, s: Session, w: _Writing, now: datetime) -> IntakeResult:
+    def _answer(self, w: _Writing, now: datetime, processed: list[dict[str, object]],
+                acks: list[tuple[Rendered, int | None]]) -> IntakeResult:
         """The reply, the idempotency row and the ack, once the job has its id."""
         d = w.decision
-        job_ids = [w.job.id] if w.job is not None else w.job_ids
+        job_ids = [w.job_id] if w.job_id is not None else w.job_ids
         reply = smtp_reply(d.code, d.lang, self._reply_detail(d, job_ids), utf8=w.env.smtputf8)
         if w.account is not None and d.proven and d.sender:
             if d.key:
-                s.add(ProcessedMessage(account_id=w.account.id, message_id=d.key, code=d.code,
-                                       reply=reply, job_ids=",".join(map(str, job_ids))))
-            self._ack(s, d, w.account, d.command, job_ids, now)
+                processed.append({"account_id": w.account.id, "message_id": d.key,
+                                  "code": d.code, "reply": reply,
+                                  "job_ids": ",".join(map(str, job_ids)), "created_at": now,
+                                  "via_imap": False})
+            acks.append((self._ack(d, w.account, d.command, job_ids, now),
+                         job_ids[0] if job_ids else None))
         return IntakeResult(d.code, reply, proven=d.proven, job_ids=tuple(job_ids))
 
     def _cost(self, d: _Decision) -> int:
@@ -648,29 +681,30 @@ class Intake:
             return ("job " if len(job_ids) == 1 else "jobs ") + ", ".join(map(str, job_ids))
         return d.detail
 
-    def _create_job(self, s: Session, account: Account, d: _Decision, cmd: Command,
-                    now: datetime) -> Job:
-        """The job and its deliveries, added to the session; the batch flushes them once."""
+    def _new_job(self, w: _Writing, d: _Decision, cmd: Command, now: datetime) -> None:
+        """The job's and its deliveries' columns; the batch inserts them all at once."""
+        assert w.account is not None
+        account = w.account
         send_at = cmd.when_utc
-        job = Job(account_id=account.id, channel=d.channel, sender=d.sender or account.email,
-                  message_id=d.mail.message_id[:998] if d.mail.message_id else None,
-                  state="scheduled" if send_at else "active", outcome="in_progress",
-                  subject=masked_subject(d.mail.subject), ref=cmd.ref, comment=cmd.comment,
-                  send_at=send_at,
-                  pages=d.pages, duration=d.duration, document=d.document,
-                  document_name=d.document_name, document_type=d.document_type,
-                  options=json.dumps(d.options, sort_keys=True) if d.options else None,
-                  created_at=now)
-        s.add(job)
+        w.job = {
+            "account_id": account.id, "channel": d.channel, "sender": d.sender or account.email,
+            "message_id": d.mail.message_id[:998] if d.mail.message_id else None,
+            "state": "scheduled" if send_at else "active", "outcome": "in_progress",
+            "subject": masked_subject(d.mail.subject), "ref": cmd.ref, "comment": cmd.comment,
+            "send_at": send_at, "pages": d.pages, "duration": d.duration,
+            "document": d.document, "document_name": d.document_name,
+            "document_type": d.document_type,
+            "options": json.dumps(d.options, sort_keys=True) if d.options else None,
+            "created_at": now, "finished_at": None}
         each = ((d.pages or 1) if d.channel == "fax" else 1) if account.credits is not None else 0
-        for entry in d.recipients:
-            job.deliveries.append(Delivery(
-                number=entry.number, state="scheduled" if send_at else "queued",
-                next_attempt_at=send_at or now, attempts=0, pages_sent=0,
-                pages_total=d.pages if d.channel == "fax" else None, credits_reserved=each,
-                columns=json.dumps(dict(entry.columns), ensure_ascii=False)
-                if entry.columns else None))
-        return job
+        w.deliveries = [{
+            "job_id": None, "number": entry.number,
+            "state": "scheduled" if send_at else "queued",
+            "next_attempt_at": send_at or now, "attempts": 0, "pages_sent": 0,
+            "pages_total": d.pages if d.channel == "fax" else None, "credits_reserved": each,
+            "cancel_requested": False,
+            "columns": json.dumps(dict(entry.columns), ensure_ascii=False)
+            if entry.columns else None} for entry in d.recipients]
 
     def _cancel(self, s: Session, account_id: int, cmd: Command, numbers: list[str]) -> list[int]:
         """Cancel the account's scheduled jobs with the same time and numbers (or ref);
@@ -694,8 +728,8 @@ class Intake:
             cancelled.append(job.id)
         return cancelled
 
-    def _ack(self, s: Session, d: _Decision, account: Account, cmd: Command | None,
-             job_ids: list[int], now: datetime) -> None:
+    def _ack(self, d: _Decision, account: Account, cmd: Command | None,
+             job_ids: list[int], now: datetime) -> Rendered:
         assert d.sender is not None
         facts = AckFacts(
             code=d.code, to=d.sender, lang=account.lang, tz=account.tz, channel=d.channel,
@@ -706,12 +740,10 @@ class Intake:
             send_at=cmd.when_utc if cmd is not None else None,
             ref=cmd.ref if cmd else None, comment=cmd.comment if cmd else None,
             detail=d.detail)
-        mail = ack_mail(self.renderer, facts)
-        enqueue(s, mail, return_path=self.settings.notify.return_path,
-                job_id=job_ids[0] if job_ids else None)
+        return ack_mail(self.renderer, facts)
 
 
-def _answered(row: ProcessedMessage) -> IntakeResult:
+def _answered(row: ProcessedMessage | Any) -> IntakeResult:
     """The answer given the first time, for the same mail received again."""
     ids = tuple(int(i) for i in row.job_ids.split(",") if i)
     return IntakeResult(row.code, row.reply, proven=True, job_ids=ids, duplicate=True)

@@ -315,14 +315,14 @@ def test_one_failing_mail_does_not_fail_its_batch(make_app, sink, corpus: Path,
 
     app = make_app()
     app.add_account()
-    create_job = Intake._create_job
+    new_job = Intake._new_job
 
-    def failing(self, s, account, d, cmd, now):  # type: ignore[no-untyped-def]
+    def failing(self, w, d, cmd, now):  # type: ignore[no-untyped-def]
         if cmd.comment == "boom":
             raise RuntimeError("insert failed")
-        return create_job(self, s, account, d, cmd, now)
+        return new_job(self, w, d, cmd, now)
 
-    monkeypatch.setattr(Intake, "_create_job", failing)
+    monkeypatch.setattr(Intake, "_new_job", failing)
     pdf = (corpus / "pdfs" / "one-page-crazyones.pdf").read_bytes()
     boom = fax_message(f"{PASSWORD}:0170709902::boom", pdf)
     first, replies, sizes = _in_one_batch(
@@ -335,7 +335,7 @@ def test_one_failing_mail_does_not_fail_its_batch(make_app, sink, corpus: Path,
     assert all(r.startswith("250 2.0.0 [80]") for r in [first, *replies[1:]]), replies
     assert _counts(app) == (3, 3, 3)
     # the sender's retry of the failed mail goes through once the fault is gone
-    monkeypatch.setattr(Intake, "_create_job", create_job)
+    monkeypatch.setattr(Intake, "_new_job", new_job)
     assert send(app.port, boom).startswith("250 2.0.0 [80]")
     assert _counts(app) == (4, 4, 4)
 

@@ -15,10 +15,11 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
 import aiosmtplib
 import structlog
-from sqlalchemy import or_, select, update
+from sqlalchemy import Table, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from mailgw import metrics
@@ -57,6 +58,19 @@ def _webhook_secret(store: Store, job_id: int | None) -> str | None:
     with store.read() as s:
         return s.scalar(select(Account.webhook_secret).join(Job, Job.account_id == Account.id)
                         .where(Job.id == job_id))
+
+
+def enqueue_many(session: Session, mails: list[tuple[Rendered, int | None]], *,
+                 return_path: str) -> None:
+    """Queue (mail, job id) pairs in one INSERT: intake's committer writes a batch's acks
+    at once, without an ORM object per mail."""
+    if not mails:
+        return
+    now = utcnow()
+    session.execute(insert(cast(Table, OutboxMail.__table__)), [
+        {"kind": mail.kind, "job_id": job_id, "delivery_id": None, "mail_from": return_path,
+         "rcpt_to": mail.to, "message_id": mail.message_id, "body": mail.data,
+         "created_at": now, "next_attempt_at": now, "tries": 0} for mail, job_id in mails])
 
 
 def enqueue(session: Session, mail: Rendered, *, return_path: str, job_id: int | None = None,
