@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.headerregistry import Address
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -17,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import phonenumbers
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import Engine, bindparam, func, select
+from sqlalchemy import Engine, bindparam, event, func, select
 from sqlalchemy.orm import Session
 
 from mailgw.codes import LANGS
@@ -268,6 +270,51 @@ def find_for_mail(engine: Engine, *, login: str | None = None,
     with engine.connect() as conn:
         row = conn.execute(stmt, {"address": normalize_address(address or "")}).first()
     return None if row is None else Account(**row._mapping)
+
+
+_changes = 0  # accounts or sender addresses flushed by this process
+
+
+def _note_changes(session: Session, _context: object, _instances: object) -> None:
+    global _changes
+    if any(isinstance(o, Account | SenderAddress)
+           for o in (*session.new, *session.dirty, *session.deleted)):
+        _changes += 1
+
+
+event.listen(Session, "before_flush", _note_changes)
+
+
+class MailAccounts:
+    """The account of each mail, remembered for `ttl` seconds: one query per sender and
+    second instead of one per mail. A change made in this process (any ORM flush of an
+    account or sender address) is seen at once; one made by another process (`mailgw
+    account …`) within `ttl` (SMTP AUTH's cache waits 30 s). Credits are never taken from
+    here: intake checks and takes them at commit, on the current row."""
+
+    def __init__(self, engine: Engine, ttl: float = 1.0, most: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.engine = engine
+        self.ttl = ttl
+        self.clock = clock
+        self.most = most
+        self.seen: dict[tuple[str, str], tuple[float, Account | None]] = {}
+        self.changes = _changes
+
+    def get(self, *, login: str | None = None, sender: str | None = None) -> Account | None:
+        key = ("login", normalize_address(login)) if login is not None else \
+            ("sender", normalize_address(sender or ""))
+        now = self.clock()
+        if self.changes != _changes:
+            self.seen, self.changes = {}, _changes
+        hit = self.seen.get(key)
+        if hit is not None and now - hit[0] < self.ttl:
+            return hit[1]
+        account = find_for_mail(self.engine, login=login, sender=sender)
+        if len(self.seen) >= self.most:
+            self.seen = {}
+        self.seen[key] = (now, account)
+        return account
 
 
 def list_accounts(session: Session) -> list[AccountView]:

@@ -251,6 +251,7 @@ class Intake:
         self.on_final = notice_on_final(settings, renderer)
         self.committer = GroupCommit(self._commit_batch)
         self.parsing = Budget(settings.limits.parse_memory)
+        self.accounts = accounts.MailAccounts(store.read_engine)
         _give_back_freed_memory()
 
     # -- addresses -------------------------------------------------------------------------
@@ -325,12 +326,11 @@ class Intake:
             return None if row is None else _answered(row)
 
     def _find_account(self, d: _Decision, env: Envelope) -> None:
-        engine = self.store.read_engine
         if env.auth_login:
-            d.account = accounts.find_for_mail(engine, login=env.auth_login)
+            d.account = self.accounts.get(login=env.auth_login)
             d.sender = d.account.email if d.account else None
         elif d.mail.from_addr:
-            d.account = accounts.find_for_mail(engine, sender=d.mail.from_addr)
+            d.account = self.accounts.get(sender=d.mail.from_addr)
             d.sender = d.mail.from_addr.lower() if d.account else None
 
     def _decide(self, mail: InboundMail, env: Envelope, raw: bytes) -> _Decision:
@@ -397,10 +397,7 @@ class Intake:
         else:
             self._check_sound(d)
         self._note_ignored(d)
-        if is_accepted(d.code) and account.credits is not None:
-            if account.credits < self._cost(d):  # checked again, under lock, at commit
-                d.refuse(83, "credit_short", needed=self._cost(d), left=account.credits)
-        return d
+        return d  # credits (83) are checked at commit, on the current row, under lock
 
     def _merge(self, d: _Decision, entries: list[ListEntry]) -> None:
         seen = {r.number for r in d.recipients}

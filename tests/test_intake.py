@@ -132,6 +132,46 @@ def test_credits_are_reserved_and_never_negative(make_app, sink) -> None:
         assert account is not None and account.credits == 1
 
 
+def test_credits_refilled_by_another_process_count_at_once(make_app, sink) -> None:
+    """The account of a mail is remembered for a second, but its credits never: a refill
+    written behind this process's back (no ORM flush here) is used by the very next mail."""
+    app = make_app()
+    app.add_account(credits=0)
+    pdf = make_pdf([["a"], ["b"]])
+    with pytest.raises(smtplib.SMTPDataError) as err:
+        send(app.port, fax_message(f"{PASSWORD}:0170709901", pdf))
+    assert b"[83]" in err.value.smtp_error
+    with app.store.engine.begin() as conn:  # as `mailgw account set --credits` elsewhere
+        conn.execute(Account.__table__.update().values(credits=4))
+    assert send(app.port, fax_message(f"{PASSWORD}:0170709902", pdf)).startswith("250")
+    with app.store.read() as s:
+        account = s.scalar(select(Account))
+        assert account is not None and account.credits == 2
+
+
+def test_the_account_of_a_mail_is_remembered_briefly(make_app) -> None:
+    from mailgw import accounts
+
+    app = make_app()
+    app.add_account()
+    now = [100.0]
+    cache = accounts.MailAccounts(app.store.read_engine, ttl=1.0, clock=lambda: now[0])
+    first = cache.get(sender=SENDER.upper())
+    assert first is not None and first.email == SENDER
+    assert cache.get(sender="nobody@example.com") is None
+    with app.store.engine.begin() as conn:  # another process changes the row (no flush here)
+        conn.execute(Account.__table__.update().values(lang="ru"))
+    assert cache.get(sender=SENDER) is first  # within the second: remembered
+    now[0] += 1.5
+    again = cache.get(sender=SENDER)
+    assert again is not None and again.lang == "ru"  # after it: read again
+    with app.store.tx() as s:  # a change made in this process is seen at once
+        accounts.set_password(s, SENDER, "An0ther-pass")
+    changed = cache.get(sender=SENDER)
+    assert changed is not None and changed.password_hash != again.password_hash
+    assert cache.get(login=SENDER) is not None and cache.get(login="nobody@x.org") is None
+
+
 def test_user_text_never_reaches_a_header_unescaped(make_app, sink) -> None:
     app = make_app()
     app.add_account()
