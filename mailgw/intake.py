@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -26,7 +27,7 @@ from datetime import datetime
 from typing import Any, cast
 
 import structlog
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -168,10 +169,21 @@ class _Writing:
     job_ids: list[int] = field(default_factory=list)  # jobs cancelled (95)
 
 
-_JOB, _DELIVERY, _PROCESSED = (cast(Table, m.__table__) for m in (Job, Delivery,
-                                                                   ProcessedMessage))
+# The committer's statements, built once (it runs them for every batch).
+_ACCOUNT, _JOB, _DELIVERY, _PROCESSED = (cast(Table, m.__table__) for m in (
+    Account, Job, Delivery, ProcessedMessage))
 _INSERT_JOBS = insert(_JOB).returning(_JOB.c.id, sort_by_parameter_order=True)
 
+_INSERT_DELIVERIES = insert(_DELIVERY)
+_INSERT_PROCESSED = insert(_PROCESSED)
+_COMMITTED = select(_PROCESSED.c.account_id, _PROCESSED.c.message_id, _PROCESSED.c.code,
+                    _PROCESSED.c.reply, _PROCESSED.c.job_ids).where(
+    _PROCESSED.c.account_id.in_(bindparam("accounts", expanding=True)),
+    _PROCESSED.c.message_id.in_(bindparam("keys", expanding=True)))
+_CREDITS = select(_ACCOUNT.c.credits).where(_ACCOUNT.c.id == bindparam("account"))
+_CREDITS_LOCKED = _CREDITS.with_for_update()
+_DEBIT = (update(_ACCOUNT).where(_ACCOUNT.c.id == bindparam("account"))
+          .values(credits=_ACCOUNT.c.credits - bindparam("cost")))
 
 class GroupCommit:
     """One writer thread for intake: it takes every mail waiting when it is free (at most
@@ -180,15 +192,34 @@ class GroupCommit:
     for nobody. The thread ends after `idle` seconds without mail and starts again on demand.
     """
 
+    Callers say when they start deciding a mail (`deciding()`): when the writer finds mails
+    waiting while other mails are still being decided, it gives those up to `gather`
+    seconds to join the batch. Deciding is CPU work under the GIL, so without this the
+    writer, woken by the first mail, would commit batches of one or two and pay a
+    transaction's fixed cost for each.
+
     def __init__(self, commit: Callable[[list[_Item]], list[IntakeResult]], *, most: int = 64,
-                 idle: float = 5.0):
+                 idle: float = 5.0, gather: float = 0.002):
         self.commit = commit
         self.most = most
         self.idle = idle
         self.cond = threading.Condition()
+        self.gather = gather
         self.waiting: list[tuple[_Item, Future[IntakeResult]]] = []
         self.thread: threading.Thread | None = None
 
+        self.busy = 0  # mails being decided now
+
+    @contextmanager
+    def deciding(self) -> Iterator[None]:
+        with self.cond:
+            self.busy += 1
+        try:
+            yield
+        finally:
+            with self.cond:
+                self.busy -= 1
+                self.cond.notify()
     def submit(self, item: _Item) -> Future[IntakeResult]:
         future: Future[IntakeResult] = Future()
         with self.cond:
@@ -210,6 +241,12 @@ class GroupCommit:
                     self.thread = None
                     return
                 batch, self.waiting = self.waiting[:self.most], self.waiting[self.most:]
+                until = time.monotonic() + self.gather
+                while self.busy and len(self.waiting) < self.most:
+                    left = until - time.monotonic()
+                    if left <= 0:
+                        break
+                    self.cond.wait(left)
             try:
                 self._commit(batch)
             except BaseException as exc:  # noqa: BLE001 - never leave a caller waiting
@@ -250,9 +287,9 @@ class Intake:
         self.limits = Limits.of(settings.limits)
         self.on_final = notice_on_final(settings, renderer)
         self.committer = GroupCommit(self._commit_batch)
-        self.parsing = Budget(settings.limits.parse_memory)
         self.accounts = accounts.MailAccounts(store.read_engine)
         _give_back_freed_memory()
+        self.parsing = Budget(settings.limits.parse_memory)
 
     # -- addresses -------------------------------------------------------------------------
 
@@ -290,7 +327,7 @@ class Intake:
 
     def handle(self, raw: bytes, env: Envelope) -> IntakeResult:
         """Decide and commit; never raises for bad input (our own failures do raise)."""
-        with self.parsing.hold(len(raw)):
+        with self.committer.deciding(), self.parsing.hold(len(raw)):
             mail = parse_mail(raw, envelope_from=env.mail_from)
             bound = log.bind(message_id=mail.message_id, sender=mail.from_addr)
             if mail.is_auto_reply:
@@ -565,7 +602,7 @@ class Intake:
         first: dict[tuple[int, str], int] = {}  # (account, key) -> its index in new
         with self.store.tx() as s:
             done = self._committed(s, items)
-            locked: set[int] = set()  # accounts locked (PostgreSQL) in this transaction
+            credits: dict[int, int | None] = {}  # accounts' credits as this batch left them
             for d, env in items:
                 key = (d.account.id, d.key) if d.proven and d.account and d.key else None
                 if key is not None and key in done:
@@ -576,13 +613,13 @@ class Intake:
                     if key is not None:
                         first[key] = len(new)
                     answers.append((len(new), False))
-                    new.append(self._write(s, d, env, now, locked))
+                    new.append(self._write(s, d, env, now, credits))
             self._insert_jobs(s, [w for w in new if w.job is not None])
             processed: list[dict[str, object]] = []
             acks: list[tuple[Rendered, int | None]] = []
             results = [self._answer(w, now, processed, acks) for w in new]
             if processed:
-                s.execute(insert(_PROCESSED), processed)
+                s.execute(_INSERT_PROCESSED, processed)
             enqueue_many(s, acks, return_path=self.settings.notify.return_path)
         return [a if isinstance(a, IntakeResult) else
                 dataclasses.replace(results[a[0]], duplicate=True) if a[1] else results[a[0]]
@@ -601,7 +638,7 @@ class Intake:
                 row["job_id"] = job_id
                 deliveries.append(row)
         if deliveries:
-            s.execute(insert(_DELIVERY), deliveries)
+            s.execute(_INSERT_DELIVERIES, deliveries)
         queries.notify_queue(s)
 
     def _committed(self, s: Session, items: list[_Item]) -> dict[tuple[int, str], IntakeResult]:
@@ -610,17 +647,14 @@ class Intake:
         keys = {d.key for d, _ in items if d.proven and d.account and d.key}
         if not keys:
             return {}
-        rows = s.execute(select(_PROCESSED.c.account_id, _PROCESSED.c.message_id,
-                                _PROCESSED.c.code, _PROCESSED.c.reply, _PROCESSED.c.job_ids)
-                         .where(_PROCESSED.c.account_id.in_(accounts_),
-                                _PROCESSED.c.message_id.in_(keys)))
+        rows = s.execute(_COMMITTED, {"accounts": sorted(accounts_), "keys": sorted(keys)})
         return {(row.account_id, row.message_id): _answered(row) for row in rows}
 
     def _write(self, s: Session, d: _Decision, env: Envelope, now: datetime,
-               locked: set[int]) -> _Writing:
-        """The mail's changes (a new job is added, not flushed: the batch flushes once)."""
+               credits: dict[int, int | None]) -> _Writing:
+        """The mail's changes (a new job's rows are kept for the batch's INSERTs)."""
         d.code, d.detail = d.decided  # a retry after a failed batch starts afresh
-        w = _Writing(d, env, s.get(Account, d.account.id) if d.account is not None else None)
+        w = _Writing(d, env, d.account)
         cmd = d.command
         if w.account is None:
             return w
@@ -628,13 +662,14 @@ class Intake:
             w.job_ids = self._cancel(s, w.account.id, cmd, d.numbers)
             d.code = 95 if w.job_ids else 96
         elif d.store_ref and d.code == 80 and d.document:
+            credits.pop(w.account.id, None)  # refunded: read the balance again
             replaced = voice.store_message(s, w.account.id, d.store_ref, d.document,
                                            d.duration or 0.0, d.document_name)
             d.detail = detail("message_replaced" if replaced else "message_stored", d.lang,
                               ref=d.store_ref, seconds=round(d.duration or 0))
         elif is_accepted(d.code) and cmd is not None:
-            if self._reserve_credits(s, w.account, d, locked):
-                self._new_job(w, d, cmd, now)
+            if self._reserve_credits(s, w.account.id, d, credits):
+                self._new_job(w, d, cmd, now, limited=credits[w.account.id] is not None)
         return w
 
     def _answer(self, w: _Writing, now: datetime, processed: list[dict[str, object]],
@@ -656,21 +691,24 @@ class Intake:
     def _cost(self, d: _Decision) -> int:
         return len(d.recipients) * ((d.pages or 1) if d.channel == "fax" else 1)
 
-    def _reserve_credits(self, s: Session, account: Account, d: _Decision,
-                         locked: set[int]) -> bool:
+    def _reserve_credits(self, s: Session, account_id: int, d: _Decision,
+                         credits: dict[int, int | None]) -> bool:
         """Take the credits in the job's transaction; never below zero, even when racing.
-        The row is locked and re-read once per transaction: re-reading it for a second mail
-        of the batch would drop the first one's debit, not flushed yet."""
-        if account.credits is None:
+        The balance is read once per transaction (locked on PostgreSQL; SQLite's BEGIN
+        IMMEDIATE already serialises writers), then followed in `credits`; the debit is
+        relative (credits - cost), like the dispatcher's refunds."""
+        if account_id not in credits:
+            credits[account_id] = s.execute(_CREDITS_LOCKED if self.store.is_postgres
+                                            else _CREDITS, {"account": account_id}).scalar()
+        left = credits[account_id]
+        if left is None:
             return True
-        if self.store.is_postgres and account.id not in locked:
-            s.refresh(account, with_for_update=True)  # SQLite: BEGIN IMMEDIATE already
-            locked.add(account.id)
         cost = self._cost(d)
-        if account.credits < cost:
-            d.refuse(83, "credit_short", needed=cost, left=account.credits)
+        if left < cost:
+            d.refuse(83, "credit_short", needed=cost, left=left)
             return False
-        account.credits -= cost
+        s.execute(_DEBIT, {"account": account_id, "cost": cost})
+        credits[account_id] = left - cost
         return True
 
     def _reply_detail(self, d: _Decision, job_ids: list[int]) -> str:
@@ -678,7 +716,8 @@ class Intake:
             return ("job " if len(job_ids) == 1 else "jobs ") + ", ".join(map(str, job_ids))
         return d.detail
 
-    def _new_job(self, w: _Writing, d: _Decision, cmd: Command, now: datetime) -> None:
+    def _new_job(self, w: _Writing, d: _Decision, cmd: Command, now: datetime, *,
+                 limited: bool) -> None:
         """The job's and its deliveries' columns; the batch inserts them all at once."""
         assert w.account is not None
         account = w.account
@@ -693,7 +732,7 @@ class Intake:
             "document_type": d.document_type,
             "options": json.dumps(d.options, sort_keys=True) if d.options else None,
             "created_at": now, "finished_at": None}
-        each = ((d.pages or 1) if d.channel == "fax" else 1) if account.credits is not None else 0
+        each = ((d.pages or 1) if d.channel == "fax" else 1) if limited else 0
         w.deliveries = [{
             "job_id": None, "number": entry.number,
             "state": "scheduled" if send_at else "queued",

@@ -317,10 +317,10 @@ def test_one_failing_mail_does_not_fail_its_batch(make_app, sink, corpus: Path,
     app.add_account()
     new_job = Intake._new_job
 
-    def failing(self, w, d, cmd, now):  # type: ignore[no-untyped-def]
+    def failing(self, w, d, cmd, now, **kw):  # type: ignore[no-untyped-def]
         if cmd.comment == "boom":
             raise RuntimeError("insert failed")
-        return new_job(self, w, d, cmd, now)
+        return new_job(self, w, d, cmd, now, **kw)
 
     monkeypatch.setattr(Intake, "_new_job", failing)
     pdf = (corpus / "pdfs" / "one-page-crazyones.pdf").read_bytes()

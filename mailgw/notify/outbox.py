@@ -60,6 +60,9 @@ def _webhook_secret(store: Store, job_id: int | None) -> str | None:
                         .where(Job.id == job_id))
 
 
+_INSERT = insert(cast(Table, OutboxMail.__table__))
+
+
 def enqueue_many(session: Session, mails: list[tuple[Rendered, int | None]], *,
                  return_path: str) -> None:
     """Queue (mail, job id) pairs in one INSERT: intake's committer writes a batch's acks
@@ -67,7 +70,7 @@ def enqueue_many(session: Session, mails: list[tuple[Rendered, int | None]], *,
     if not mails:
         return
     now = utcnow()
-    session.execute(insert(cast(Table, OutboxMail.__table__)), [
+    session.execute(_INSERT, [
         {"kind": mail.kind, "job_id": job_id, "delivery_id": None, "mail_from": return_path,
          "rcpt_to": mail.to, "message_id": mail.message_id, "body": mail.data,
          "created_at": now, "next_attempt_at": now, "tries": 0} for mail, job_id in mails])
