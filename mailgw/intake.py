@@ -112,9 +112,10 @@ def idempotency_key(mail: InboundMail, raw: bytes) -> str:
 
 
 class Budget:
-    """At most `limit` bytes of mail parsed at once: parsing a mail takes about eight times
-    its size, so concurrent large mails would add up. A mail larger than the whole budget
-    runs alone. First come, first served, so a large mail is not starved by small ones."""
+    """At most `limit` bytes of mail parsed at once: parsing a mail takes about three times
+    its size (inbound.py; 28 MB at peak for a 10.4 MB mail), so concurrent large mails would
+    add up. A mail larger than the whole budget runs alone. First come, first served, so a
+    large mail is not starved by small ones."""
 
     def __init__(self, limit: int):
         self.limit = max(limit, 1)
@@ -173,7 +174,6 @@ class _Writing:
 _ACCOUNT, _JOB, _DELIVERY, _PROCESSED = (cast(Table, m.__table__) for m in (
     Account, Job, Delivery, ProcessedMessage))
 _INSERT_JOBS = insert(_JOB).returning(_JOB.c.id, sort_by_parameter_order=True)
-
 _INSERT_DELIVERIES = insert(_DELIVERY)
 _INSERT_PROCESSED = insert(_PROCESSED)
 _COMMITTED = select(_PROCESSED.c.account_id, _PROCESSED.c.message_id, _PROCESSED.c.code,
@@ -185,29 +185,28 @@ _CREDITS_LOCKED = _CREDITS.with_for_update()
 _DEBIT = (update(_ACCOUNT).where(_ACCOUNT.c.id == bindparam("account"))
           .values(credits=_ACCOUNT.c.credits - bindparam("cost")))
 
+
 class GroupCommit:
-    """One writer thread for intake: it takes every mail waiting when it is free (at most
-    `most`), writes them in one transaction (one fsync), then answers each caller. While it
-    commits, the next mails queue up, so the batch grows with the load and a lone mail waits
-    for nobody. The thread ends after `idle` seconds without mail and starts again on demand.
+    """Group commit for intake, leader and followers: a caller whose mail is decided puts
+    it in the queue; if nobody is writing, it becomes the writer and commits every mail
+    waiting (at most `most`) in one transaction (one fsync) for everyone, then answers each
+    caller; otherwise it waits for the writer to answer it (or to hand it the next batch).
+    While a batch commits the next mails queue up, so batches grow with the load, and a
+    lone mail waits for nobody and is written by its own thread (no hand-over).
+
+    Callers say when they start deciding a mail (`deciding()`): a writer that finds other
+    mails still being decided gives them up to `gather` seconds to join its batch, rather
+    than pay a transaction's fixed cost for a batch of one.
     """
 
-    Callers say when they start deciding a mail (`deciding()`): when the writer finds mails
-    waiting while other mails are still being decided, it gives those up to `gather`
-    seconds to join the batch. Deciding is CPU work under the GIL, so without this the
-    writer, woken by the first mail, would commit batches of one or two and pay a
-    transaction's fixed cost for each.
-
     def __init__(self, commit: Callable[[list[_Item]], list[IntakeResult]], *, most: int = 64,
-                 idle: float = 5.0, gather: float = 0.002):
+                 gather: float = 0.002):
         self.commit = commit
         self.most = most
-        self.idle = idle
-        self.cond = threading.Condition()
         self.gather = gather
+        self.cond = threading.Condition()
         self.waiting: list[tuple[_Item, Future[IntakeResult]]] = []
-        self.thread: threading.Thread | None = None
-
+        self.writing = False  # a caller's thread is committing a batch
         self.busy = 0  # mails being decided now
 
     @contextmanager
@@ -219,40 +218,42 @@ class GroupCommit:
         finally:
             with self.cond:
                 self.busy -= 1
-                self.cond.notify()
-    def submit(self, item: _Item) -> Future[IntakeResult]:
+                self.cond.notify_all()
+
+    def run(self, item: _Item) -> IntakeResult:
+        """Commit `item` (with the others waiting) and give its answer; raises what its
+        commit raised."""
         future: Future[IntakeResult] = Future()
         with self.cond:
             self.waiting.append((item, future))
-            if self.thread is None:
-                self.thread = threading.Thread(target=self._run, name="intake-commit",
-                                               daemon=True)
-                self.thread.start()
-            else:
-                self.cond.notify()
-        return future
-
-    def _run(self) -> None:
-        while True:
-            with self.cond:
-                if not self.waiting:
-                    self.cond.wait(self.idle)
-                if not self.waiting:
-                    self.thread = None
-                    return
-                batch, self.waiting = self.waiting[:self.most], self.waiting[self.most:]
-                until = time.monotonic() + self.gather
-                while self.busy and len(self.waiting) < self.most:
-                    left = until - time.monotonic()
-                    if left <= 0:
-                        break
-                    self.cond.wait(left)
-            try:
-                self._commit(batch)
-            except BaseException as exc:  # noqa: BLE001 - never leave a caller waiting
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
+            self.cond.notify_all()  # a writer gathering its batch may wait for this one
+            while not future.done():
+                if self.writing:
+                    self.cond.wait()
+                    continue
+                self.writing = True
+                try:
+                    until = time.monotonic() + self.gather
+                    while self.busy and len(self.waiting) < self.most:
+                        left = until - time.monotonic()
+                        if left <= 0:
+                            break
+                        self.cond.wait(left)
+                    batch, self.waiting = self.waiting[:self.most], self.waiting[self.most:]
+                    self.cond.release()
+                    try:
+                        self._commit(batch)
+                    except BaseException as exc:  # never leave a caller waiting
+                        for _, waiting in batch:
+                            if not waiting.done():
+                                waiting.set_exception(exc)
+                        raise
+                    finally:
+                        self.cond.acquire()
+                finally:
+                    self.writing = False
+                    self.cond.notify_all()
+        return future.result()
 
     def _commit(self, batch: list[tuple[_Item, Future[IntakeResult]]]) -> None:
         items = [item for item, _ in batch]
@@ -288,8 +289,8 @@ class Intake:
         self.on_final = notice_on_final(settings, renderer)
         self.committer = GroupCommit(self._commit_batch)
         self.accounts = accounts.MailAccounts(store.read_engine)
-        _give_back_freed_memory()
         self.parsing = Budget(settings.limits.parse_memory)
+        _give_back_freed_memory()
 
     # -- addresses -------------------------------------------------------------------------
 
@@ -339,7 +340,7 @@ class Intake:
         del raw  # the caller may have let go of it too: only the decision waits for the commit
         d.decided = (d.code, d.detail)
         try:
-            result = self.committer.submit((d, env)).result()
+            result = self.committer.run((d, env))
         except IntegrityError:
             # The same mail committed concurrently (another connection, another node).
             if d.account is not None and d.key:
@@ -661,8 +662,8 @@ class Intake:
         if d.proven and cmd is not None and cmd.cancel and is_accepted(d.code):
             w.job_ids = self._cancel(s, w.account.id, cmd, d.numbers)
             d.code = 95 if w.job_ids else 96
-        elif d.store_ref and d.code == 80 and d.document:
             credits.pop(w.account.id, None)  # refunded: read the balance again
+        elif d.store_ref and d.code == 80 and d.document:
             replaced = voice.store_message(s, w.account.id, d.store_ref, d.document,
                                            d.duration or 0.0, d.document_name)
             d.detail = detail("message_replaced" if replaced else "message_stored", d.lang,
