@@ -19,6 +19,7 @@ import hashlib
 import json
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -94,6 +95,7 @@ class _Decision:
     options: dict[str, str] = field(default_factory=dict)  # voice call options (mailgw.voice)
     store_ref: str | None = None  # voice: store the sound in the library under this ref
     decided: tuple[int, str] = (0, "")  # (code, detail) before the commit, for a retry
+    answered: IntakeResult | None = None  # a repeat of a mail this process answered
 
     @property
     def numbers(self) -> list[str]:
@@ -155,6 +157,7 @@ def _give_back_freed_memory() -> None:
 
 
 _Item = tuple[_Decision, Envelope]
+RECENT_ANSWERS = 10_000  # answers remembered for repeated mails (a few MB)
 
 
 @dataclass
@@ -289,6 +292,8 @@ class Intake:
         self.on_final = notice_on_final(settings, renderer)
         self.committer = GroupCommit(self._commit_batch)
         self.accounts = accounts.MailAccounts(store.read_engine)
+        self.recent: OrderedDict[tuple[int, str], IntakeResult] = OrderedDict()
+        self.recent_lock = threading.Lock()
         self.parsing = Budget(settings.limits.parse_memory)
         _give_back_freed_memory()
 
@@ -338,6 +343,9 @@ class Intake:
                                     ignored=mail.auto_reply_reason or "auto-reply")
             d = self._decide(mail, env, raw)
         del raw  # the caller may have let go of it too: only the decision waits for the commit
+        if d.answered is not None:
+            bound.info("mail_duplicate", code=d.answered.code)
+            return d.answered
         d.decided = (d.code, d.detail)
         try:
             result = self.committer.run((d, env))
@@ -348,6 +356,8 @@ class Intake:
                 if earlier is not None:
                     return earlier
             raise
+        if result.proven and d.account is not None and d.key:
+            self._remember(d.account.id, d.key, result)
         if result.duplicate:
             bound.info("mail_duplicate", code=result.code)
             return result
@@ -356,6 +366,14 @@ class Intake:
                    job_ids=list(result.job_ids))
         metrics.mail_decided(result.code)
         return result
+
+    def _remember(self, account_id: int, key: str, result: IntakeResult) -> None:
+        """A proven mail's answer, for its repeats (an MTA that lost our 250 sends it again):
+        those are answered after the password check, without reading the document again."""
+        with self.recent_lock:
+            self.recent[(account_id, key)] = dataclasses.replace(result, duplicate=True)
+            while len(self.recent) > RECENT_ANSWERS:
+                self.recent.popitem(last=False)
 
     def _earlier(self, account_id: int, key: str) -> IntakeResult | None:
         with self.store.read() as s:
@@ -401,6 +419,11 @@ class Intake:
             d.proven = cmd.password_given and accounts.verify_password_cached(
                 account.password_hash, cmd.password)
         d.command = cmd
+        if d.proven and d.key:
+            with self.recent_lock:
+                d.answered = self.recent.get((account.id, d.key))
+            if d.answered is not None:
+                return d
         extra = self._gather_recipients(d, cmd, env, account)
         if d.code:
             return d

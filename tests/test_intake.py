@@ -281,3 +281,33 @@ def test_parse_budget_bounds_the_bytes_parsed_at_once() -> None:
         t.join(30)
     assert inside == [0, inside[1]] and 0 < inside[1] <= 10
     assert budget.used == 0 and budget.serving == budget.tickets == len(threads)
+
+
+def test_a_repeat_is_answered_from_memory_only_with_the_right_password(
+        make_app, sink, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An MTA that lost our 250 sends the mail again: once the password is checked, the
+    first answer comes back without reading the document again (still one job). The same
+    Message-ID with a wrong password is not a repeat: it is refused (82) like any other."""
+    from mailgw import documents
+
+    app = make_app()
+    app.add_account()
+    reads: list[int] = []
+    check_pdf = documents.check_pdf
+
+    def counted(data, limits):  # type: ignore[no-untyped-def]
+        reads.append(len(data))
+        return check_pdf(data, limits)
+
+    monkeypatch.setattr(documents, "check_pdf", counted)
+    pdf = make_pdf([["x"]])
+    msg = fax_message(f"{PASSWORD}:0170709901", pdf, message_id="<repeat-1@example.com>")
+    first = send(app.port, msg)
+    assert first.startswith("250 2.0.0 [80]") and len(reads) == 1
+    assert send(app.port, msg) == first and len(reads) == 1
+    wrong = fax_message("Wrong-pass9:0170709901", pdf, message_id="<repeat-1@example.com>")
+    with pytest.raises(smtplib.SMTPDataError) as err:
+        send(app.port, wrong)
+    assert b"[82]" in err.value.smtp_error
+    with app.store.read() as s:
+        assert s.scalar(select(func.count()).select_from(Job)) == 1
