@@ -265,7 +265,7 @@ class LimitsSettings:
     sandbox_fork_per_document: bool = False  # each document in its own fork (+~3 ms CPU)
     auth_failures: int = 5
     max_sound_seconds: Duration = 45.0  # voice: longest sound accepted (MediasFlow's 45 s)
-    parse_memory: Size = 16_000_000  # bytes of mail parsed at once (a parse takes ~8x)
+    parse_memory: Size = 16_000_000  # bytes of mail parsed at once (a parse takes ~3x)
 
 
 @dataclass

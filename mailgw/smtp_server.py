@@ -11,12 +11,21 @@ Policy lives here, the decision in intake:
 from __future__ import annotations
 
 import asyncio
+import io
 import ssl
 from collections.abc import Callable
 from typing import Any
 
 import structlog
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import (
+    MISSING,
+    SMTP,
+    AuthResult,
+    Envelope,
+    LoginPassword,
+    Session,
+    syntax,
+)
 
 from mailgw.accounts import AuthCache
 from mailgw.config import SmtpSettings, split_hostport
@@ -35,6 +44,8 @@ DATA_TIMEOUT = "421 4.4.2 DATA took too long, closing the connection"
 NUL_REFUSED = "554 5.6.0 NUL characters are not allowed in mail"
 BUSY = "451 4.3.2 Too many mails arriving at once, please try again shortly"
 DATA_WAIT = 30.0
+LINE_TOO_LONG = "500 Line too long (see RFC5321 4.5.3.1.6)"  # aiosmtpd's replies
+TOO_MUCH_DATA = "552 Error: Too much mail data"
 
 
 class GatewayHandler:
@@ -69,6 +80,10 @@ class GatewayHandler:
         raw = envelope.original_content or b""
         if isinstance(raw, str):  # pragma: no cover - decode_data is off
             raw = raw.encode("utf-8", "surrogateescape")
+        # Intake gets the only reference (see _hand_over) and drops it once the mail is
+        # decided: a large mail waiting for its commit then costs its document, not the
+        # document and the whole mail (base64 and all) too.
+        envelope.content = envelope.original_content = None
         if b"\x00" in raw:
             return NUL_REFUSED
         keys = [_ip(session), (envelope.mail_from or "").lower() or None]
@@ -80,7 +95,9 @@ class GatewayHandler:
         env = IntakeEnvelope(mail_from=envelope.mail_from or "",
                              rcpt_tos=tuple(envelope.rcpt_tos),
                              auth_login=_login(session), smtputf8=bool(envelope.smtp_utf8))
-        result = await asyncio.to_thread(self.intake.handle, raw, env)
+        box = [raw]
+        del raw
+        result = await asyncio.to_thread(_hand_over, self.intake, box, env)
         if result.code == 82:
             self.throttle.failed(keys)
         if (result.job_ids or result.proven) and self.on_accepted is not None:
@@ -90,6 +107,12 @@ class GatewayHandler:
     async def handle_exception(self, error: Exception) -> str:
         log.error("smtp_internal_error", error_type=type(error).__name__, exc_info=error)
         return TEMPFAIL
+
+
+def _hand_over(intake: Intake, box: list[bytes], env: IntakeEnvelope) -> Any:
+    """``intake.handle(raw, env)`` with the box's mail, which leaves the box (and so the
+    arguments of ``to_thread``, which live until the call returns)."""
+    return intake.handle(box.pop(), env)
 
 
 def _ip(session: Session) -> str | None:
@@ -154,6 +177,8 @@ class GatewaySMTP(SMTP):
     def __init__(self, handler: GatewayHandler, *, connections: Connections,
                  data_timeout: float, **kwargs: Any):
         super().__init__(handler, **kwargs)
+        if self._decode_data:
+            raise ValueError("GatewaySMTP hands intake bytes: decode_data must be off")
         self.connections = connections
         self.data_timeout = data_timeout
         self._counted = False
@@ -180,7 +205,24 @@ class GatewaySMTP(SMTP):
             return
         super().connection_lost(error)
 
+    @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
+        # aiosmtpd 1.4's smtp_DATA, but with the mail received into one buffer. aiosmtpd keeps
+        # a bytearray per line (≈ 60 B of overhead for each 78 B line of base64) and then joins
+        # them: 20-30 MB per 10 MB mail in flight, times every DATA slot. Here a mail costs its
+        # own size (the BytesIO's buffer becomes the bytes without a copy). What the client
+        # sees is aiosmtpd's, reply for reply: only a lone ".\r\n" ends DATA (never a bare
+        # LF: smuggling), an over-long line answers 500 and too much data 552, both after the
+        # rest of the DATA has been read, and the handler's handle_DATA gives the reply.
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
         # A slot before the 354: a flood of large mails waits here instead of in memory.
         try:
             await asyncio.wait_for(self.connections.data_slots.acquire(), timeout=DATA_WAIT)
@@ -190,10 +232,56 @@ class GatewaySMTP(SMTP):
         # Bound the transfer only: once the mail is in, intake runs to its commit.
         self._data_timer = self.loop.call_later(self.data_timeout, self._data_expired)
         try:
-            await super().smtp_DATA(arg)
+            await self.push("354 End data with <CR><LF>.<CR><LF>")
+            content = await self._receive_data()
+            if content is None:
+                self._set_post_data_state()
+                return
+            self.envelope.content = self.envelope.original_content = content
+            del content  # handle_DATA takes the mail from the envelope and hands it on
+            status = await self._call_handler_hook("DATA")
+            self._set_post_data_state()
+            await self.push("250 OK" if status is MISSING else status)
         finally:
             self.cancel_data_timer()
             self.connections.data_slots.release()
+
+    async def _receive_data(self) -> bytes | None:
+        """The mail, dot-unstuffed; None once a 500 or 552 has been answered."""
+        buf: io.BytesIO | None = io.BytesIO()  # None once refused: the rest is read, not kept
+        size = 0
+        limit = self.data_size_limit
+        refusal = LINE_TOO_LONG
+        partial = False  # inside a line longer than the reader's limit (aiosmtpd's fragments)
+        while self.transport is not None:
+            try:
+                line: bytes = await self._reader.readuntil(b"\r\n")
+            except asyncio.CancelledError:
+                log.info("connection_lost_during_data")
+                self._writer.close()
+                raise
+            except asyncio.LimitOverrunError as e:
+                # Read on to the end of the DATA; the 500 comes after it (RFC 5321 4.2.5).
+                buf = None
+                line = await self._reader.read(e.consumed)
+            if not partial and line == b".\r\n":
+                break
+            size += len(line)
+            if buf is not None and limit and size > limit:
+                refusal, buf = TOO_MUCH_DATA, None
+            partial = not line.endswith(b"\r\n")
+            if buf is None:
+                continue
+            if len(line) > self.line_length_limit:  # readuntil lets 1002-1003 bytes through
+                buf = None
+            else:
+                buf.write(memoryview(line)[1:] if line.startswith(b".") else line)
+        else:
+            return None  # the connection is gone: no mail without its final dot
+        if buf is None:
+            await self.push(refusal)
+            return None
+        return buf.getvalue()
 
     def cancel_data_timer(self) -> None:
         timer = self._data_timer
