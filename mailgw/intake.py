@@ -643,8 +643,8 @@ class Intake:
             acks: list[tuple[Rendered, int | None]] = []
             results = [self._answer(w, now, processed, acks) for w in new]
             if processed:
-                s.execute(_INSERT_PROCESSED, processed)
-            enqueue_many(s, acks, return_path=self.settings.notify.return_path)
+                s.connection().execute(_INSERT_PROCESSED, processed)
+            enqueue_many(s.connection(), acks, return_path=self.settings.notify.return_path)
         return [a if isinstance(a, IntakeResult) else
                 dataclasses.replace(results[a[0]], duplicate=True) if a[1] else results[a[0]]
                 for a in answers]
@@ -654,7 +654,8 @@ class Intake:
         deliveries in another."""
         if not writings:
             return
-        ids = s.execute(_INSERT_JOBS, [w.job for w in writings if w.job]).scalars().all()
+        conn = s.connection()  # Core statements: no ORM layer on the hot path
+        ids = conn.execute(_INSERT_JOBS, [w.job for w in writings if w.job]).scalars().all()
         deliveries = []
         for w, job_id in zip(writings, ids, strict=True):
             w.job_id = job_id
@@ -662,7 +663,7 @@ class Intake:
                 row["job_id"] = job_id
                 deliveries.append(row)
         if deliveries:
-            s.execute(_INSERT_DELIVERIES, deliveries)
+            conn.execute(_INSERT_DELIVERIES, deliveries)
         queries.notify_queue(s)
 
     def _committed(self, s: Session, items: list[_Item]) -> dict[tuple[int, str], IntakeResult]:
@@ -671,7 +672,8 @@ class Intake:
         keys = {d.key for d, _ in items if d.proven and d.account and d.key}
         if not keys:
             return {}
-        rows = s.execute(_COMMITTED, {"accounts": sorted(accounts_), "keys": sorted(keys)})
+        rows = s.connection().execute(_COMMITTED, {"accounts": sorted(accounts_),
+                                                   "keys": sorted(keys)})
         return {(row.account_id, row.message_id): _answered(row) for row in rows}
 
     def _write(self, s: Session, d: _Decision, env: Envelope, now: datetime,
@@ -722,8 +724,8 @@ class Intake:
         IMMEDIATE already serialises writers), then followed in `credits`; the debit is
         relative (credits - cost), like the dispatcher's refunds."""
         if account_id not in credits:
-            credits[account_id] = s.execute(_CREDITS_LOCKED if self.store.is_postgres
-                                            else _CREDITS, {"account": account_id}).scalar()
+            read = _CREDITS_LOCKED if self.store.is_postgres else _CREDITS
+            credits[account_id] = s.connection().execute(read, {"account": account_id}).scalar()
         left = credits[account_id]
         if left is None:
             return True
@@ -731,7 +733,7 @@ class Intake:
         if left < cost:
             d.refuse(83, "credit_short", needed=cost, left=left)
             return False
-        s.execute(_DEBIT, {"account": account_id, "cost": cost})
+        s.connection().execute(_DEBIT, {"account": account_id, "cost": cost})
         credits[account_id] = left - cost
         return True
 

@@ -19,7 +19,7 @@ from typing import cast
 
 import aiosmtplib
 import structlog
-from sqlalchemy import Table, insert, or_, select, update
+from sqlalchemy import Connection, Table, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from mailgw import metrics
@@ -63,7 +63,7 @@ def _webhook_secret(store: Store, job_id: int | None) -> str | None:
 _INSERT = insert(cast(Table, OutboxMail.__table__))
 
 
-def enqueue_many(session: Session, mails: list[tuple[Rendered, int | None]], *,
+def enqueue_many(session: Session | Connection, mails: list[tuple[Rendered, int | None]], *,
                  return_path: str) -> None:
     """Queue (mail, job id) pairs in one INSERT: intake's committer writes a batch's acks
     at once, without an ORM object per mail."""
