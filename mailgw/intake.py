@@ -25,7 +25,7 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
+from typing import cast
 
 import structlog
 from sqlalchemy import Table, bindparam, insert, select, update
@@ -179,10 +179,6 @@ _ACCOUNT, _JOB, _DELIVERY, _PROCESSED = (cast(Table, m.__table__) for m in (
 _INSERT_JOBS = insert(_JOB).returning(_JOB.c.id, sort_by_parameter_order=True)
 _INSERT_DELIVERIES = insert(_DELIVERY)
 _INSERT_PROCESSED = insert(_PROCESSED)
-_COMMITTED = select(_PROCESSED.c.account_id, _PROCESSED.c.message_id, _PROCESSED.c.code,
-                    _PROCESSED.c.reply, _PROCESSED.c.job_ids).where(
-    _PROCESSED.c.account_id.in_(bindparam("accounts", expanding=True)),
-    _PROCESSED.c.message_id.in_(bindparam("keys", expanding=True)))
 _CREDITS = select(_ACCOUNT.c.credits).where(_ACCOUNT.c.id == bindparam("account"))
 _CREDITS_LOCKED = _CREDITS.with_for_update()
 _DEBIT = (update(_ACCOUNT).where(_ACCOUNT.c.id == bindparam("account"))
@@ -616,22 +612,22 @@ class Intake:
         self._note_ignored(d)
 
     def _commit_batch(self, items: list[_Item]) -> list[IntakeResult]:
-        """Write a batch in one transaction (the committer thread): one multi-row INSERT per
-        table for the whole batch (Core, not ORM objects: this runs for every mail). A mail
-        already committed, or a second copy inside the batch, gets the first answer and
-        writes nothing."""
+        """Write a batch in one transaction: one multi-row INSERT per table for the whole
+        batch (Core, not ORM objects: this runs for every mail). A second copy inside the
+        batch gets its first copy's answer and writes nothing. A mail committed before is
+        not looked for (one query less per batch): repeats this process answered are caught
+        before (`recent`), and any other repeat breaks the idempotency key's unique index,
+        so the batch is retried mail by mail and that one gets the stored answer
+        (`handle`, `_earlier`)."""
         now = self.clock()
         new: list[_Writing] = []
-        answers: list[IntakeResult | tuple[int, bool]] = []  # or (index in new, is a copy)
+        answers: list[tuple[int, bool]] = []  # (index in new, is a copy)
         first: dict[tuple[int, str], int] = {}  # (account, key) -> its index in new
         with self.store.tx() as s:
-            done = self._committed(s, items)
             credits: dict[int, int | None] = {}  # accounts' credits as this batch left them
             for d, env in items:
                 key = (d.account.id, d.key) if d.proven and d.account and d.key else None
-                if key is not None and key in done:
-                    answers.append(done[key])
-                elif key is not None and key in first:
+                if key is not None and key in first:
                     answers.append((first[key], True))
                 else:
                     if key is not None:
@@ -645,9 +641,8 @@ class Intake:
             if processed:
                 s.connection().execute(_INSERT_PROCESSED, processed)
             enqueue_many(s.connection(), acks, return_path=self.settings.notify.return_path)
-        return [a if isinstance(a, IntakeResult) else
-                dataclasses.replace(results[a[0]], duplicate=True) if a[1] else results[a[0]]
-                for a in answers]
+        return [dataclasses.replace(results[i], duplicate=True) if copy else results[i]
+                for i, copy in answers]
 
     def _insert_jobs(self, s: Session, writings: list[_Writing]) -> None:
         """The batch's new jobs in one INSERT (their ids back, in order), then all their
@@ -665,16 +660,6 @@ class Intake:
         if deliveries:
             conn.execute(_INSERT_DELIVERIES, deliveries)
         queries.notify_queue(s)
-
-    def _committed(self, s: Session, items: list[_Item]) -> dict[tuple[int, str], IntakeResult]:
-        """The batch's mails committed before (one query for the whole batch)."""
-        accounts_ = {d.account.id for d, _ in items if d.proven and d.account and d.key}
-        keys = {d.key for d, _ in items if d.proven and d.account and d.key}
-        if not keys:
-            return {}
-        rows = s.connection().execute(_COMMITTED, {"accounts": sorted(accounts_),
-                                                   "keys": sorted(keys)})
-        return {(row.account_id, row.message_id): _answered(row) for row in rows}
 
     def _write(self, s: Session, d: _Decision, env: Envelope, now: datetime,
                credits: dict[int, int | None]) -> _Writing:
@@ -805,7 +790,7 @@ class Intake:
         return ack_mail(self.renderer, facts)
 
 
-def _answered(row: ProcessedMessage | Any) -> IntakeResult:
+def _answered(row: ProcessedMessage) -> IntakeResult:
     """The answer given the first time, for the same mail received again."""
     ids = tuple(int(i) for i in row.job_ids.split(",") if i)
     return IntakeResult(row.code, row.reply, proven=True, job_ids=ids, duplicate=True)

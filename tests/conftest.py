@@ -197,6 +197,9 @@ class RunningApp:
         return self.app.smtp_address[1]
 
     def stop(self) -> None:
+        if getattr(self, "stopped", False):  # a test may stop it before the fixture does
+            return
+        self.stopped = True
         if self.app is not None:
             asyncio.run_coroutine_threadsafe(self.app.stop(), self.loop).result(30)
         self.loop.call_soon_threadsafe(self.loop.stop)

@@ -232,6 +232,40 @@ def test_reply_lost_after_commit_the_retry_makes_no_second_job(make_app, sink,
         assert s.scalar(select(func.count()).select_from(Job)) == 1
 
 
+def test_reply_lost_then_restart_the_retry_makes_no_second_job(make_app, sink,
+                                                               monkeypatch) -> None:
+    """The same, with the daemon restarted between the commit and the retry: the new
+    process remembers no answer, so the retry reaches the store, where the idempotency
+    key's unique index stops a second job and the stored answer is given again."""
+    from mailgw import smtp_server
+
+    first = make_app()
+    first.add_account()
+    dropped: list[str] = []
+    original_push = smtp_server.GatewaySMTP.push
+
+    async def push(self, status):  # type: ignore[no-untyped-def]
+        if isinstance(status, str) and status.startswith("250 2.0.0 [") and not dropped:
+            dropped.append(status)
+            self.transport.abort()
+            return
+        await original_push(self, status)
+
+    monkeypatch.setattr(smtp_server.GatewaySMTP, "push", push)
+    msg = fax_message(f"{PASSWORD}:0170709901", make_pdf([["x"]]))
+    with pytest.raises((smtplib.SMTPServerDisconnected, ConnectionError)):
+        send(first.port, msg)
+    first.stop()
+    second = make_app()  # same store, a fresh process state
+    retry = send(second.port, msg)
+    assert retry.startswith("250 2.0.0 [80]") and retry == dropped[0]
+    other = send(second.port, fax_message(f"{PASSWORD}:0170709902", make_pdf([["y"]])))
+    assert other.startswith("250 2.0.0 [80]") and other != retry  # the store still works
+    with second.store.read() as s:
+        assert s.scalar(select(func.count()).select_from(Job)) == 2
+        assert s.scalar(select(func.count()).select_from(ProcessedMessage)) == 2
+
+
 def test_every_corpus_mail_gets_an_answer_and_never_a_crash(make_app, sink,
                                                           corpus: Path) -> None:
     app = make_app(limits={"auth_failures": 1000})  # 55 unknown senders from one IP
