@@ -289,8 +289,10 @@ class MailAccounts:
     """The account of each mail, remembered for `ttl` seconds: one query per sender and
     second instead of one per mail. A change made in this process (any ORM flush of an
     account or sender address) is seen at once; one made by another process (`mailgw
-    account …`) within `ttl` (SMTP AUTH's cache waits 30 s). Credits are never taken from
-    here: intake checks and takes them at commit, on the current row."""
+    account …`) within `ttl` (SMTP AUTH's cache waits 30 s). A balance is never taken from
+    here: intake checks and takes credits at commit, on the current row (an account seen
+    here without a credit limit is not read again: a limit set elsewhere applies within
+    `ttl`)."""
 
     def __init__(self, engine: Engine, ttl: float = 1.0, most: int = 10_000,
                  clock: Callable[[], float] = time.monotonic) -> None:

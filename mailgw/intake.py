@@ -28,7 +28,7 @@ from datetime import datetime
 from typing import cast
 
 import structlog
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -623,7 +623,8 @@ class Intake:
         new: list[_Writing] = []
         answers: list[tuple[int, bool]] = []  # (index in new, is a copy)
         first: dict[tuple[int, str], int] = {}  # (account, key) -> its index in new
-        with self.store.tx() as s:
+        orm = any(d.store_ref or (d.command is not None and d.command.cancel) for d, _ in items)
+        with self._transaction(orm) as (conn, s):
             credits: dict[int, int | None] = {}  # accounts' credits as this batch left them
             for d, env in items:
                 key = (d.account.id, d.key) if d.proven and d.account and d.key else None
@@ -633,23 +634,33 @@ class Intake:
                     if key is not None:
                         first[key] = len(new)
                     answers.append((len(new), False))
-                    new.append(self._write(s, d, env, now, credits))
-            self._insert_jobs(s, [w for w in new if w.job is not None])
+                    new.append(self._write(conn, s, d, env, now, credits))
+            self._insert_jobs(conn, [w for w in new if w.job is not None])
             processed: list[dict[str, object]] = []
             acks: list[tuple[Rendered, int | None]] = []
             results = [self._answer(w, now, processed, acks) for w in new]
             if processed:
-                s.connection().execute(_INSERT_PROCESSED, processed)
-            enqueue_many(s.connection(), acks, return_path=self.settings.notify.return_path)
+                conn.execute(_INSERT_PROCESSED, processed)
+            enqueue_many(conn, acks, return_path=self.settings.notify.return_path)
         return [dataclasses.replace(results[i], duplicate=True) if copy else results[i]
                 for i, copy in answers]
 
-    def _insert_jobs(self, s: Session, writings: list[_Writing]) -> None:
+    @contextmanager
+    def _transaction(self, orm: bool) -> Iterator[tuple[Connection, Session | None]]:
+        """The batch's transaction: a Core connection, and an ORM session only for the rare
+        batch that cancels jobs or stores a voice message (code shared with the CLI)."""
+        if orm:
+            with self.store.tx() as s:
+                yield s.connection(), s
+        else:
+            with self.store.engine.begin() as conn:
+                yield conn, None
+
+    def _insert_jobs(self, conn: Connection, writings: list[_Writing]) -> None:
         """The batch's new jobs in one INSERT (their ids back, in order), then all their
         deliveries in another."""
         if not writings:
             return
-        conn = s.connection()  # Core statements: no ORM layer on the hot path
         ids = conn.execute(_INSERT_JOBS, [w.job for w in writings if w.job]).scalars().all()
         deliveries = []
         for w, job_id in zip(writings, ids, strict=True):
@@ -659,10 +670,10 @@ class Intake:
                 deliveries.append(row)
         if deliveries:
             conn.execute(_INSERT_DELIVERIES, deliveries)
-        queries.notify_queue(s)
+        queries.notify_queue(conn)
 
-    def _write(self, s: Session, d: _Decision, env: Envelope, now: datetime,
-               credits: dict[int, int | None]) -> _Writing:
+    def _write(self, conn: Connection, s: Session | None, d: _Decision, env: Envelope,
+               now: datetime, credits: dict[int, int | None]) -> _Writing:
         """The mail's changes (a new job's rows are kept for the batch's INSERTs)."""
         d.code, d.detail = d.decided  # a retry after a failed batch starts afresh
         w = _Writing(d, env, d.account)
@@ -670,16 +681,18 @@ class Intake:
         if w.account is None:
             return w
         if d.proven and cmd is not None and cmd.cancel and is_accepted(d.code):
+            assert s is not None
             w.job_ids = self._cancel(s, w.account.id, cmd, d.numbers)
             d.code = 95 if w.job_ids else 96
             credits.pop(w.account.id, None)  # refunded: read the balance again
         elif d.store_ref and d.code == 80 and d.document:
+            assert s is not None
             replaced = voice.store_message(s, w.account.id, d.store_ref, d.document,
                                            d.duration or 0.0, d.document_name)
             d.detail = detail("message_replaced" if replaced else "message_stored", d.lang,
                               ref=d.store_ref, seconds=round(d.duration or 0))
         elif is_accepted(d.code) and cmd is not None:
-            if self._reserve_credits(s, w.account.id, d, credits):
+            if self._reserve_credits(conn, w.account.id, d, credits):
                 self._new_job(w, d, cmd, now, limited=credits[w.account.id] is not None)
         return w
 
@@ -702,15 +715,18 @@ class Intake:
     def _cost(self, d: _Decision) -> int:
         return len(d.recipients) * ((d.pages or 1) if d.channel == "fax" else 1)
 
-    def _reserve_credits(self, s: Session, account_id: int, d: _Decision,
+    def _reserve_credits(self, conn: Connection, account_id: int, d: _Decision,
                          credits: dict[int, int | None]) -> bool:
         """Take the credits in the job's transaction; never below zero, even when racing.
         The balance is read once per transaction (locked on PostgreSQL; SQLite's BEGIN
         IMMEDIATE already serialises writers), then followed in `credits`; the debit is
         relative (credits - cost), like the dispatcher's refunds."""
         if account_id not in credits:
-            read = _CREDITS_LOCKED if self.store.is_postgres else _CREDITS
-            credits[account_id] = s.connection().execute(read, {"account": account_id}).scalar()
+            if d.account is not None and d.account.credits is None:
+                credits[account_id] = None  # no limit a second ago (MailAccounts): no read
+            else:
+                read = _CREDITS_LOCKED if self.store.is_postgres else _CREDITS
+                credits[account_id] = conn.execute(read, {"account": account_id}).scalar()
         left = credits[account_id]
         if left is None:
             return True
@@ -718,7 +734,7 @@ class Intake:
         if left < cost:
             d.refuse(83, "credit_short", needed=cost, left=left)
             return False
-        s.connection().execute(_DEBIT, {"account": account_id, "cost": cost})
+        conn.execute(_DEBIT, {"account": account_id, "cost": cost})
         credits[account_id] = left - cost
         return True
 

@@ -523,7 +523,8 @@ def serve(data_fd: int) -> None:
         else:
             status, payload, clean = _run_here(task, data, cpu, memory, wall)
             del data
-            gc.collect()  # a PdfReader is a reference cycle: it would keep its document
+            if size > 1 << 16:  # a PdfReader is a reference cycle: it would keep its document
+                gc.collect()
             retire = not clean or _rss() > RETIRE_RSS
         _write_all(reply, RESPONSE.pack(status | (RETIRING if retire else 0), len(payload))
                    + payload)

@@ -224,11 +224,15 @@ class GatewaySMTP(SMTP):
             await self.push("501 Syntax: DATA")
             return
         # A slot before the 354: a flood of large mails waits here instead of in memory.
-        try:
-            await asyncio.wait_for(self.connections.data_slots.acquire(), timeout=DATA_WAIT)
-        except TimeoutError:
-            await self.push(BUSY)
-            return
+        slots = self.connections.data_slots
+        if slots.locked():  # wait_for costs a task: only when there is something to wait for
+            try:
+                await asyncio.wait_for(slots.acquire(), timeout=DATA_WAIT)
+            except TimeoutError:
+                await self.push(BUSY)
+                return
+        else:
+            await slots.acquire()
         # Bound the transfer only: once the mail is in, intake runs to its commit.
         self._data_timer = self.loop.call_later(self.data_timeout, self._data_expired)
         try:

@@ -149,6 +149,25 @@ def test_credits_refilled_by_another_process_count_at_once(make_app, sink) -> No
         assert account is not None and account.credits == 2
 
 
+def test_a_credit_limit_set_in_this_process_applies_to_the_next_mail(make_app, sink) -> None:
+    """An account without a limit is not read again at commit; a limit set here (an ORM
+    flush: the remembered accounts are forgotten) still counts for the very next mail."""
+    from mailgw import accounts
+
+    app = make_app()
+    app.add_account()  # no credit limit
+    pdf = make_pdf([["a"], ["b"]])
+    assert send(app.port, fax_message(f"{PASSWORD}:0170709901", pdf)).startswith("250")
+    with app.store.tx() as s:
+        accounts.update_account(s, SENDER, credits="1")
+    with pytest.raises(smtplib.SMTPDataError) as err:
+        send(app.port, fax_message(f"{PASSWORD}:0170709902", pdf))
+    assert b"[83]" in err.value.smtp_error
+    with app.store.read() as s:
+        account = s.scalar(select(Account))
+        assert account is not None and account.credits == 1
+
+
 def test_the_account_of_a_mail_is_remembered_briefly(make_app) -> None:
     from mailgw import accounts
 

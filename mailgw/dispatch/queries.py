@@ -15,6 +15,7 @@ from typing import Any, cast
 
 from sqlalchemy import (
     CTE,
+    Connection,
     Integer,
     String,
     Table,
@@ -71,10 +72,10 @@ class Claim:
         return f"d{self.delivery_id}-a{self.attempt}-{sha256(seed.encode()).hexdigest()[:8]}"
 
 
-def notify_queue(s: Session) -> None:
+def notify_queue(s: Session | Connection) -> None:
     """PostgreSQL: wake the dispatchers on commit (a hint; they poll anyway)."""
-    bind = s.get_bind()
-    if bind.dialect.name == "postgresql":
+    dialect = s.dialect if isinstance(s, Connection) else s.get_bind().dialect
+    if dialect.name == "postgresql":
         s.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
 
 
