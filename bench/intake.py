@@ -543,7 +543,7 @@ def profile(workdir: Path, mails: Mails, n: int) -> dict[str, float]:
     def new_mail() -> bytes:  # a distinct Message-ID each time: a new job, a real commit
         return mails.template.replace(b"#" * 24, f"p{next(serial):023d}".encode())
 
-    def same_mail() -> object:  # the second time on: answered from the idempotency row
+    def same_mail() -> object:  # the second time on: answered from memory (password checked)
         result = intake.handle(mail, env)
         assert result.code == 80, result
         return result
@@ -617,7 +617,7 @@ def _top_functions(fn: Callable[[], object], n: int, limit: int = 14) -> list[st
 def report(results: dict[str, Any]) -> str:
     lines = ["## Throughput (smtp-source, same run)", "",
              "`distinct`: every mail new (one smtp-source per mail); `same`: `smtp-source -m N`"
-             " repeating one file (mailgw answers repeats from its idempotency row). "
+             " repeating one file (mailgw answers repeats from memory, password checked). "
              "`vs raw` compares with raw fed the same way; `vs raw -m` with raw fed by one "
              "`smtp-source -m N` (its best, so the stricter ratio).", "",
              "| mails | mail | sessions | target | n | msgs/s | server CPU ms/msg | vs raw "
