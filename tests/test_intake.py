@@ -119,17 +119,26 @@ def test_several_pdfs_become_one_fax_and_other_files_are_ignored(make_app, sink,
         assert job is not None and job.pages == 5
 
 
+def _refusal(app, msg: EmailMessage) -> bytes:  # type: ignore[no-untyped-def]
+    with pytest.raises(smtplib.SMTPDataError) as err:
+        send(app.port, msg)
+    return err.value.smtp_error
+
+
+def _credits(app) -> int | None:  # type: ignore[no-untyped-def]
+    with app.store.read() as s:
+        account = s.scalar(select(Account))
+        assert account is not None
+        return account.credits
+
+
 def test_credits_are_reserved_and_never_negative(make_app, sink) -> None:
     app = make_app()
     app.add_account(credits=3)
     pdf = make_pdf([["a"], ["b"]])
     assert send(app.port, fax_message(f"{PASSWORD}:0170709901", pdf)).startswith("250")
-    with pytest.raises(smtplib.SMTPDataError) as err:
-        send(app.port, fax_message(f"{PASSWORD}:0170709902", pdf))
-    assert b"[83]" in err.value.smtp_error
-    with app.store.read() as s:
-        account = s.scalar(select(Account))
-        assert account is not None and account.credits == 1
+    assert b"[83]" in _refusal(app, fax_message(f"{PASSWORD}:0170709902", pdf))
+    assert _credits(app) == 1
 
 
 def test_credits_refilled_by_another_process_count_at_once(make_app, sink) -> None:
@@ -138,15 +147,11 @@ def test_credits_refilled_by_another_process_count_at_once(make_app, sink) -> No
     app = make_app()
     app.add_account(credits=0)
     pdf = make_pdf([["a"], ["b"]])
-    with pytest.raises(smtplib.SMTPDataError) as err:
-        send(app.port, fax_message(f"{PASSWORD}:0170709901", pdf))
-    assert b"[83]" in err.value.smtp_error
+    assert b"[83]" in _refusal(app, fax_message(f"{PASSWORD}:0170709901", pdf))
     with app.store.engine.begin() as conn:  # as `mailgw account set --credits` elsewhere
         conn.execute(Account.__table__.update().values(credits=4))
     assert send(app.port, fax_message(f"{PASSWORD}:0170709902", pdf)).startswith("250")
-    with app.store.read() as s:
-        account = s.scalar(select(Account))
-        assert account is not None and account.credits == 2
+    assert _credits(app) == 2
 
 
 def test_a_credit_limit_set_in_this_process_applies_to_the_next_mail(make_app, sink) -> None:
@@ -160,12 +165,8 @@ def test_a_credit_limit_set_in_this_process_applies_to_the_next_mail(make_app, s
     assert send(app.port, fax_message(f"{PASSWORD}:0170709901", pdf)).startswith("250")
     with app.store.tx() as s:
         accounts.update_account(s, SENDER, credits="1")
-    with pytest.raises(smtplib.SMTPDataError) as err:
-        send(app.port, fax_message(f"{PASSWORD}:0170709902", pdf))
-    assert b"[83]" in err.value.smtp_error
-    with app.store.read() as s:
-        account = s.scalar(select(Account))
-        assert account is not None and account.credits == 1
+    assert b"[83]" in _refusal(app, fax_message(f"{PASSWORD}:0170709902", pdf))
+    assert _credits(app) == 1
 
 
 def test_the_account_of_a_mail_is_remembered_briefly(make_app) -> None:
@@ -221,45 +222,11 @@ def test_no_message_id_is_still_exactly_once(make_app, sink) -> None:
         assert key is not None and key.startswith("sha256:")
 
 
-def test_reply_lost_after_commit_the_retry_makes_no_second_job(make_app, sink,
-                                                               monkeypatch) -> None:
-    """The server commits, then the connection dies before the 250 (a crash between commit
-    and reply); the sending MTA retries the same mail: one job, one ack, the same answer."""
+def _lose_the_first_acceptance(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The listener drops the connection instead of sending the first 250 (as if the process
+    died between commit and reply); the reply it did not send is kept in the list."""
     from mailgw import smtp_server
 
-    app = make_app()
-    app.add_account()
-    dropped: list[str] = []
-    original_push = smtp_server.GatewaySMTP.push
-
-    async def push(self, status):  # type: ignore[no-untyped-def]
-        if isinstance(status, str) and status.startswith("250 2.0.0 [") and not dropped:
-            dropped.append(status)  # committed; the process "dies" before answering
-            self.transport.abort()
-            return
-        await original_push(self, status)
-
-    monkeypatch.setattr(smtp_server.GatewaySMTP, "push", push)
-    msg = fax_message(f"{PASSWORD}:0170709901", make_pdf([["x"]]))
-    with pytest.raises((smtplib.SMTPServerDisconnected, ConnectionError)):
-        send(app.port, msg)
-    retry = send(app.port, msg)
-    assert retry.startswith("250 2.0.0 [80]") and retry == dropped[0]
-    sink.wait_for(lambda ms: any(m["X-Mailgw-Kind"] == "notice" for m in ms), what="notice")
-    assert len(sink.kinds("ack")) == 1
-    with app.store.read() as s:
-        assert s.scalar(select(func.count()).select_from(Job)) == 1
-
-
-def test_reply_lost_then_restart_the_retry_makes_no_second_job(make_app, sink,
-                                                               monkeypatch) -> None:
-    """The same, with the daemon restarted between the commit and the retry: the new
-    process remembers no answer, so the retry reaches the store, where the idempotency
-    key's unique index stops a second job and the stored answer is given again."""
-    from mailgw import smtp_server
-
-    first = make_app()
-    first.add_account()
     dropped: list[str] = []
     original_push = smtp_server.GatewaySMTP.push
 
@@ -271,16 +238,33 @@ def test_reply_lost_then_restart_the_retry_makes_no_second_job(make_app, sink,
         await original_push(self, status)
 
     monkeypatch.setattr(smtp_server.GatewaySMTP, "push", push)
+    return dropped
+
+
+@pytest.mark.parametrize("restart", [False, True], ids=["same-process", "restarted"])
+def test_reply_lost_after_commit_the_retry_makes_no_second_job(make_app, sink, monkeypatch,
+                                                               restart: bool) -> None:
+    """The server commits, then the connection dies before the 250 (a crash between commit
+    and reply); the sending MTA retries the same mail: one job, one ack, the same answer.
+    Restarted in between, the new process remembers no answer: the retry reaches the
+    store, where the idempotency key's unique index stops a second job."""
+    app = make_app()
+    app.add_account()
+    dropped = _lose_the_first_acceptance(monkeypatch)
     msg = fax_message(f"{PASSWORD}:0170709901", make_pdf([["x"]]))
     with pytest.raises((smtplib.SMTPServerDisconnected, ConnectionError)):
-        send(first.port, msg)
-    first.stop()
-    second = make_app()  # same store, a fresh process state
-    retry = send(second.port, msg)
+        send(app.port, msg)
+    if restart:
+        app.stop()
+        app = make_app()  # same store, a fresh process state
+    retry = send(app.port, msg)
     assert retry.startswith("250 2.0.0 [80]") and retry == dropped[0]
-    other = send(second.port, fax_message(f"{PASSWORD}:0170709902", make_pdf([["y"]])))
+    other = send(app.port, fax_message(f"{PASSWORD}:0170709902", make_pdf([["y"]])))
     assert other.startswith("250 2.0.0 [80]") and other != retry  # the store still works
-    with second.store.read() as s:
+    sink.wait_for(lambda ms: len([m for m in ms if m["X-Mailgw-Kind"] == "notice"]) >= 2,
+                  what="two notices")
+    assert len(sink.kinds("ack")) == 2  # one per mail, none for the retry
+    with app.store.read() as s:
         assert s.scalar(select(func.count()).select_from(Job)) == 2
         assert s.scalar(select(func.count()).select_from(ProcessedMessage)) == 2
 
@@ -359,8 +343,6 @@ def test_a_repeat_is_answered_from_memory_only_with_the_right_password(
     assert first.startswith("250 2.0.0 [80]") and len(reads) == 1
     assert send(app.port, msg) == first and len(reads) == 1
     wrong = fax_message("Wrong-pass9:0170709901", pdf, message_id="<repeat-1@example.com>")
-    with pytest.raises(smtplib.SMTPDataError) as err:
-        send(app.port, wrong)
-    assert b"[82]" in err.value.smtp_error
+    assert b"[82]" in _refusal(app, wrong)
     with app.store.read() as s:
         assert s.scalar(select(func.count()).select_from(Job)) == 1
