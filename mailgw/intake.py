@@ -5,9 +5,9 @@ deliveries, the idempotency key and the ack are written in one transaction. Only
 who proved to be the account (password or SMTP AUTH) gets an ack mail.
 
 Group commit: the deciding (parse, password, page count, recipients) runs in each caller's
-thread; the writing is handed to one committer thread that writes every mail waiting at
-that moment in one transaction, so concurrent sessions share one fsync. Each caller gets
-its answer only once its batch is durable.
+thread; the first caller to find nobody writing writes every mail waiting at that moment
+in one transaction, so concurrent sessions share one fsync. Each caller gets its answer
+only once its batch is durable.
 """
 
 from __future__ import annotations
@@ -166,11 +166,14 @@ class _Writing:
 
     decision: _Decision
     env: Envelope
-    account: Account | None
     job: dict[str, object] | None = None  # a new job's columns, inserted with the batch's
     deliveries: list[dict[str, object]] = field(default_factory=list)  # its deliveries'
     job_id: int | None = None  # the new job's id, once inserted
     job_ids: list[int] = field(default_factory=list)  # jobs cancelled (95)
+
+    @property
+    def account(self) -> Account | None:
+        return self.decision.account
 
 
 # The committer's statements, built once (it runs them for every batch).
@@ -676,7 +679,7 @@ class Intake:
                now: datetime, credits: dict[int, int | None]) -> _Writing:
         """The mail's changes (a new job's rows are kept for the batch's INSERTs)."""
         d.code, d.detail = d.decided  # a retry after a failed batch starts afresh
-        w = _Writing(d, env, d.account)
+        w = _Writing(d, env)
         cmd = d.command
         if w.account is None:
             return w

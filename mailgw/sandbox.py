@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from mailgw.config import LimitsSettings
 
-from mailgw.sandbox_tasks import FAILED, OK, REQUEST, RESPONSE, RETIRING
+from mailgw.sandbox_tasks import FAILED, OK, REQUEST, RESPONSE, RETIRING, killed_by
 
 MAX_JOBS_PER_WORKER = 1000  # hygiene: a worker retires anyway after a bad document
 SPAWN_TIMEOUT = 30.0  # seconds for a new worker to import pypdf and say it is ready
@@ -201,20 +201,11 @@ class _Worker:
 
 
 def _death(returncode: int | None) -> str | None:
-    """Why a worker that read a document in-process died: the limit the kernel enforced."""
-    if returncode is None or returncode >= 0:
+    """Why a worker that read a document in-process died; None for our own SIGKILL (the
+    backstop, or the OOM killer) and anything that is not a signal."""
+    if returncode is None or returncode >= 0 or -returncode == signal.SIGKILL:
         return None
-    sig = -returncode
-    if sig == signal.SIGKILL:  # our own backstop (or the OOM killer): no finer reason
-        return None
-    if sig == signal.SIGXCPU:
-        return "killed: over the CPU time limit"
-    if sig == signal.SIGALRM:
-        return "took too long"
-    try:
-        return f"killed by {signal.Signals(sig).name}"
-    except ValueError:
-        return f"killed by signal {sig}"
+    return killed_by(-returncode)
 
 
 def _wait(fd: int, event: int, deadline: float) -> None:

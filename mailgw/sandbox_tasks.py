@@ -398,15 +398,22 @@ def _child(task: Callable[[bytes], object], data: bytes, cpu: int, memory: int,
         os._exit(code)
 
 
+def killed_by(sig: int) -> str:
+    """Why a process reading a document was ended by `sig`: the limit the kernel enforced
+    (CPU, wall clock in the worker's own timer) or the signal's name."""
+    if sig == signal.SIGXCPU:
+        return "killed: over the CPU time limit"
+    if sig == signal.SIGALRM:
+        return "took too long"
+    try:
+        return f"killed by {signal.Signals(sig).name}"
+    except ValueError:
+        return f"killed by signal {sig}"
+
+
 def _describe(status: int) -> str:
     if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        if sig == signal.SIGXCPU:
-            return "killed: over the CPU time limit"
-        try:
-            return f"killed by {signal.Signals(sig).name}"
-        except ValueError:
-            return f"killed by signal {sig}"
+        return killed_by(os.WTERMSIG(status))
     code = os.WEXITSTATUS(status)
     return {71: "the parser crashed", 72: "over the memory limit"}.get(code, f"exit {code}")
 

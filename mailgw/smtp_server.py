@@ -189,10 +189,11 @@ class GatewaySMTP(SMTP):
         # aiosmtpd's __init__ looks up its auth_* and smtp_* methods with dir() and
         # inspect.getmembers() on every connection: only those names, computed once.
         cls = type(self)
-        if cls._method_names is None:
-            cls._method_names = sorted(n for n in object.__dir__(self)
-                                       if n.startswith(("auth_", "smtp_")))
-        return cls._method_names
+        names = cls.__dict__.get("_method_names")  # per class: a subclass adds its own
+        if names is None:
+            names = sorted(n for n in object.__dir__(self) if n.startswith(("auth_", "smtp_")))
+            cls._method_names = names
+        return names
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         # aiosmtpd's parses every path with the email header parser (and builds a

@@ -23,6 +23,7 @@ from mailgw.dispatch.drivers.base import CANCELLED, CallRequest, CallResult, Dri
 from mailgw.dispatch.drivers.base import TIMEOUT as RESULT_TIMEOUT
 from mailgw.dispatch.pacing import TokenBucket
 from mailgw.dispatch.states import parse_retry_overrides, with_overrides
+from mailgw.idle import until_woken
 from mailgw.notify.messages import notice_on_final
 from mailgw.notify.render import Renderer
 from mailgw.store import Store, utcnow
@@ -83,13 +84,7 @@ class Dispatcher:
                     claimed = 0
                 if claimed:
                     continue
-                self.wakeup.clear()
-                waiters = [asyncio.ensure_future(stop.wait()),
-                           asyncio.ensure_future(self.wakeup.wait())]
-                await asyncio.wait(waiters, timeout=self.settings.dispatch.poll_interval,
-                                   return_when=asyncio.FIRST_COMPLETED)
-                for w in waiters:
-                    w.cancel()
+                await until_woken(stop, self.wakeup, self.settings.dispatch.poll_interval)
         finally:
             reaper.cancel()
             beat.cancel()

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from mailgw import metrics
 from mailgw.config import NotifySettings, split_hostport
+from mailgw.idle import until_woken
 from mailgw.notify.render import Rendered
 from mailgw.store import Account, Job, OutboxMail, Store, utcnow
 
@@ -257,13 +258,7 @@ class OutboxSender:
                 if self._client is not None and (
                         time.monotonic() - self._last_used >= self.KEEP_IDLE):
                     await self.close()
-                self.wakeup.clear()
-                waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(
-                    self.wakeup.wait())]
-                await asyncio.wait(waiters, timeout=self.settings.poll_interval,
-                                   return_when=asyncio.FIRST_COMPLETED)
-                for w in waiters:
-                    w.cancel()
+                await until_woken(stop, self.wakeup, self.settings.poll_interval)
         finally:
             await self.close()
 
