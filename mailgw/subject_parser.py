@@ -1,7 +1,7 @@
 """The Subject command: `[Re:|Fwd:|…] password : numbers : ref : comment : when [:]`.
 
 Pure: no I/O and no clock reads (`now` is a parameter), so every rule is table-tested
-against `../shared/corpus/subjects.tsv`. Parsing never fails; it fills a `Command` as far
+against `tests/corpus/subjects.tsv`. Parsing never fails; it fills a `Command` as far
 as the text allows, and `decide` turns that into the reply code, in the design's order
 (88, 89, 82, 84, 85, then cancel / deferred / now) so a sender without the right
 password learns nothing about numbers, groups or dates.
