@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from mailgw.codes import LANGS
 from mailgw.store.models import Account, SenderAddress
+from mailgw.subject_parser import strip_prefixes
 
 _hasher = PasswordHasher()
 
@@ -108,6 +109,9 @@ def check_password_rules(password: str) -> None:
         raise AccountError("the password must not contain ':' or line breaks")
     if len(password) > 128:
         raise AccountError("the password is longer than 128 characters")
+    if strip_prefixes(password + ":") != password + ":":
+        # `TR:0170709901` is read as a forward prefix: such a password could never be given
+        raise AccountError("the password must not be a reply prefix (Re, TR, Fwd, AW …)")
 
 
 def add_account(session: Session, email: str, password: str, *, region: str, lang: str,

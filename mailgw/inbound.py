@@ -897,8 +897,9 @@ def _auto_reply_reason(
     raw_from = _header_text(msg, "from")
     if raw_from and _DAEMON_NAME.search(raw_from):
         return f"From: {raw_from[:80]}"
-    if subject and _AUTO_SUBJECT.search(subject):
-        return f"Subject: {subject.strip()[:80]}"
+    found = _AUTO_SUBJECT.search(subject) if subject else None
+    if found:  # the words that matched, not the Subject: it may hold a password
+        return f"Subject: {found.group(0).strip()[:80]}"
     return None
 
 

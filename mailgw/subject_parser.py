@@ -196,21 +196,36 @@ def decide(
     return 80
 
 
-def masked_subject(subject: str | None) -> str | None:
-    """The Subject with its password field replaced, for storage, acks and notices.
+MASK = "•••"
+# A password of this many characters or more is masked wherever else it appears in the
+# Subject too (typed twice, pasted into the comment). A shorter one is masked only in its
+# position: erasing every "12" would garble the numbers, and 1-3 characters hide nothing.
+MASK_EVERYWHERE_FROM = 4
 
-    The password is never echoed or stored in clear; the rest stays as the user wrote it.
+
+def masked_subject(subject: str | bytes | None) -> str | None:
+    """The Subject with the password position replaced by `•••`: what is stored, logged,
+    rendered and sent, never the Subject itself.
+
+    The password position is the first field after the reply/forward prefixes, whatever it
+    holds and whether a ':' follows or not (the address form's Subject is the password
+    alone): a wrong password is masked too, since it is often the right one mistyped.
+    Reads the Subject as `parse_subject` does (same cleaning, same prefixes), so what it
+    masks is what the parser reads as the password. Idempotent.
     """
     if subject is None:
         return None
     text = _clean(subject)
     body = strip_prefixes(text)
     head = text[: len(text) - len(body)]
-    password, sep, rest = body.partition(":")
-    if not sep:
-        return text  # no command: nothing that is surely a password
-    if not password.strip():
-        return text
-    lead = password[: len(password) - len(password.lstrip())]
-    trail = password[len(password.rstrip()):]
-    return f"{head}{lead}•••{trail}{sep}{rest}"
+    field, sep, rest = body.partition(":")
+    secret = field.strip()
+    if not secret:
+        return text  # 88: no password given, nothing to hide
+    lead = field[: len(field) - len(field.lstrip())]
+    trail = field[len(field.rstrip()):]
+    masked = f"{head}{lead}{MASK}{trail}{sep}{rest}"
+    if len(secret) >= MASK_EVERYWHERE_FROM:
+        while secret in masked:  # each pass shortens the text: the mask is shorter
+            masked = masked.replace(secret, MASK)
+    return masked
