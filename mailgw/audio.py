@@ -32,8 +32,8 @@ MAX_BAD_PACKETS = 20  # damaged packets skipped (as ffmpeg does) before the soun
 
 def audio_info(data: bytes) -> dict[str, object]:
     """Probe, check and convert a sound. Input: one JSON line of parameters (`rate`,
-    `max_seconds`, `convert`), then the file. Answer: usable, format, duration, peak_db,
-    rms_db and, when converted, the WAV (mono, 16-bit PCM, `rate` Hz) in base64."""
+    `max_seconds`, `convert`), then the file. Answer: usable, format, duration, peak_db
+    and, when converted, the WAV (mono, 16-bit PCM, `rate` Hz) in base64."""
     line, _, sound = data.partition(b"\n")
     params = json.loads(line)
     rate, limit = int(params.get("rate", 8000)), float(params.get("max_seconds", 45))
@@ -147,10 +147,8 @@ def _judge(probe: dict[str, object], pcm: bytes, rate: int, limit: float, too_lo
     if sys.byteorder == "big":
         samples.byteswap()
     peak = max(max(samples), -min(samples))
-    rms = math.sqrt(sum(s * s for s in samples) / len(samples))
     peak_db = 20 * math.log10(peak / 32768) if peak else -120.0
-    rms_db = 20 * math.log10(rms / 32768) if rms else -120.0
-    levels = {"duration": duration, "peak_db": round(peak_db, 1), "rms_db": round(rms_db, 1)}
+    levels = {"duration": duration, "peak_db": round(peak_db, 1)}
     if peak_db < SILENT_PEAK_DB:
         return {**probe, **levels, "usable": False, "reason": "sound_silent",
                 "error": f"the sound is silent (peak {peak_db:.0f} dBFS)"}
