@@ -39,11 +39,21 @@ def audio_info(data: bytes) -> dict[str, object]:
     rate, limit = int(params.get("rate", 8000)), float(params.get("max_seconds", 45))
     if not sound.strip(b"\0 \r\n\t"):
         return {"usable": False, "reason": "sound_empty", "error": "the file is empty"}
+    try:
+        return _examine(sound, rate, limit, bool(params.get("convert", True)))
+    except MemoryError:
+        raise  # the sandbox says "over the memory limit"
+    except Exception as exc:  # noqa: BLE001 - whatever the library raises is the file's fault
+        return {"usable": False, "reason": "broken_sound",
+                "error": f"the sound could not be read ({_why(exc)})"}
+
+
+def _examine(sound: bytes, rate: int, limit: float, convert: bool) -> dict[str, object]:
     import av
 
     av.logging.set_level(None)  # FFmpeg's own log lines go nowhere (the worker has no stderr)
     try:
-        container = av.open(io.BytesIO(sound), "r")
+        container = av.open(io.BytesIO(sound), "r", metadata_errors="ignore")
     except Exception as exc:  # noqa: BLE001 - any failure to open is "not a sound we read"
         return {"usable": False, "reason": "sound_not_audio",
                 "error": f"not a sound file ({_why(exc)})"}
@@ -58,7 +68,7 @@ def audio_info(data: bytes) -> dict[str, object]:
         if probe["format"] is None:
             return {**probe, "usable": False, "reason": "sound_format",
                     "error": f"format not accepted ({name})"}
-        if not params.get("convert", True):
+        if not convert:
             return probe
         decoded = _decode(container, stream, rate, limit)
         claimed = container.duration / 1e6 if container.duration else 0.0

@@ -7,6 +7,7 @@ worker or a 451; decoding must stop at the limit whatever the headers claim.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import random
 import struct
@@ -119,12 +120,14 @@ def test_garbage_is_refused_and_the_next_sound_is_read() -> None:
     assert documents.check_sound(encode("mp3", 3.0), LIMITS).usable
 
 
-def test_a_small_file_that_decodes_to_hours_stops_at_the_limit() -> None:
+@pytest.mark.parametrize("limits", [TIGHT, dataclasses.replace(TIGHT, fork_per_document=True)],
+                         ids=["in-worker", "forked"])
+def test_a_small_file_that_decodes_to_hours_stops_at_the_limit(limits: Limits) -> None:
     """~540 KB of Ogg Opus that would decode to an hour of 48 kHz stereo (1.4 GB of
     samples): decoding stops past 45 s, well inside a small memory and CPU allowance."""
     bomb = opus_bomb(1.0)
     assert len(bomb) < 1_000_000
-    check = documents.check_sound(bomb, TIGHT)
+    check = documents.check_sound(bomb, limits)
     refused(check, "sound_too_long")  # not "unreadable": the sandbox never had to step in
     assert check.duration is not None and check.duration > 45
 
@@ -177,3 +180,14 @@ def test_formats_table_is_complete() -> None:
     for ext in ("wav", "mp3", "ogg", "m4a", "amr"):
         assert ext in FORMATS
         assert encode(ext, 0.5)
+
+
+def test_a_tag_in_broken_utf8_is_no_reason_to_refuse() -> None:
+    mp3 = encode("mp3", 2.0, rate=8000, channels=1)
+    assert mp3[:3] == b"ID3"
+    size = (mp3[6] << 21) | (mp3[7] << 14) | (mp3[8] << 7) | mp3[9]
+    title = b"\x03\xff\xfe\xc3(bad"  # "UTF-8", then bytes that are not
+    frame = b"TIT2" + struct.pack(">I", len(title)) + b"\0\0" + title
+    tagged = b"ID3\x04\0\0" + bytes([0, 0, 0, len(frame)]) + frame + mp3[10 + size:]
+    check = documents.check_sound(tagged, LIMITS)
+    assert check.usable and check.duration == pytest.approx(2.0, abs=0.1), check
