@@ -3,7 +3,7 @@
 Runs inside the sandbox worker (mailgw.sandbox_tasks) under the document's CPU, memory and
 wall-clock limits, so no system ffmpeg is needed. Nothing the file says is trusted: not the
 container's duration, not the stream's. Decoding stops as soon as the decoded sound passes
-the limit, so a few kilobytes that would decode to hours cost at most `max_seconds` of
+the limit, so a small file that would decode to hours costs at most `max_seconds` of
 decoding, and the PCM kept is bounded by the limit too. Every error from the libraries is a
 refusal with a reason (93), never an exception that reaches the daemon.
 """
