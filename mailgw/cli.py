@@ -223,6 +223,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace, settings: config.Settings) -> int:
+    from mailgw import tools
+
+    lacking = tools.missing(settings, tools.configured_roles(settings))
+    if lacking:
+        print(f"error: {tools.describe(lacking)}", file=sys.stderr)
+        return EXIT_USAGE
     print(f"configuration OK ({settings.source})")
     return EXIT_OK
 
@@ -240,6 +246,12 @@ def cmd_serve(args: argparse.Namespace, settings: config.Settings) -> int:
             print(f"mailgw: --roles: unknown role(s) {', '.join(bad) or '(none given)'}; "
                   f"choose from {', '.join(config.ROLES)}", file=sys.stderr)
             return EXIT_USAGE
+    from mailgw import tools
+
+    lacking = tools.missing(settings, roles)
+    if lacking:  # the role refuses to start rather than fail every mail
+        print(f"mailgw: not starting: {tools.describe(lacking)}", file=sys.stderr)
+        return tools.EX_UNAVAILABLE
     return asyncio.run(serve(settings, roles))
 
 

@@ -2,8 +2,8 @@
 
 `python -m mailgw.sandbox_tasks TASK` runs one task on stdin and answers one JSON object on
 stdout (the original one-shot mode, kept for debugging). `python -m mailgw.sandbox_tasks
---worker FD` is what `mailgw.sandbox` keeps warm: a long-lived process with pypdf already
-imported. Each request says how to run its document:
+--worker FD` is what `mailgw.sandbox` keeps warm: a long-lived process with pypdf and PyAV
+(mailgw.audio) already imported. Each request says how to run its document:
 
 - in the worker itself (the default): RLIMIT_AS and a CPU soft limit (the CPU used so far
   plus the document's allowance) are set before the task, a wall-clock timer after which
@@ -39,6 +39,8 @@ import sys
 import time
 import wave
 from collections.abc import Callable
+
+from mailgw import audio
 
 
 def pdf_info(data: bytes) -> dict[str, object]:
@@ -99,185 +101,6 @@ def pdf_merge(data: bytes) -> dict[str, object]:
     return {"pdf": base64.b64encode(out.getvalue()).decode("ascii")}
 
 
-# -- sound: ffprobe / ffmpeg as subprocesses of this (limited) child --------------------------
-# The child may write no file at all (RLIMIT_FSIZE 0), so the sound goes in and out through
-# pipes; ffprobe and ffmpeg inherit the CPU and memory limits and get a timeout of their own.
-
-AUDIO_FORMATS = {"wav": "wav", "mp3": "mp3", "mov,mp4,m4a,3gp,3g2,mj2": "m4a", "ogg": "ogg",
-                 "amr": "amr"}  # ffprobe's format_name -> the name users know
-_MP4_CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts", b"dinf"}
-SILENT_PEAK_DB = -50.0  # a peak below this is silence (or hiss), not a message
-MIN_SOUND_SECONDS = 0.3
-
-
-def _mp4_atoms(data: bytes | bytearray, start: int, end: int
-               ) -> list[tuple[bytes, int, int, int]]:
-    """(type, offset, size, header length) of the atoms in data[start:end]."""
-    out = []
-    i = start
-    while i + 8 <= end:
-        size, kind = struct.unpack(">I4s", data[i:i + 8])
-        head = 8
-        if size == 1 and i + 16 <= end:
-            (size,) = struct.unpack(">Q", data[i + 8:i + 16])
-            head = 16
-        elif size == 0:
-            size = end - i
-        if size < head or i + size > end:
-            raise ValueError("truncated MP4 atom")
-        out.append((bytes(kind), i, size, head))
-        i += size
-    return out
-
-
-def mp4_faststart(data: bytes) -> bytes:
-    """Move an M4A's `moov` index before its `mdat` samples, as qt-faststart does, so that
-    ffmpeg can read it from a pipe (an index at the end needs a seekable file)."""
-    top = _mp4_atoms(data, 0, len(data))
-    moov = next((a for a in top if a[0] == b"moov"), None)
-    mdat = next((a for a in top if a[0] == b"mdat"), None)
-    if moov is None or mdat is None or moov[1] < mdat[1]:
-        return data
-    index = bytearray(data[moov[1]:moov[1] + moov[2]])
-    shift = len(index)
-
-    def patch(start: int, end: int, depth: int) -> None:
-        for kind, off, size, head in _mp4_atoms(index, start, end):
-            if kind in _MP4_CONTAINERS and depth < 8:
-                patch(off + head, off + size, depth + 1)
-            elif kind in (b"stco", b"co64"):
-                width, fmt = (4, ">I") if kind == b"stco" else (8, ">Q")
-                (count,) = struct.unpack(">I", index[off + head + 4:off + head + 8])
-                first = off + head + 8
-                if first + count * width > off + size:
-                    raise ValueError("truncated chunk offset table")
-                for k in range(count):
-                    (value,) = struct.unpack_from(fmt, index, first + k * width)
-                    if value + shift >= 1 << (8 * width):
-                        raise ValueError("chunk offset overflow")
-                    struct.pack_into(fmt, index, first + k * width, value + shift)
-
-    patch(moov[3], len(index), 0)
-    before, after = data[:mdat[1]], data[mdat[1]:moov[1]]
-    return before + bytes(index) + after + data[moov[1] + moov[2]:]
-
-
-def _tool(name: str) -> str | None:
-    import shutil
-
-    return shutil.which(name)
-
-
-def _probe(data: bytes, timeout: float) -> dict[str, object]:
-    import subprocess
-
-    exe = _tool("ffprobe")
-    if exe is None:
-        return {"usable": False, "missing_tool": "ffprobe", "error": "ffprobe is not installed"}
-    try:
-        done = subprocess.run(
-            [exe, "-v", "error", "-show_entries",
-             "format=format_name,duration:stream=codec_type,codec_name,sample_rate,channels",
-             "-of", "json", "-i", "pipe:0"],
-            input=data, capture_output=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        return {"usable": False, "reason": "unreadable", "error": "ffprobe took too long"}
-    try:
-        info = json.loads(done.stdout or b"{}")
-    except ValueError:
-        info = {}
-    fmt = info.get("format") or {}
-    streams = [s for s in info.get("streams") or [] if s.get("codec_type") == "audio"]
-    if done.returncode != 0 or not streams:
-        return {"usable": False, "reason": "sound_not_audio",
-                "error": "not a sound file (ffprobe found no audio stream)"}
-    name = str(fmt.get("format_name") or "")
-    try:
-        probed: float | None = float(str(fmt.get("duration")))
-    except ValueError:
-        probed = None
-    return {"usable": True, "format": AUDIO_FORMATS.get(name), "format_name": name,
-            "codec": streams[0].get("codec_name"), "probed_duration": probed}
-
-
-def audio_info(data: bytes) -> dict[str, object]:
-    """Probe, check and convert a sound. Input: one JSON line of parameters (`rate`,
-    `max_seconds`, `timeout`, `convert`), then the file. Answer: usable, format, duration,
-    peak_db, rms_db and, when converted, the WAV (mono, 16-bit PCM, `rate` Hz) in base64."""
-    import array
-    import base64
-    import math
-    import subprocess
-
-    line, _, sound = data.partition(b"\n")
-    params = json.loads(line)
-    rate, limit = int(params.get("rate", 8000)), float(params.get("max_seconds", 45))
-    timeout = float(params.get("timeout", 20))
-    if not sound.strip(b"\0 \r\n\t"):
-        return {"usable": False, "reason": "sound_empty", "error": "the file is empty"}
-    if sound[4:8] == b"ftyp":
-        try:
-            sound = mp4_faststart(sound)
-        except (ValueError, struct.error):
-            return {"usable": False, "reason": "broken_sound", "error": "damaged M4A file"}
-    probe = _probe(sound, min(timeout, 10.0))
-    if not probe.get("usable"):
-        return probe
-    if probe["format"] is None:
-        return {**probe, "usable": False, "reason": "sound_format",
-                "error": f"format not accepted ({probe['format_name']})"}
-    if not params.get("convert", True):
-        return probe
-    probed = probe.get("probed_duration")
-    if isinstance(probed, float) and probed > limit + 1:  # no need to decode it all
-        return {**probe, "usable": False, "duration": probed, "reason": "sound_too_long",
-                "error": f"the sound lasts {probed:.1f} s (at most {limit:g} s)"}
-    exe = _tool("ffmpeg")
-    if exe is None:
-        return {"usable": False, "missing_tool": "ffmpeg", "error": "ffmpeg is not installed"}
-    try:
-        done = subprocess.run(
-            [exe, "-nostdin", "-hide_banner", "-v", "error", "-threads", "1", "-i", "pipe:0",
-             "-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(rate), "-t", f"{limit + 1:g}",
-             "-f", "s16le", "-c:a", "pcm_s16le", "pipe:1"],
-            input=sound, capture_output=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        return {**probe, "usable": False, "reason": "unreadable",
-                "error": "the conversion took too long"}
-    pcm = done.stdout[: len(done.stdout) // 2 * 2]
-    samples = array.array("h", pcm)
-    if sys.byteorder == "big":
-        samples.byteswap()
-    duration = len(samples) / rate
-    if done.returncode != 0 and not samples:
-        return {**probe, "usable": False, "reason": "broken_sound",
-                "error": "ffmpeg could not decode the sound: "
-                         + done.stderr.decode("utf-8", "replace").strip()[-200:]}
-    if duration < MIN_SOUND_SECONDS:
-        return {**probe, "usable": False, "duration": duration, "reason": "sound_empty",
-                "error": "the sound is empty"}
-    if duration > limit + 0.5:  # encoders pad a few milliseconds: "45 s" may be 45.03 s
-        shown = max(duration, probed if isinstance(probed, float) else 0.0)
-        return {**probe, "usable": False, "duration": shown, "reason": "sound_too_long",
-                "error": f"the sound lasts more than {limit:g} s"}
-    peak = max(max(samples), -min(samples))
-    rms = math.sqrt(sum(s * s for s in samples) / len(samples))
-    peak_db = 20 * math.log10(peak / 32768) if peak else -120.0
-    rms_db = 20 * math.log10(rms / 32768) if rms else -120.0
-    levels = {"duration": duration, "peak_db": round(peak_db, 1), "rms_db": round(rms_db, 1)}
-    if peak_db < SILENT_PEAK_DB:
-        return {**probe, **levels, "usable": False, "reason": "sound_silent",
-                "error": f"the sound is silent (peak {peak_db:.0f} dBFS)"}
-    out = io.BytesIO()
-    with wave.open(out, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm)
-    return {**probe, **levels, "usable": True, "rate": rate,
-            "wav": base64.b64encode(out.getvalue()).decode("ascii")}
-
-
 # -- tasks for the sandbox's own tests: what a hostile document can make a parser do ----------
 
 def _selftest_spin(data: bytes) -> dict[str, object]:
@@ -320,7 +143,7 @@ def _selftest_echo(data: bytes) -> dict[str, object]:
 
 
 TASKS: dict[str, Callable[[bytes], object]] = {
-    "pdf": pdf_info, "wav": wav_info, "pdfmerge": pdf_merge, "audio": audio_info,
+    "pdf": pdf_info, "wav": wav_info, "pdfmerge": pdf_merge, "audio": audio.audio_info,
     "_selftest_spin": _selftest_spin, "_selftest_alloc": _selftest_alloc,
     "_selftest_sleep": _selftest_sleep, "_selftest_garbage": _selftest_garbage,
     "_selftest_crash": _selftest_crash, "_selftest_echo": _selftest_echo,
@@ -361,9 +184,10 @@ def _warm_up() -> None:
     import base64  # noqa: F401
     import logging
 
+    import av  # noqa: F401 - FFmpeg's libraries, for the sound task
     from pypdf import PdfReader, PdfWriter  # noqa: F401
 
-    from mailgw.samples import make_pdf
+    from mailgw.samples import make_pdf, make_wav
 
     logging.disable(logging.CRITICAL)
     sample = make_pdf([["warm-up"], ["page 2"]])
@@ -371,6 +195,7 @@ def _warm_up() -> None:
     try:
         pdf_info(sample)
         pdf_merge(frame + frame)
+        audio.audio_info(b'{"rate": 8000}\n' + make_wav(0.5))
     except Exception:  # noqa: BLE001, S110 - only an optimisation; the forks import lazily
         pass
 
@@ -541,7 +366,7 @@ def serve(data_fd: int) -> None:
 
 def _exit_with_parent(control: int) -> None:
     """Our stdin closed (the parent is done with us, or died): end now, with whatever we
-    run (a fork, ffmpeg), even in the middle of a document. Polling for no event reports
+    run (a fork), even in the middle of a document. Polling for no event reports
     only the hang-up, never the next request."""
     poller = select.poll()
     poller.register(control, 0)
