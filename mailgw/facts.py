@@ -38,9 +38,13 @@ class SandboxChecks:
 
     def __init__(self, limits: Limits):
         self.limits = limits
+        self.checked: dict[int, tuple[bytes, DocumentCheck]] = {}  # by id: the bytes kept
 
     def pdf(self, data: bytes) -> DocumentCheck:
-        return documents.check_pdf(data, self.limits)
+        """Checked once per mail, though `parse` lists a PDF and the decision reads it."""
+        if id(data) not in self.checked:
+            self.checked[id(data)] = (data, documents.check_pdf(data, self.limits))
+        return self.checked[id(data)][1]
 
     def merge(self, parts: list[bytes]) -> bytes | None:
         return documents.merge_pdfs(parts, self.limits)
