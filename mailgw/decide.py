@@ -99,15 +99,16 @@ def decide(mail: MailFacts, account: AccountFacts | None, lookups: Lookups | Non
     f.steps.append("sender proven by SMTP AUTH" if mail.auth_login else
                    "password given and right" if f.proven else
                    "password given but wrong" if cmd.password_given else "no password")
-    refusal, extra = _recipients(f, mail, account, cmd, policy)
+    refusal, extra, extra_invalid = _recipients(f, mail, account, cmd, policy)
     if refusal is not None:
         return refusal
     target = voice.library_target(cmd.ref, cmd.comment)
-    if f.channel == "voice" and target and not cmd.cancel and extra == 0 and not (
+    if f.channel == "voice" and target and not cmd.cancel and extra + extra_invalid == 0 and not (
             cmd.numbers or cmd.invalid_numbers or cmd.groups) and m.sounds():
         f.command = dataclasses.replace(cmd, ref=target[0], comment=target[1])
         return _library(f, m, lookups, policy)
-    code = subject_code(cmd, password_ok=f.proven, extra_numbers=extra)
+    code = subject_code(cmd, password_ok=f.proven, extra_numbers=extra,
+                        extra_invalid=extra_invalid)
     if not is_accepted(code):
         detail = Detail.of("invalid_numbers", numbers=", ".join(f.invalid)[:300]) \
             if code == Code.BAD_NUMBER else None
@@ -192,10 +193,10 @@ def _merge(f: Found, entries: Iterable[ListEntry]) -> None:
 
 
 def _recipients(f: Found, mail: MailFacts, account: AccountFacts, cmd: Command,
-                policy: Policy) -> tuple[Refuse | None, int]:
-    """Subject, address and attached lists; with how many came from outside the Subject
-    (for 89 and 84). A list that is too long (94) or a CSV without a number column (84)
-    is refused here."""
+                policy: Policy) -> tuple[Refuse | None, int, int]:
+    """Subject, address and attached lists; with how many valid and invalid numbers came
+    from outside the Subject (for 89 and 84). A list that is too long (94) or a CSV
+    without a number column (84) is refused here."""
     f.recipients = [ListEntry(n) for n in cmd.numbers]
     f.invalid = list(cmd.invalid_numbers)
     f.duplicates = cmd.duplicates
@@ -213,10 +214,10 @@ def _recipients(f: Found, mail: MailFacts, account: AccountFacts, cmd: Command,
         name = att.filename or "list"
         if parsed.too_long:
             return _refuse(f, Code.OVER_LIMIT, f"{name} is longer than the limit",
-                           Detail.of("list_too_long", name=name, limit=policy.max_list_lines)), 0
+                           Detail.of("list_too_long", name=name, limit=policy.max_list_lines)), 0, 0
         if parsed.error and (att.filename or "").lower().endswith(".csv"):
             return _refuse(f, Code.BAD_NUMBER, f"{name}: {parsed.error}",
-                           Detail.of("list_no_column", name=name)), 0
+                           Detail.of("list_no_column", name=name)), 0, 0
         if not parsed.entries:
             f.steps.append(f"{name}: no number in it, not a list")
             continue  # a .txt that is not a list (a signature, a note): ignored
@@ -227,7 +228,7 @@ def _recipients(f: Found, mail: MailFacts, account: AccountFacts, cmd: Command,
         f.used_parts.add(att.part)
         f.steps.append(f"list {name}: {len(parsed.entries)} numbers, {len(parsed.invalid)} "
                        f"not valid, {parsed.duplicates} given twice")
-    return None, len(f.recipients) - before + len(bad)
+    return None, len(f.recipients) - before, len(bad)
 
 
 def _note_ignored(f: Found, mail: InboundMail) -> None:

@@ -173,17 +173,20 @@ def parse_subject(subject: str | None, *, region: str, tz: str, now: datetime) -
 
 
 def decide(
-    cmd: Command, *, password_ok: bool, extra_numbers: int = 0, cancel_matches: bool = True
+    cmd: Command, *, password_ok: bool, extra_numbers: int = 0, extra_invalid: int = 0,
+    cancel_matches: bool = True
 ) -> Code:
     """The reply code for `cmd`; syntax first, then the password, then what it reveals.
 
     `extra_numbers` counts valid numbers from other sources (the address, an attached
-    list); `cancel_matches` says whether a deferred job matches a cancel request. A cancel
-    needs no number when it names a ref: it then matches the jobs with that ref.
+    list), `extra_invalid` the invalid ones (an address `123456@domain`); `cancel_matches`
+    says whether a deferred job matches a cancel request. A cancel needs no number when it
+    names a ref: it then matches the jobs with that ref.
     """
     if not cmd.password:
         return Code.NO_PASSWORD
-    numbered = bool(cmd.numbers or cmd.invalid_numbers or cmd.groups or extra_numbers > 0)
+    numbered = bool(cmd.numbers or cmd.invalid_numbers or cmd.groups or extra_numbers > 0
+                    or extra_invalid > 0)
     if not numbered and not (cmd.cancel and cmd.ref):
         return Code.NO_NUMBER
     if not password_ok:
