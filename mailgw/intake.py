@@ -509,6 +509,7 @@ class Intake:
                 acks: list[tuple[Rendered, int | None]]) -> IntakeResult:
         """The reply, the idempotency row and the ack, once the job has its id."""
         d = w.decision
+        d.code = int(d.code)  # a plain number from here on (logs, store, headers)
         job_ids = [w.job_id] if w.job_id is not None else w.job_ids
         reply = smtp_reply(d.code, d.lang, self._reply_detail(d, job_ids), utf8=w.env.smtputf8)
         if w.account is not None and d.proven and d.sender:
