@@ -29,7 +29,7 @@ from mailgw.facts import (
 )
 from mailgw.inbound import InboundMail, parse_mail
 from mailgw.sandbox import Limits
-from mailgw.subject_parser import Command, parse_subject
+from mailgw.subject_parser import Command, masked_subject, parse_subject
 from mailgw.verdict import (
     Accept,
     AccountFacts,
@@ -125,14 +125,16 @@ def _documents(mail: InboundMail, lookups: Lookups) -> list[dict[str, Any]]:
 def report(raw: bytes, settings: Settings, *, now: datetime, to: str | None = None,
            store: ReadOnlyStore | None = None, store_note: str = "no store configured"
            ) -> dict[str, Any]:
-    """The `--json` object (DESIGN, "Interfaces"); the password is never in it."""
+    """The `--json` object (DESIGN, "Interfaces"); the password is never in it (the
+    Subject is masked as everywhere else)."""
     return as_json(examine(raw, settings, now=now, to=to, store=store, store_note=store_note))
 
 
 def as_json(e: Examined) -> dict[str, Any]:
     mail = e.mail
     out: dict[str, Any] = {
-        "from_addr": mail.from_addr, "subject": mail.subject, "message_id": mail.message_id,
+        "from_addr": mail.from_addr, "subject": masked_subject(mail.subject),
+        "message_id": mail.message_id,
         "is_auto_reply": mail.is_auto_reply, "auto_reply_reason": mail.auto_reply_reason,
         "attachments": [{"filename": a.filename, "content_type": a.content_type,
                          "size": a.size, "kind": a.kind} for a in mail.attachments],
