@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mailgw import accounts, metrics, voice
-from mailgw.codes import detail, is_accepted, smtp_reply
+from mailgw.codes import Code, detail, is_accepted, smtp_reply
 from mailgw.config import Settings
 from mailgw.decide import (
     cancel_code,
@@ -494,7 +494,7 @@ class Intake:
             w.job_ids = self._cancel(s, w.account.id, cmd, d.numbers)
             d.code = cancel_code(w.job_ids)
             credits.pop(w.account.id, None)  # refunded: read the balance again
-        elif d.store_ref and d.code == 80 and d.document:
+        elif d.store_ref and d.code == Code.SENDING and d.document:
             assert s is not None
             replaced = voice.store_message(s, w.account.id, d.store_ref, d.document,
                                            d.duration or 0.0, d.document_name)
