@@ -50,7 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="show what intake would see and decide for a mail (no side effects)")
     p.add_argument("file", metavar="FILE.eml")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--explain", action="store_true", help="a readable explanation for people")
+    p.add_argument("--explain", action="store_true",
+                   help="also say why, step by step, and the mail's diagnostics (MIME defects, "
+                        "Received chain)")
+    p.add_argument("--to", metavar="ADDRESS", help="the recipient, as in RCPT TO (default: the "
+                   "fax address); decides the channel and the address form (+33…@domain)")
 
     acc = sub.add_parser("account", parents=[common], help="manage accounts")
     asub = acc.add_subparsers(dest="account_command", metavar="ACTION")
@@ -563,18 +567,25 @@ def _print_job(job: dict[str, Any]) -> None:
 
 
 def cmd_parse(args: argparse.Namespace, settings: config.Settings) -> int:
-    from mailgw.parse_report import explain, report
+    from mailgw.facts import open_read_only
+    from mailgw.parse_report import as_json, examine, text
 
     try:
         raw = Path(args.file).read_bytes()
     except OSError as exc:
         print(f"mailgw: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return EXIT_REFUSED
-    result = report(raw, settings, now=datetime.now(UTC))
+    store, note = open_read_only(settings)
+    try:
+        seen = examine(raw, settings, now=datetime.now(UTC), to=args.to, store=store,
+                       store_note=note)
+    finally:
+        if store is not None:
+            store.dispose()
     if args.json:
-        print(json.dumps(result, ensure_ascii=False, indent=2))
+        print(json.dumps(as_json(seen), ensure_ascii=False, indent=2))
     else:
-        sys.stdout.write(explain(result))
+        sys.stdout.write(text(seen, explain=args.explain))
     return EXIT_OK
 
 

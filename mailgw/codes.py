@@ -8,100 +8,123 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
+from enum import IntEnum
 
 LANGS = ("fr", "en", "ru")
 
 
+class Code(IntEnum):
+    """The reply codes by name. An int everywhere it travels (SMTP reply, store, headers)."""
+
+    SENDING = 80
+    DEFERRED = 81
+    BAD_PASSWORD = 82
+    NO_CREDIT = 83
+    BAD_NUMBER = 84
+    BAD_WHEN = 85
+    BAD_GROUP = 86
+    NO_SENDER = 87
+    NO_PASSWORD = 88
+    NO_NUMBER = 89
+    NO_REF = 90
+    BAD_REF = 91
+    NO_DOCUMENT = 92
+    BAD_DOCUMENT = 93
+    OVER_LIMIT = 94
+    CANCELLED = 95
+    NOTHING_TO_CANCEL = 96
+
+
 @dataclass(frozen=True)
 class ReplyCode:
-    code: int
+    code: Code
     accepted: bool
     smtp: str  # "<basic> <enhanced>"
     text: dict[str, str]
 
 
 _CODES = [
-    ReplyCode(80, True, "250 2.0.0", {
+    ReplyCode(Code.SENDING, True, "250 2.0.0", {
         "fr": "Envoi accepté, transmission en cours",
         "en": "Accepted, sending now",
         "ru": "Принято, отправка начата",
     }),
-    ReplyCode(81, True, "250 2.0.0", {
+    ReplyCode(Code.DEFERRED, True, "250 2.0.0", {
         "fr": "Envoi accepté, différé à l'heure demandée",
         "en": "Accepted, deferred to the given time",
         "ru": "Принято, отправка отложена до указанного времени",
     }),
-    ReplyCode(82, False, "550 5.7.1", {
+    ReplyCode(Code.BAD_PASSWORD, False, "550 5.7.1", {
         "fr": "Mot de passe ou expéditeur non valide",
         "en": "Password or sender not valid",
         "ru": "Неверный пароль или отправитель",
     }),
-    ReplyCode(83, False, "552 5.7.1", {
+    ReplyCode(Code.NO_CREDIT, False, "552 5.7.1", {
         "fr": "Crédit insuffisant",
         "en": "Not enough credit",
         "ru": "Недостаточно средств на счёте",
     }),
-    ReplyCode(84, False, "550 5.1.3", {
+    ReplyCode(Code.BAD_NUMBER, False, "550 5.1.3", {
         "fr": "Numéro non valide",
         "en": "Number not valid",
         "ru": "Неверный номер",
     }),
-    ReplyCode(85, False, "550 5.5.2", {
+    ReplyCode(Code.BAD_WHEN, False, "550 5.5.2", {
         "fr": "Date d'envoi différé non valide (format incorrect ou date passée)",
         "en": "Deferred time not valid (bad format, or in the past)",
         "ru": "Неверное время отложенной отправки (формат или время в прошлом)",
     }),
-    ReplyCode(86, False, "550 5.1.3", {
+    ReplyCode(Code.BAD_GROUP, False, "550 5.1.3", {
         "fr": "Groupe de contacts vide ou inconnu",
         "en": "Contact group empty or unknown",
         "ru": "Группа контактов пуста или не найдена",
     }),
-    ReplyCode(87, False, "550 5.7.1", {
+    ReplyCode(Code.NO_SENDER, False, "550 5.7.1", {
         "fr": "Adresse de l'expéditeur absente",
         "en": "Sender address missing",
         "ru": "Не указан адрес отправителя",
     }),
-    ReplyCode(88, False, "550 5.7.1", {
+    ReplyCode(Code.NO_PASSWORD, False, "550 5.7.1", {
         "fr": "Mot de passe vide",
         "en": "Password empty",
         "ru": "Пароль не указан",
     }),
-    ReplyCode(89, False, "550 5.1.3", {
+    ReplyCode(Code.NO_NUMBER, False, "550 5.1.3", {
         "fr": "Numéro vide",
         "en": "Number empty",
         "ru": "Номер не указан",
     }),
-    ReplyCode(90, False, "550 5.5.2", {
+    ReplyCode(Code.NO_REF, False, "550 5.5.2", {
         "fr": "Référence vide (ni message enregistré ni son joint)",
         "en": "Ref empty (no recorded message and no sound attached)",
         "ru": "Не указана ссылка (нет записанного сообщения и звукового файла)",
     }),
-    ReplyCode(91, False, "550 5.5.2", {
+    ReplyCode(Code.BAD_REF, False, "550 5.5.2", {
         "fr": "Référence non valide",
         "en": "Ref not valid",
         "ru": "Неверная ссылка",
     }),
-    ReplyCode(92, False, "554 5.6.0", {
+    ReplyCode(Code.NO_DOCUMENT, False, "554 5.6.0", {
         "fr": "Document absent (aucun PDF joint ni document enregistré)",
         "en": "Document missing (no PDF attached and no stored document)",
         "ru": "Нет документа (не приложен PDF и нет сохранённого документа)",
     }),
-    ReplyCode(93, False, "554 5.6.0", {
+    ReplyCode(Code.BAD_DOCUMENT, False, "554 5.6.0", {
         "fr": "Document inutilisable (endommagé, chiffré, pas un PDF, son trop long…)",
         "en": "Document not usable (broken, encrypted, not a PDF, sound too long…)",
         "ru": "Документ непригоден (повреждён, зашифрован, не PDF, звук слишком длинный…)",
     }),
-    ReplyCode(94, False, "552 5.3.4", {
+    ReplyCode(Code.OVER_LIMIT, False, "552 5.3.4", {
         "fr": "Limite dépassée (pages, taille, destinataires)",
         "en": "Over a limit (pages, size, recipients)",
         "ru": "Превышен лимит (страницы, размер, получатели)",
     }),
-    ReplyCode(95, True, "250 2.0.0", {
+    ReplyCode(Code.CANCELLED, True, "250 2.0.0", {
         "fr": "Envoi différé annulé",
         "en": "Deferred send cancelled",
         "ru": "Отложенная отправка отменена",
     }),
-    ReplyCode(96, False, "550 5.5.2", {
+    ReplyCode(Code.NOTHING_TO_CANCEL, False, "550 5.5.2", {
         "fr": "Aucun envoi différé à annuler",
         "en": "Nothing to cancel",
         "ru": "Нет отложенной отправки для отмены",
@@ -227,6 +250,22 @@ def detail(key: str, lang: str, **params: object) -> str:
     """A refusal's detail sentence in `lang`, with its parameters filled in."""
     texts = DETAILS[key]
     return (texts.get(lang) or texts["en"]).format(**params)
+
+
+@dataclass(frozen=True)
+class Detail:
+    """A detail sentence not yet written: its DETAILS key and parameters, so a decision
+    stays free of languages and each reader gets it in their own (`text`)."""
+
+    key: str
+    params: tuple[tuple[str, object], ...] = ()
+
+    @classmethod
+    def of(cls, key: str, **params: object) -> Detail:
+        return cls(key, tuple(params.items()))
+
+    def text(self, lang: str) -> str:
+        return detail(self.key, lang, **dict(self.params))
 
 
 def sentence(code: int, lang: str) -> str:

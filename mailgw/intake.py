@@ -32,18 +32,28 @@ from sqlalchemy import Connection, Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from mailgw import accounts, documents, groups, metrics, voice
-from mailgw.codes import DETAILS, detail, is_accepted, smtp_reply
+from mailgw import accounts, metrics, voice
+from mailgw.codes import Code, detail, is_accepted, smtp_reply
 from mailgw.config import Settings
+from mailgw.decide import (
+    cancel_code,
+    cancel_matches,
+    channel_of,
+    credit_refusal,
+    decide,
+    read_command,
+)
 from mailgw.dispatch import queries
-from mailgw.inbound import Attachment, InboundMail, parse_mail
+from mailgw.facts import StoreLookups, as_scheduled, scheduled_jobs
+from mailgw.inbound import InboundMail, parse_mail
 from mailgw.notify.messages import AckFacts, ack_mail, notice_on_final
 from mailgw.notify.outbox import enqueue_many
 from mailgw.notify.render import Rendered, Renderer
-from mailgw.recipients import ListEntry, normalize_number, parse_list
+from mailgw.recipients import ListEntry
 from mailgw.sandbox import Limits
 from mailgw.store import Account, Delivery, Job, ProcessedMessage, Store, utcnow
-from mailgw.subject_parser import Command, decide, masked_subject, parse_subject
+from mailgw.subject_parser import Command, masked_subject
+from mailgw.verdict import AccountFacts, Ignore, MailFacts, Policy, Refuse
 
 log = structlog.get_logger("mailgw.intake")
 
@@ -88,22 +98,17 @@ class _Decision:
     document_type: str | None = None
     documents_used: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
-    used_parts: set[str] = field(default_factory=set)
-    used_nested: bool = False
     pages: int | None = None
     duration: float | None = None
     options: dict[str, str] = field(default_factory=dict)  # voice call options (mailgw.voice)
     store_ref: str | None = None  # voice: store the sound in the library under this ref
     decided: tuple[int, str] = (0, "")  # (code, detail) before the commit, for a retry
     answered: IntakeResult | None = None  # a repeat of a mail this process answered
+    dropped: str | None = None  # why an automatic message was dropped (never answered)
 
     @property
     def numbers(self) -> list[str]:
         return [r.number for r in self.recipients]
-
-    def refuse(self, code: int, key: str = "", **params: object) -> None:
-        self.code = code
-        self.detail = detail(key, self.lang, **params) if key else ""
 
 
 def idempotency_key(mail: InboundMail, raw: bytes) -> str:
@@ -288,6 +293,7 @@ class Intake:
         self.renderer = renderer
         self.clock = clock
         self.limits = Limits.of(settings.limits)
+        self.policy = Policy.of(settings)
         self.on_final = notice_on_final(settings, renderer)
         self.committer = GroupCommit(self._commit_batch)
         self.accounts = accounts.MailAccounts(store.read_engine)
@@ -300,33 +306,7 @@ class Intake:
 
     def channel_of(self, rcpt: str) -> str | None:
         """fax | voice for an address we accept at RCPT, None for anything else."""
-        addr = rcpt.strip().lower()
-        gw = self.settings.gateway
-        if addr == gw.fax_address.lower():
-            return "fax"
-        if addr == gw.voice_address.lower():
-            return "voice"
-        local, at, domain = addr.rpartition("@")
-        if at and domain == gw.domain.lower() and _looks_like_number(local):
-            return "fax"
-        return None
-
-    def _address_numbers(self, rcpts: tuple[str, ...], region: str) -> tuple[list[str],
-                                                                                list[str]]:
-        gw = self.settings.gateway
-        good: list[str] = []
-        bad: list[str] = []
-        for rcpt in rcpts:
-            addr = rcpt.strip().lower()
-            if addr in (gw.fax_address.lower(), gw.voice_address.lower()):
-                continue
-            local = addr.rpartition("@")[0]
-            number = normalize_number(local, region)
-            if number is None:
-                bad.append(local)
-            elif number not in good:
-                good.append(number)
-        return good, bad
+        return channel_of(rcpt, self.policy)
 
     # -- the pipeline ----------------------------------------------------------------------
 
@@ -335,12 +315,12 @@ class Intake:
         with self.committer.deciding(), self.parsing.hold(len(raw)):
             mail = parse_mail(raw, envelope_from=env.mail_from)
             bound = log.bind(message_id=mail.message_id, sender=mail.from_addr)
-            if mail.is_auto_reply:
+            d = self._decide(mail, env, raw)
+            if d.dropped is not None:
                 bound.info("mail_ignored", reason=mail.auto_reply_reason)
                 metrics.mail_decided(None, ignored=True)
                 return IntakeResult(None, "250 2.0.0 Automatic message dropped (not a command)",
-                                    ignored=mail.auto_reply_reason or "auto-reply")
-            d = self._decide(mail, env, raw)
+                                    ignored=d.dropped)
         del raw  # the caller may have let go of it too: only the decision waits for the commit
         if d.answered is not None:
             bound.info("mail_duplicate", code=d.answered.code)
@@ -380,239 +360,65 @@ class Intake:
                 ProcessedMessage.account_id == account_id, ProcessedMessage.message_id == key))
             return None if row is None else _answered(row)
 
-    def _find_account(self, d: _Decision, env: Envelope) -> None:
+    def _find_account(self, mail: InboundMail, env: Envelope) -> tuple[Account | None,
+                                                                       str | None]:
+        """The account (by SMTP AUTH login, else From) and the sender's address."""
         if env.auth_login:
-            d.account = self.accounts.get(login=env.auth_login)
-            d.sender = d.account.email if d.account else None
-        elif d.mail.from_addr:
-            d.account = self.accounts.get(sender=d.mail.from_addr)
-            d.sender = d.mail.from_addr.lower() if d.account else None
+            account = self.accounts.get(login=env.auth_login)
+            return account, account.email if account else None
+        if mail.from_addr:
+            account = self.accounts.get(sender=mail.from_addr)
+            return account, mail.from_addr.lower() if account else None
+        return None, None
 
     def _decide(self, mail: InboundMail, env: Envelope, raw: bytes) -> _Decision:
-        settings = self.settings
-        channels = [c for c in (self.channel_of(r) for r in env.rcpt_tos) if c]
-        channel = channels[0] if channels else "fax"
-        d = _Decision(mail=mail, channel=channel, code=0, lang=settings.notify.default_lang,
+        """Gather the facts, ask mailgw.decide, and keep its verdict for the commit."""
+        d = _Decision(mail=mail, channel="fax", code=0, lang=self.settings.notify.default_lang,
                       key=idempotency_key(mail, raw))
-        self._find_account(d, env)
-        if not env.auth_login and not mail.from_addr:
-            d.code = 87
-            return d
-        if d.account is None:
-            d.code = 82
-            return d
+        if not mail.is_auto_reply and (env.auth_login or mail.from_addr):
+            d.account, d.sender = self._find_account(mail, env)
         account = d.account
-        d.lang = account.lang
-        subject = mail.subject or ""
-        limit = settings.limits.max_subject_bytes
-        if len(subject.encode("utf-8", "replace")) > limit:
-            d.proven = env.auth_login is not None
-            d.refuse(94, "subject_too_long", limit=limit)
-            return d
-        cmd = parse_subject(subject, region=account.region, tz=account.tz, now=self.clock())
-        if env.auth_login:
-            d.proven = True
-            if not cmd.password_given:
-                cmd = dataclasses.replace(cmd, password="(smtp-auth)")
+        facts = MailFacts(mail, env.rcpt_tos, env.auth_login)
+        lookups = None
+        if account is not None:
+            d.lang = account.lang
+            lookups = StoreLookups(self.store.read, account.id, account.password_hash,
+                                   self.limits)
+            if d.key and self._repeat(d, facts, account, lookups):
+                return d
+        verdict = decide(facts, AccountFacts.of(account) if account else None,
+                         lookups, self.clock(), policy=self.policy)
+        found = verdict.found
+        d.channel, d.proven, d.command = found.channel, found.proven, found.command
+        d.recipients, d.invalid, d.duplicates = found.recipients, found.invalid, found.duplicates
+        d.documents_used, d.ignored, d.pages = found.used, found.ignored, found.pages
+        if isinstance(verdict, Ignore):
+            d.dropped = verdict.reason
+        elif isinstance(verdict, Refuse):
+            d.code = verdict.code
+            d.detail = verdict.detail.text(d.lang) if verdict.detail else ""
         else:
-            d.proven = cmd.password_given and accounts.verify_password_cached(
-                account.password_hash, cmd.password)
-        d.command = cmd
-        if d.proven and d.key:
+            plan = verdict.plan
+            d.code, d.store_ref, d.options = plan.code, plan.store_ref, dict(plan.options)
+            d.detail = "; ".join(n.text(d.lang) for n in plan.notes)
+            if plan.document is not None:
+                doc = plan.document
+                d.document, d.document_name, d.document_type = doc.data, doc.name, doc.type
+                d.duration = doc.duration
+        return d  # credits (83) and cancels (95/96) are settled at commit, under lock
+
+    def _repeat(self, d: _Decision, facts: MailFacts, account: Account,
+                lookups: StoreLookups) -> bool:
+        """A mail this process answered, sent again by its proven sender: the same answer,
+        without reading its documents again (only the Subject and the password are)."""
+        with self.recent_lock:
+            if (account.id, d.key) not in self.recent:
+                return False
+        _, proven = read_command(facts, AccountFacts.of(account), lookups, self.clock())
+        if proven:
             with self.recent_lock:
-                d.answered = self.recent.get((account.id, d.key))
-            if d.answered is not None:
-                return d
-        extra = self._gather_recipients(d, cmd, env, account)
-        if d.code:
-            return d
-        target = voice.library_target(cmd.ref, cmd.comment)
-        if channel == "voice" and target and not cmd.cancel and extra == 0 and not (
-                cmd.numbers or cmd.invalid_numbers or cmd.groups) and mail.sounds():
-            # `password::REF:comment:` (or `:::REF`) + a sound: store message REF
-            d.command = dataclasses.replace(cmd, ref=target[0], comment=target[1])
-            self._library_request(d, d.command)
-            return d
-        d.code = decide(cmd, password_ok=d.proven, extra_numbers=extra)
-        if d.code == 84:
-            d.refuse(84, "invalid_numbers", numbers=", ".join(d.invalid)[:300])
-        if not is_accepted(d.code) or cmd.cancel:
-            return d  # a cancel is matched against the store in the transaction
-        if cmd.groups:
-            with self.store.read() as s:
-                members, missing = groups.resolve(s, account.id, cmd.groups)
-            if missing:
-                d.refuse(86, "groups_unknown", names=", ".join("@" + g for g in missing))
-                return d
-            self._merge(d, members)
-        if len(d.recipients) > settings.limits.max_recipients:
-            d.refuse(94, "too_many_recipients", count=len(d.recipients),
-                     limit=settings.limits.max_recipients)
-            return d
-        if mail.partial:
-            d.refuse(93, "partial_message")
-            return d
-        if channel == "fax":
-            self._check_fax_document(d)
-        else:
-            self._check_sound(d)
-        self._note_ignored(d)
-        return d  # credits (83) are checked at commit, on the current row, under lock
-
-    def _merge(self, d: _Decision, entries: list[ListEntry]) -> None:
-        seen = {r.number for r in d.recipients}
-        for entry in entries:
-            if entry.number in seen:
-                d.duplicates += 1
-            else:
-                seen.add(entry.number)
-                d.recipients.append(entry)
-
-    def _gather_recipients(self, d: _Decision, cmd: Command, env: Envelope,
-                           account: Account) -> int:
-        """Subject, address and attached lists; returns how many came from outside the
-        Subject (for the 89/84 checks). May refuse (94) a list that is too long."""
-        d.recipients = [ListEntry(n) for n in cmd.numbers]
-        d.invalid = list(cmd.invalid_numbers)
-        d.duplicates = cmd.duplicates
-        from_address, bad_address = self._address_numbers(env.rcpt_tos, account.region)
-        d.invalid += bad_address
-        before = len(d.recipients)
-        self._merge(d, [ListEntry(n) for n in from_address])
-        for att in [a for a in d.mail.attachments if a.kind == "list"]:
-            parsed = parse_list(att.data, att.filename, account.region,
-                                max_lines=self.settings.limits.max_list_lines)
-            name = att.filename or "list"
-            if parsed.too_long:
-                d.refuse(94, "list_too_long", name=name, limit=self.settings.limits.max_list_lines)
-                return 0
-            if parsed.error and (att.filename or "").lower().endswith(".csv"):
-                d.refuse(84, "list_no_column", name=name)
-                return 0
-            if not parsed.entries:
-                continue  # a .txt that is not a list (a signature, a note): ignored
-            self._merge(d, list(parsed.entries))
-            d.invalid += list(parsed.invalid)
-            d.duplicates += parsed.duplicates
-            d.documents_used.append(name)
-            d.used_parts.add(att.part)
-        return len(d.recipients) - before + len(bad_address)
-
-    def _note_ignored(self, d: _Decision) -> None:
-        """Attachments that were not used, so the ack can say so (not logos, signatures)."""
-        for att in d.mail.attachments:
-            name = att.filename or att.content_type
-            if att.part in d.used_parts or att.inline_image:
-                continue
-            if d.used_nested and att.content_type.startswith("message/"):
-                continue
-            if att.content_type in ("application/pkcs7-signature",
-                                    "application/x-pkcs7-signature"):
-                continue
-            d.ignored.append(name)
-
-    def _check_fax_document(self, d: _Decision) -> None:
-        docs = d.mail.documents()
-        if not docs:
-            d.code = 92
-            return
-        parts: list[bytes] = []
-        pages = 0
-        for doc in docs:
-            name = doc.filename or "PDF"
-            check = documents.check_pdf(doc.data, self.limits)
-            if not check.usable:
-                d.refuse(93, check.reason or "broken", name=name)
-                return
-            pages += check.pages or 0
-            parts.append(doc.data)
-            d.used_parts.add(doc.part)
-            d.used_nested = d.used_nested or doc.nested
-            d.documents_used.append(f"{name} ({check.pages} p.)")
-        limit = self.settings.limits.max_pages
-        if pages > limit:
-            d.refuse(94, "too_many_pages", pages=pages, limit=limit)
-            return
-        merged = documents.merge_pdfs(parts, self.limits)
-        if merged is None:
-            d.refuse(93, "merge_failed")
-            return
-        d.document, d.pages = merged, pages
-        d.document_name = docs[0].filename if len(docs) == 1 else f"{len(docs)} documents"
-        d.document_type = "application/pdf"
-
-    def _check_sound(self, d: _Decision) -> None:
-        """A voice job's sound: the one attached (for this job only), else message `ref` of
-        the account's library (90 without either, 91 for an unknown ref); then the options."""
-        assert d.account is not None
-        sounds = d.mail.sounds()
-        ref = d.command.ref if d.command else None
-        if sounds:
-            if not self._convert_sound(d, sounds[0]):
-                return
-        elif not ref:
-            d.code = 90
-            return
-        else:
-            with self.store.read() as s:
-                message = voice.find_message(s, d.account.id, ref)
-                if message is None:
-                    d.refuse(91, "ref_unknown", ref=ref[:60])
-                    return
-                d.document, d.duration = message.audio, message.duration
-                d.document_name, d.document_type = f"message {message.ref}", "audio/wav"
-            d.documents_used.append(f"message {message.ref} ({message.duration:.0f} s)")
-        self._voice_options(d)
-
-    def _convert_sound(self, d: _Decision, sound: Attachment) -> bool:
-        """Probe and convert (sandbox, ffmpeg) to the drivers' format; refuse with 93."""
-        name = sound.filename or "sound"
-        limit = self.settings.limits.max_sound_seconds
-        check = documents.check_sound(sound.data, self.limits, max_seconds=limit)
-        if not check.usable or check.audio is None:
-            reason = check.reason if check.reason in DETAILS else "sound_empty"
-            d.refuse(93, reason, name=name, seconds=round(check.duration or 0),
-                     limit=f"{limit:g}")
-            return False
-        d.document, d.duration = check.audio, check.duration
-        d.document_name, d.document_type = sound.filename or "sound.wav", "audio/wav"
-        d.documents_used.append(f"{name} ({check.duration or 0:.0f} s)")
-        d.used_parts.add(sound.part)
-        d.used_nested = sound.nested
-        return True
-
-    def _voice_options(self, d: _Decision) -> None:
-        """The call options: the body's `key: value` block over the account's defaults;
-        what was used and what was not go in the ack."""
-        assert d.account is not None
-        with self.store.read() as s:
-            verified = voice.caller_ids(s, d.account.id)
-        resolved = voice.resolve(d.mail.text_body or "", voice.load_defaults(d.account),
-                                 d.account.region, verified)
-        d.options = resolved.options
-        notes = [detail("options_used", d.lang, options=voice.describe_options(d.options))
-                 ] if d.options else []
-        notes += [detail(p.key, d.lang, **p.params) for p in resolved.problems]
-        d.detail = "; ".join(notes)
-
-    def _library_request(self, d: _Decision, cmd: Command) -> None:
-        """`password:::REF:comment:` with a sound: store (or replace) message REF (80)."""
-        if not cmd.password_given:
-            d.code = 88
-            return
-        if not d.proven:
-            d.code = 82
-            return
-        key = voice.normalize_ref(cmd.ref or "")
-        if key is None:
-            d.refuse(91, "ref_name", ref=(cmd.ref or "")[:60])
-            return
-        if d.mail.partial:
-            d.refuse(93, "partial_message")
-            return
-        if self._convert_sound(d, d.mail.sounds()[0]):
-            d.code, d.store_ref = 80, key
-        self._note_ignored(d)
+                d.answered = self.recent.get((account.id, cast(str, d.key)))
+        return d.answered is not None
 
     def _commit_batch(self, items: list[_Item]) -> list[IntakeResult]:
         """Write a batch in one transaction: one multi-row INSERT per table for the whole
@@ -686,9 +492,9 @@ class Intake:
         if d.proven and cmd is not None and cmd.cancel and is_accepted(d.code):
             assert s is not None
             w.job_ids = self._cancel(s, w.account.id, cmd, d.numbers)
-            d.code = 95 if w.job_ids else 96
+            d.code = cancel_code(w.job_ids)
             credits.pop(w.account.id, None)  # refunded: read the balance again
-        elif d.store_ref and d.code == 80 and d.document:
+        elif d.store_ref and d.code == Code.SENDING and d.document:
             assert s is not None
             replaced = voice.store_message(s, w.account.id, d.store_ref, d.document,
                                            d.duration or 0.0, d.document_name)
@@ -703,6 +509,7 @@ class Intake:
                 acks: list[tuple[Rendered, int | None]]) -> IntakeResult:
         """The reply, the idempotency row and the ack, once the job has its id."""
         d = w.decision
+        d.code = int(d.code)  # a plain number from here on (logs, store, headers)
         job_ids = [w.job_id] if w.job_id is not None else w.job_ids
         reply = smtp_reply(d.code, d.lang, self._reply_detail(d, job_ids), utf8=w.env.smtputf8)
         if w.account is not None and d.proven and d.sender:
@@ -734,8 +541,10 @@ class Intake:
         if left is None:
             return True
         cost = self._cost(d)
-        if left < cost:
-            d.refuse(83, "credit_short", needed=cost, left=left)
+        refusal = credit_refusal(left, cost)
+        if refusal is not None:
+            d.code = refusal.code
+            d.detail = refusal.detail.text(d.lang) if refusal.detail else ""
             return False
         conn.execute(_DEBIT, {"account": account_id, "cost": cost})
         credits[account_id] = left - cost
@@ -777,21 +586,13 @@ class Intake:
         their credits come back and each cancelled number gets its notice."""
         if cmd.when_utc is None:
             return []
-        jobs = list(s.scalars(select(Job).where(Job.account_id == account_id,
-                                                 Job.state == "scheduled",
-                                                 Job.send_at == cmd.when_utc)))
-        cancelled = []
-        for job in jobs:
-            job_numbers = {dl.number for dl in job.deliveries}
-            if numbers and job_numbers != set(numbers):
-                continue
-            if not numbers and (not cmd.ref or job.ref != cmd.ref):
-                continue
-            for dl in job.deliveries:
+        jobs = {job.id: job for job in scheduled_jobs(s, account_id, cmd.when_utc)}
+        cancelled = cancel_matches(map(as_scheduled, jobs.values()), numbers, cmd.ref)
+        for job_id in cancelled:
+            for dl in jobs[job_id].deliveries:
                 if dl.state == "scheduled":
                     dl.state = "cancelled"
                     queries.finish(s, dl, utcnow(), self.on_final)
-            cancelled.append(job.id)
         return cancelled
 
     def _ack(self, d: _Decision, account: Account, cmd: Command | None,
@@ -814,7 +615,3 @@ def _answered(row: ProcessedMessage) -> IntakeResult:
     ids = tuple(int(i) for i in row.job_ids.split(",") if i)
     return IntakeResult(row.code, row.reply, proven=True, job_ids=ids, duplicate=True)
 
-
-def _looks_like_number(local: str) -> bool:
-    stripped = local.replace("+", "").replace(".", "").replace("-", "")
-    return stripped.isdigit() and 6 <= len(stripped) <= 17

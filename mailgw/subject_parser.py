@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from mailgw.codes import Code
 from mailgw.recipients import parse_number_list
 
 # Characters, not bytes: the byte cap (`max_subject_bytes`) is enforced by intake; this
@@ -172,28 +173,33 @@ def parse_subject(subject: str | None, *, region: str, tz: str, now: datetime) -
 
 
 def decide(
-    cmd: Command, *, password_ok: bool, extra_numbers: int = 0, cancel_matches: bool = True
-) -> int:
+    cmd: Command, *, password_ok: bool, extra_numbers: int = 0, extra_invalid: int = 0,
+    cancel_matches: bool = True
+) -> Code:
     """The reply code for `cmd`; syntax first, then the password, then what it reveals.
 
     `extra_numbers` counts valid numbers from other sources (the address, an attached
-    list); `cancel_matches` says whether a deferred job matches a cancel request.
+    list), `extra_invalid` the invalid ones (an address `123456@domain`); `cancel_matches`
+    says whether a deferred job matches a cancel request. A cancel needs no number when it
+    names a ref: it then matches the jobs with that ref.
     """
     if not cmd.password:
-        return 88
-    if not (cmd.numbers or cmd.invalid_numbers or cmd.groups or extra_numbers > 0):
-        return 89
+        return Code.NO_PASSWORD
+    numbered = bool(cmd.numbers or cmd.invalid_numbers or cmd.groups or extra_numbers > 0
+                    or extra_invalid > 0)
+    if not numbered and not (cmd.cancel and cmd.ref):
+        return Code.NO_NUMBER
     if not password_ok:
-        return 82
-    if not (cmd.numbers or cmd.groups or extra_numbers > 0):
-        return 84
+        return Code.BAD_PASSWORD
+    if numbered and not (cmd.numbers or cmd.groups or extra_numbers > 0):
+        return Code.BAD_NUMBER
     if cmd.when_error:
-        return 85
+        return Code.BAD_WHEN
     if cmd.cancel:
-        return 95 if cancel_matches else 96
+        return Code.CANCELLED if cancel_matches else Code.NOTHING_TO_CANCEL
     if cmd.when_utc is not None:
-        return 81
-    return 80
+        return Code.DEFERRED
+    return Code.SENDING
 
 
 MASK = "•••"

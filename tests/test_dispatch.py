@@ -3,6 +3,7 @@ one call at a time per number, credits settled at the outcome."""
 
 from __future__ import annotations
 
+import smtplib
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -83,6 +84,36 @@ def test_deferred_job_cancelled_by_subject_and_by_cli(make_app, sink, tmp_path: 
     assert r.returncode == 0 and "1 cancelled" in r.stdout, r.stdout + r.stderr
     assert delivery(app, "+33170709902").state == "cancelled"
     assert mailgw("jobs", "cancel", str(job2), "--config", str(cfg)).returncode == 1
+
+
+def test_deferred_jobs_cancelled_by_ref(make_app, sink) -> None:
+    """The user guides: with no numbers, the same ref and the same time cancel every job
+    they name (95, the ack naming them); no document is needed; nothing left is 96."""
+    app = make_app()
+    app.add_account()
+    when = (datetime.now(ZoneInfo("Europe/Paris")) + timedelta(days=3)).strftime("%H%M%d%m%Y")
+    pdf = make_pdf([["x"]])
+    for subject in (f"{PASSWORD}:0170709901,0170709902:INV-7::{when}",
+                    f"{PASSWORD}:0170709903:INV-7:relance:{when}",
+                    f"{PASSWORD}:0170709904:INV-8::{when}"):
+        assert send(app.port, fax_message(subject, pdf)).startswith("250 2.0.0 [81]")
+    inv7 = sorted({delivery(app, n).job_id for n in ("+33170709901", "+33170709903")})
+    cancel = send(app.port, fax_message(f"Re: {PASSWORD}::INV-7::{when}s", None))
+    assert cancel.startswith("250 2.0.0 [95]"), cancel
+    assert f"jobs {inv7[0]}, {inv7[1]}" in cancel
+    acks = sink.wait_for(lambda ms: any(m["X-Mailgw-Code"] == "95" for m in ms), what="95")
+    ack95 = next(m for m in acks if m["X-Mailgw-Code"] == "95")
+    assert ack95["X-Mailgw-Job"] == ",".join(map(str, inv7))
+    for number in ("+33170709901", "+33170709902", "+33170709903"):
+        assert delivery(app, number).state == "cancelled"
+    assert delivery(app, "+33170709904").state == "scheduled"
+    for subject in (f"{PASSWORD}::INV-7::{when}s", f"{PASSWORD}::INV-9::{when}s"):
+        try:
+            send(app.port, fax_message(subject, None))
+            raise AssertionError(f"{subject}: nothing left to cancel must be refused")
+        except smtplib.SMTPDataError as exc:
+            assert exc.smtp_code == 550 and b"[96]" in exc.smtp_error, exc
+    assert delivery(app, "+33170709904").state == "scheduled"
 
 
 def test_retry_queues_failed_deliveries_again_with_a_new_notice(make_app, sink) -> None:
