@@ -610,6 +610,8 @@ def load(path: str | Path | None = None, *, environ: Mapping[str, str] | None = 
             raise ConfigError([f"{file}: cannot read ({exc.strerror})"]) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError([f"{file}: not valid TOML ({exc})"]) from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError([f"{file}: not UTF-8 text (byte {exc.start})"]) from None
     data = merge(data, env_overrides(environ))
     if overrides:
         data = merge(data, overrides)
