@@ -244,7 +244,7 @@ class NotifySettings:
     smarthost_password: str = ""
     smarthost_password_file: str = ""
     templates_dir: str = ""  # an operator's templates, looked up before the built-in ones
-    summary_from: int = 0  # jobs with this many numbers or more get a summary, not notices
+    summary_from: int = 10  # such jobs, and lists and groups, get a summary (0: never)
     progress_at_half: bool = False  # such jobs also get a progress summary at 50 %
     webhook_timeout: Duration = 10.0
 
