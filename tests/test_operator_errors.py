@@ -153,6 +153,18 @@ def test_postgresql_wrong_host_and_wrong_database() -> None:
     assert SECRET not in r.stderr
 
 
+@pytest.mark.parametrize("url,why", [
+    (f"postgresql+psycopg://mailgw:{SECRET}@db:5432x/mailgw", "the port is not a number"),
+    (f"postgresql+psycopg2://mailgw:{SECRET}@db/mailgw",
+     "driver 'postgresql+psycopg2' is not installed"),
+    ("sqlite://", "SQLite needs a file"),
+])
+def test_a_store_url_that_cannot_work_is_a_configuration_error(url: str, why: str) -> None:
+    r = run("serve", env={"MAILGW_STORE__URL": url})
+    one_line(r, 2, "store.url", why)
+    assert SECRET not in r.stderr
+
+
 def test_sqlite_in_a_missing_directory_is_not_created(tmp_path: Path) -> None:
     where = tmp_path / "typo" / "gw.db"
     r = run("serve", env={"MAILGW_STORE__URL": f"sqlite:///{where}"})
