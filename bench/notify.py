@@ -158,7 +158,7 @@ def seed(store: Store, n: int) -> list[int]:
             job = Job(account_id=account.id, channel="fax", sender=SENDER,
                       message_id=f"<bench{i}@example.com>", state="done",
                       outcome="delivered_all", subject="FGB45L:0170709901", pages=1,
-                      created_at=now)
+                      recipient_count=1, created_at=now)
             s.add(job)
             s.flush()
             d = Delivery(job_id=job.id, number=f"+331707{i:06d}", state="delivered",

@@ -28,8 +28,10 @@ log = structlog.get_logger("mailgw")
 
 
 def prepare_store(settings: Settings, *, migrate: bool = True) -> Store:
-    """Open the store and bring its schema to the current revision."""
+    """Open the store and bring its schema to the current revision; a store that cannot be
+    reached raises OperatorError (one line for the operator)."""
     store = Store(settings.store.url, busy_timeout=settings.store.busy_timeout)
+    store.probe()
     if migrate:
         store.upgrade()
     return store
@@ -53,6 +55,7 @@ class App:
     connections: Connections | None = None
     http: HttpApi | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    ready: bool = False  # announced "ready"; an app that never was stops without a word
 
     @property
     def smtp_address(self) -> tuple[str, int] | None:
@@ -102,6 +105,7 @@ class App:
             self.http.callbacks.update(callback_handlers(
                 s, self.store, self.dispatcher.driver if self.dispatcher else None))
             await self.http.start(s.http.listen)
+        self.ready = True
         log.info("ready", roles=list(self.roles), smtp=self.smtp_address,
                  store=self.store.dialect, driver=s.dispatch.driver)
 
@@ -130,7 +134,8 @@ class App:
 
     async def stop(self) -> None:
         """Stop taking mail, let calls in flight finish within the grace, release the rest."""
-        log.info("stopping", grace_seconds=self.settings.serve.grace_seconds)
+        if self.ready:
+            log.info("stopping", grace_seconds=self.settings.serve.grace_seconds)
         if self.smtp_server is not None:
             self.smtp_server.close()
             if self.connections is not None:
@@ -148,7 +153,8 @@ class App:
             task.cancel()
         if self.http is not None:
             await self.http.stop()
-        log.info("stopped")
+        if self.ready:
+            log.info("stopped")
 
 
 async def serve(settings: Settings, roles: tuple[str, ...]) -> int:
@@ -159,7 +165,12 @@ async def serve(settings: Settings, roles: tuple[str, ...]) -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await app.start()
+    try:
+        await app.start()
+    except Exception:
+        await app.stop()  # a listener that could not bind: the roles started before it end
+        store.dispose()
+        raise
     _sd_notify("READY=1")
     watchdog = _watchdog_interval()
     pinger = asyncio.create_task(_watchdog_loop(watchdog)) if watchdog else None

@@ -1,5 +1,6 @@
 """`mailgw …`: the command line. Exit 0 on success, 1 on a refusal or failed check, 2 on a
-usage or configuration error."""
+usage or configuration error, 69 when a port, a server or the store is unavailable. Those
+are one line on stderr; a traceback means a bug of ours."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mailgw import __version__, config, logs
+from mailgw.errors import EX_UNAVAILABLE, OperatorError
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 
@@ -31,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mailgw", parents=[common],
         description="Send faxes and voice messages by email; mail back delivery notices.",
-        epilog="Exit status: 0 success, 1 refusal or failed check, 2 usage or config error.")
+        epilog=f"Exit status: 0 success, 1 refusal or failed check, 2 usage or config error, "
+               f"{EX_UNAVAILABLE} port, server or store unavailable.")
     parser.add_argument("--version", action="version", version=f"mailgw {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -222,6 +225,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = COMMANDS[args.command]
     try:
         return handler(args, settings)
+    except OperatorError as exc:
+        print(f"mailgw: {exc}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         return 130
 

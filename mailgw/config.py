@@ -244,7 +244,7 @@ class NotifySettings:
     smarthost_password: str = ""
     smarthost_password_file: str = ""
     templates_dir: str = ""  # an operator's templates, looked up before the built-in ones
-    summary_from: int = 0  # jobs with this many numbers or more get a summary, not notices
+    summary_from: int = 10  # such jobs, and lists and groups, get a summary (0: never)
     progress_at_half: bool = False  # such jobs also get a progress summary at 50 %
     webhook_timeout: Duration = 10.0
 
@@ -460,8 +460,7 @@ def _validate(s: Settings, problems: list[str]) -> None:
         problems.append(f"notify.on: expected all, failures or summary, got {s.notify.on!r}")
     if s.dispatch.driver not in {f.name for f in dataclasses.fields(DriversSettings)}:
         problems.append(f"dispatch.driver: unknown driver {s.dispatch.driver!r}")
-    if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", s.store.url):
-        problems.append("store.url: expected sqlite:///PATH or postgresql+psycopg://…")
+    problems.extend(_store_url_problems(s.store.url))
     for key in ("gateway.fax_address", "gateway.voice_address"):
         section, name = key.split(".")
         if "@" not in getattr(getattr(s, section), name):
@@ -508,6 +507,30 @@ def _validate(s: Settings, problems: list[str]) -> None:
     _validate_cloud(s, problems)
     if s.log.format not in ("auto", "json", "console"):
         problems.append(f"log.format: expected auto, json or console, got {s.log.format!r}")
+
+
+def _store_url_problems(url: str) -> list[str]:
+    """What a store URL lacks, said without echoing it (it may hold a password)."""
+    expected = "expected sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"
+    if not re.match(r"^(sqlite|postgres|postgresql)(\+\w+)?://", url):
+        return [f"store.url: {expected}"]
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return [f"store.url: not a valid URL; {expected}"]
+    except ValueError:  # int() of the port
+        return [f"store.url: the port is not a number; {expected}"]
+    if parsed.drivername not in ("sqlite", "sqlite+pysqlite", "postgres", "postgresql",
+                                 "postgresql+psycopg"):
+        return [f"store.url: driver {parsed.drivername!r} is not installed with mailgw; "
+                f"{expected}"]
+    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+        return ["store.url: SQLite needs a file (sqlite:///PATH); a store in memory would "
+                "be lost at exit"]
+    return []
 
 
 def _validate_cloud(s: Settings, problems: list[str]) -> None:
@@ -610,6 +633,8 @@ def load(path: str | Path | None = None, *, environ: Mapping[str, str] | None = 
             raise ConfigError([f"{file}: cannot read ({exc.strerror})"]) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError([f"{file}: not valid TOML ({exc})"]) from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError([f"{file}: not UTF-8 text (byte {exc.start})"]) from None
     data = merge(data, env_overrides(environ))
     if overrides:
         data = merge(data, overrides)

@@ -23,6 +23,7 @@ from sqlalchemy import func, select, text
 
 from mailgw import metrics
 from mailgw.config import split_hostport
+from mailgw.errors import listen_error
 from mailgw.store import OutboxMail, Store, utcnow
 
 if TYPE_CHECKING:
@@ -118,8 +119,11 @@ class HttpApi:
 
     async def start(self, listen: str) -> None:
         host, port = split_hostport(listen)
-        self.server = await asyncio.start_server(self._serve, host, port, limit=MAX_HEAD,
-                                                 reuse_address=True)
+        try:
+            self.server = await asyncio.start_server(self._serve, host, port, limit=MAX_HEAD,
+                                                     reuse_address=True)
+        except OSError as exc:
+            raise listen_error("http.listen", listen, exc) from None
         log.info("http_listening", address=self.address)
 
     async def stop(self) -> None:

@@ -570,6 +570,9 @@ class Intake:
             "document": d.document, "document_name": d.document_name,
             "document_type": d.document_type,
             "options": json.dumps(d.options, sort_keys=True) if d.options else None,
+            "numbers_from_list": bool(cmd.groups) or any(
+                a.kind == "list" and a.part in d.used_parts for a in d.mail.attachments),
+            "recipient_count": len(d.recipients),
             "created_at": now, "finished_at": None}
         each = ((d.pages or 1) if d.channel == "fax" else 1) if limited else 0
         w.deliveries = [{

@@ -9,7 +9,9 @@ the phone keypad, and a fax to a guessed number is worse than a refusal.
 
 from __future__ import annotations
 
+import codecs
 import re
+import unicodedata
 from dataclasses import dataclass
 
 import phonenumbers
@@ -122,8 +124,24 @@ def parse_number_list(text: str, region: str) -> NumberList:
 
 # -- attached recipient lists ---------------------------------------------------------------
 
-NUMBER_COLUMNS = ("FAX", "MOBILE", "PORTABLE", "GSM", "SMS", "TEL", "NUMERO")
+# A CSV header names the number column in the words people write, compared once accents,
+# case, spaces, underscores and dashes are folded (`column_key`). The canonical names, in
+# the order that decides between two number columns, and the words that mean each:
+NUMBER_COLUMNS: dict[str, tuple[str, ...]] = {
+    "FAX": ("fax", "telecopie", "факс", "факса"),
+    "MOBILE": ("mobile", "cell", "cellulaire", "мобильныи", "сотовыи"),
+    "PORTABLE": ("portable",),
+    "GSM": ("gsm",),
+    "SMS": ("sms",),
+    "TEL": ("tel", "telephone", "phone", "телефон", "телефона", "тел"),
+    "NUMERO": ("numero", "number", "номер"),
+}
+# Words that may stand around those: `Numéro de téléphone`, `N° de fax`, `Phone number`.
+_FILLERS = frozenset({"de", "du", "d", "of", "n", "no", "num", "nr"})
+_SAMPLE_ROWS = 50  # rows looked at to find the column of numbers in a list with no header
 _LINE_SPLIT = re.compile(r"[,;\r\n]+")
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 
 
 @dataclass(frozen=True)
@@ -144,7 +162,16 @@ class RecipientList:
 
 
 def _decode(data: bytes) -> str:
-    for encoding in ("utf-8-sig", "cp1252"):
+    """What spreadsheets save: UTF-8 with or without its BOM, UTF-16/32 with theirs
+    (Excel's "Unicode text"), else Windows-1252 (a French Excel's "CSV (;)")."""
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            try:
+                return data.decode(encoding)
+            except UnicodeDecodeError:
+                break
+    data = data.removeprefix(codecs.BOM_UTF8)
+    for encoding in ("utf-8", "cp1252"):
         try:
             return data.decode(encoding)
         except UnicodeDecodeError:
@@ -152,18 +179,30 @@ def _decode(data: bytes) -> str:
     return data.decode("latin-1")
 
 
-def _column_key(name: str) -> str:
-    import unicodedata
+def column_key(name: str) -> str:
+    """A header folded for comparison: `  N° de Téléphone_` → `n de telephone`."""
+    plain = "".join(c for c in unicodedata.normalize("NFKD", name)
+                    if not unicodedata.combining(c)).casefold()
+    return " ".join(re.sub(r"[\W_]+", " ", plain).split())
 
-    plain = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
-    return re.sub(r"[^A-Z]", "", plain.upper())
+
+def number_column_name(header: str) -> str | None:
+    """The canonical name (FAX, MOBILE, …, NUMERO) a header cell means, or None: every word
+    must be a number word or a filler, so `Numéro client` or `Date fax` are not one."""
+    words = column_key(header).split()
+    named = [canon for canon, means in NUMBER_COLUMNS.items() if any(w in means for w in words)]
+    known = _FILLERS.union(*NUMBER_COLUMNS.values())
+    if not named or any(w not in known for w in words):
+        return None
+    return named[0]
 
 
 def parse_list(data: bytes, filename: str | None, region: str, *,
                max_lines: int = 100_000) -> RecipientList:
-    """A .csv list (`;` or `,`, number column FAX/MOBILE/PORTABLE/GSM/SMS/TEL/NUMERO) or a
-    .txt list (numbers separated by commas, semicolons or new lines)."""
-    text = _decode(data)
+    """A .csv list (`;`, `,` or tab; the number column named as in NUMBER_COLUMNS, or the
+    one column of numbers) or a .txt list (numbers separated by commas, semicolons or new
+    lines)."""
+    text = _decode(data).lstrip("\ufeff")  # a BOM saved twice (a file re-saved) is text
     if text.count("\n") + 1 > max_lines + 1:
         return RecipientList((), (), too_long=True)
     if (filename or "").lower().endswith(".csv"):
@@ -185,26 +224,53 @@ def parse_list(data: bytes, filename: str | None, region: str, *,
     return RecipientList(tuple(entries.values()), tuple(invalid), duplicates)
 
 
+def _header_column(header: list[str]) -> int | None:
+    """The column a header names, the canonical order deciding between two."""
+    ranks = list(NUMBER_COLUMNS)
+    named = [(ranks.index(canon), i) for i, cell in enumerate(header)
+             if (canon := number_column_name(cell)) is not None]
+    return min(named)[1] if named else None
+
+
+def _numeric_column(rows: list[list[str]], region: str) -> int | None:
+    """The one column where at least half the cells of the first rows are valid numbers;
+    None when no column or several look like that (guessing would dial a wrong column)."""
+    sample = rows[:_SAMPLE_ROWS + 1]
+    width = max(len(r) for r in sample)
+    found = []
+    for i in range(width):
+        cells = [r[i].strip() for r in sample if i < len(r) and r[i].strip()]
+        valid = sum(1 for cell in cells if normalize_number(cell, region) is not None)
+        if valid and valid * 2 >= len(cells):
+            found.append(i)
+    return found[0] if len(found) == 1 else None
+
+
 def _parse_csv(text: str, region: str) -> RecipientList:
     import csv
     import io
 
     first = text.split("\n", 1)[0]
-    delimiter = ";" if first.count(";") >= first.count(",") else ","
+    delimiter = max((";", ",", "\t"), key=first.count)  # the first on a tie: `;`
     rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
     rows = [r for r in rows if any(cell.strip() for cell in r)]
     if not rows:
         return RecipientList((), (), error="the list is empty")
     header = [cell.strip() for cell in rows[0]]
-    keys = [_column_key(h) for h in header]
-    column = next((keys.index(k) for k in NUMBER_COLUMNS if k in keys), None)
+    data = rows[1:]
+    column = _header_column(header)
     if column is None:
-        return RecipientList((), (), error="no number column (FAX, MOBILE, PORTABLE, GSM, SMS,"
-                                           " TEL or NUMERO) in the CSV header")
+        column = _numeric_column(rows, region)
+        if column is None:
+            return RecipientList((), (), error="no number column (FAX, MOBILE, PORTABLE, GSM, "
+                                               "SMS, TEL or NUMERO) in the CSV header")
+        if column < len(rows[0]) and normalize_number(rows[0][column], region) is not None:
+            header = [f"COL{i + 1}" for i in range(max(len(r) for r in rows))]
+            data = rows  # no header row: the first row is a recipient too
     entries: dict[str, ListEntry] = {}
     invalid: dict[str, None] = {}
     duplicates = 0
-    for row in rows[1:]:
+    for row in data:
         raw = row[column].strip() if column < len(row) else ""
         e164 = normalize_number(raw, region) if raw else None
         if e164 is None:

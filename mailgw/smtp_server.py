@@ -30,6 +30,7 @@ from aiosmtpd.smtp import (
 
 from mailgw.accounts import AuthCache
 from mailgw.config import SmtpSettings, split_hostport
+from mailgw.errors import EX_CONFIG, OperatorError, listen_error
 from mailgw.intake import Envelope as IntakeEnvelope
 from mailgw.intake import Intake
 from mailgw.throttle import Throttle
@@ -334,12 +335,25 @@ class GatewaySMTP(SMTP):
             self.transport.close()
 
 
+_TLS_REASONS = {"PEM_LIB": "not a PEM certificate and key",
+                "KEY_VALUES_MISMATCH": "the key is not the certificate's"}
+
+
 def tls_context(settings: SmtpSettings) -> ssl.SSLContext | None:
     if not settings.tls_cert:
         return None
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(settings.tls_cert, settings.tls_key)
+    try:
+        ctx.load_cert_chain(settings.tls_cert, settings.tls_key)
+    except (ssl.SSLError, OSError) as exc:  # unreadable, not PEM, key of another certificate
+        if isinstance(exc, ssl.SSLError):
+            # OpenSSL's "PEM lib" comes without a reason: a file that is not PEM
+            reason = _TLS_REASONS.get(str(exc.reason or "PEM_LIB"), str(exc.reason).lower())
+        else:
+            reason = (exc.strerror or str(exc)).lower()
+        raise OperatorError(f"smtp.tls_cert/smtp.tls_key: cannot load {settings.tls_cert} "
+                            f"with {settings.tls_key} ({reason})", EX_CONFIG) from None
     return ctx
 
 
@@ -363,5 +377,8 @@ async def start_smtp(settings: SmtpSettings, handler: GatewayHandler,
             auth_require_tls=not auth_without_tls,
             auth_exclude_mechanism=["CRAM-MD5"], loop=loop)
 
-    server = await loop.create_server(factory, host=host, port=port)
+    try:
+        server = await loop.create_server(factory, host=host, port=port)
+    except OSError as exc:
+        raise listen_error("smtp.listen", settings.listen, exc) from None
     return server, connections

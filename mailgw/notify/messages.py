@@ -203,7 +203,8 @@ def _progress_sent(s: Session, job_id: int) -> bool:
 def notice_on_final(settings: Settings, renderer: Renderer
                     ) -> Callable[[Session, Job, Delivery], None]:
     """What happens, in the same transaction, when a delivery becomes final: its notice
-    (or, with `notify.on = summary`, the job's summary once the job is done) and the
+    (or the job's summary once the job is done, for a campaign: `notify.on = summary`, or
+    numbers from a list or a group, or `notify.summary_from` numbers or more) and the
     account's webhook events go to the outbox."""
     import uuid
 
@@ -236,6 +237,17 @@ def notice_on_final(settings: Settings, renderer: Renderer
             accounts[job.account_id] = account
         return account
 
+    def total_of(s: Session, job: Job) -> int:
+        if job.recipient_count is not None:
+            return job.recipient_count
+        # A job from before revision 0008: counted once per session (all its deliveries
+        # were written at intake).
+        totals: dict[int, int] = s.info.setdefault("mailgw.notify.totals", {})
+        if job.id not in totals:
+            totals[job.id] = s.scalar(select(func.count()).select_from(Delivery)
+                                      .where(Delivery.job_id == job.id)) or 0
+        return totals[job.id]
+
     def on_final(s: Session, job: Job, delivery: Delivery) -> None:
         account = account_of(s, job)
         to = account.notice_address or job.sender
@@ -244,12 +256,9 @@ def notice_on_final(settings: Settings, renderer: Renderer
         job_done = job.outcome != "in_progress"
         if job_done:
             hook(s, account, "job.final", job, None)
-        total = 0  # deliveries of the job: only counted when a rule needs the number
-        if settings.notify.summary_from > 0 or (on == "summary" and not job_done):
-            total = s.scalar(select(func.count()).select_from(Delivery)
-                             .where(Delivery.job_id == job.id)) or 0
-        big = 0 < settings.notify.summary_from <= total
-        if on == "summary" or big:
+        rule = settings.notify.summary_from  # 0: no campaign rule, notices for every job
+        campaign = rule > 0 and (job.numbers_from_list or total_of(s, job) >= rule)
+        if on == "summary" or campaign:
             # One mail per job (a campaign of thousands of numbers must not send thousands
             # of notices); the job row is locked, so this runs once per job outcome.
             if job_done:
@@ -257,7 +266,7 @@ def notice_on_final(settings: Settings, renderer: Renderer
             elif settings.notify.progress_at_half and not _progress_sent(s, job.id):
                 final = s.scalar(select(func.count()).select_from(Delivery).where(
                     Delivery.job_id == job.id, Delivery.state.in_(FINAL_STATES))) or 0
-                if final * 2 >= total:
+                if final * 2 >= total_of(s, job):
                     summary(s, job, account, to)
             return
         if on == "failures" and delivery.state == "delivered":

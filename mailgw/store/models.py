@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     types,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column, relationship
@@ -139,6 +140,13 @@ class Job(Base):
     document_type: Mapped[str | None] = mapped_column(String(100))
     document: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
     options: Mapped[str | None] = mapped_column(Text)  # JSON: voice call options (mailgw.voice)
+    # Numbers from an attached list or a contact group: a campaign, answered by one summary
+    # (notify.summary_from), however few numbers it has.
+    numbers_from_list: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                    server_default=false())
+    # How many numbers (deliveries), written at intake so a notice need not count them;
+    # None for jobs taken before revision 0008.
+    recipient_count: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     deliveries: Mapped[list[Delivery]] = relationship(
