@@ -16,7 +16,7 @@ from email.header import Header
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from mailgw import accounts
 from mailgw.accounts import AccountError, check_password_rules
@@ -192,9 +192,12 @@ def test_upgrade_masks_the_subjects_stored_in_clear(store_url: str) -> None:
             account_id = s.scalar(select(Account.id))
             assert account_id is not None
             for subject in (PW, f"TR: Re: {PW}", f"{PW}:0170709901:{PW}", "•••:0170709901",
-                            None):
-                s.add(Job(account_id=account_id, channel="fax", sender=SENDER, state="done",
-                          subject=subject))
+                            None):  # the columns of revision 0007's job table, no more
+                s.execute(text("INSERT INTO job (account_id, channel, sender, state, outcome,"
+                               " subject, created_at) VALUES (:a, 'fax', :s, 'done',"
+                               " 'in_progress', :subject, :now)"),
+                          {"a": account_id, "s": SENDER, "subject": subject,
+                           "now": datetime.now(UTC).replace(tzinfo=None)})
         store.upgrade()
         assert store.current_revision() == store.head_revision()
         with store.read() as s:
