@@ -76,8 +76,9 @@ def read_command(mail: MailFacts, account: AccountFacts, lookups: Lookups, now: 
 def decide(mail: MailFacts, account: AccountFacts | None, lookups: Lookups | None,
            now: datetime, *, policy: Policy) -> Verdict:
     """The verdict on one mail, in the design's order: 87, 82 (no account), 94 (Subject),
-    the recipients (94/84 for a list), then the Subject's order (88, 89, 82, 84, 85), 86,
-    the cancel, 94, 93 (partial), and the document or sound (92, 93, 94, 90, 91)."""
+    the recipients (94/84 for a list, told only to a proven sender: else 88/82), then the
+    Subject's order (88, 89, 82, 84, 85), 86, the cancel, 94, 93 (partial), and the document
+    or sound (92, 93, 94, 90, 91)."""
     m, f = mail.mail, Found()
     if m.is_auto_reply:
         f.steps.append(f"automatic message ({m.auto_reply_reason}): dropped, never answered")
@@ -101,7 +102,11 @@ def decide(mail: MailFacts, account: AccountFacts | None, lookups: Lookups | Non
                    "password given but wrong" if cmd.password_given else "no password")
     refusal, extra, extra_invalid = _recipients(f, mail, account, cmd, policy)
     if refusal is not None:
-        return refusal
+        if f.proven:
+            return refusal
+        f.steps.append("the list's fault is not told to a sender not proven")
+        code = Code.NO_PASSWORD if not cmd.password_given else Code.BAD_PASSWORD
+        return _refuse(f, code, _SUBJECT_RULES[code])
     target = voice.library_target(cmd.ref, cmd.comment)
     if f.channel == "voice" and target and not cmd.cancel and extra + extra_invalid == 0 and not (
             cmd.numbers or cmd.invalid_numbers or cmd.groups) and m.sounds():
@@ -119,6 +124,7 @@ def decide(mail: MailFacts, account: AccountFacts | None, lookups: Lookups | Non
             return _refuse(f, Code.BAD_GROUP, "a contact group is unknown or empty",
                            Detail.of("groups_unknown", names=", ".join("@" + g for g in missing)))
         _merge(f, members)
+        f.from_list = True
         f.steps.append(f"groups {', '.join('@' + g for g in cmd.groups)}: "
                        f"{len(members)} numbers")
     if cmd.cancel:
@@ -222,6 +228,7 @@ def _recipients(f: Found, mail: MailFacts, account: AccountFacts, cmd: Command,
             f.steps.append(f"{name}: no number in it, not a list")
             continue  # a .txt that is not a list (a signature, a note): ignored
         _merge(f, parsed.entries)
+        f.from_list = True
         f.invalid += list(parsed.invalid)
         f.duplicates += parsed.duplicates
         f.used.append(name)

@@ -97,6 +97,7 @@ class _Decision:
     document_name: str | None = None
     document_type: str | None = None
     documents_used: list[str] = field(default_factory=list)
+    from_list: bool = False  # numbers came from a list or a group: one summary (notify)
     ignored: list[str] = field(default_factory=list)
     pages: int | None = None
     duration: float | None = None
@@ -392,6 +393,7 @@ class Intake:
         d.channel, d.proven, d.command = found.channel, found.proven, found.command
         d.recipients, d.invalid, d.duplicates = found.recipients, found.invalid, found.duplicates
         d.documents_used, d.ignored, d.pages = found.used, found.ignored, found.pages
+        d.from_list = found.from_list
         if isinstance(verdict, Ignore):
             d.dropped = verdict.reason
         elif isinstance(verdict, Refuse):
@@ -570,8 +572,7 @@ class Intake:
             "document": d.document, "document_name": d.document_name,
             "document_type": d.document_type,
             "options": json.dumps(d.options, sort_keys=True) if d.options else None,
-            "numbers_from_list": bool(cmd.groups) or any(
-                a.kind == "list" and a.part in d.used_parts for a in d.mail.attachments),
+            "numbers_from_list": d.from_list,
             "recipient_count": len(d.recipients),
             "created_at": now, "finished_at": None}
         each = ((d.pages or 1) if d.channel == "fax" else 1) if limited else 0

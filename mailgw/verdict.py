@@ -109,6 +109,7 @@ class Found:
     ignored: list[str] = field(default_factory=list)  # attachments not used
     pages: int | None = None
     steps: list[str] = field(default_factory=list)  # why, in order (`parse --explain`)
+    from_list: bool = False  # numbers came from an attached list or a contact group
     used_parts: set[str] = field(default_factory=set, repr=False)
     used_nested: bool = field(default=False, repr=False)
 

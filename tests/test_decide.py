@@ -160,6 +160,27 @@ def test_a_csv_without_number_column_and_a_list_too_long() -> None:
 
 
 @pytest.mark.parametrize(("subject", "expected"), [
+    ("Wrong1", Code.BAD_PASSWORD), ("", Code.NO_PASSWORD), (":0170709901", Code.NO_PASSWORD)])
+def test_a_bad_list_is_told_only_to_a_proven_sender(subject: str, expected: Code) -> None:
+    """A guesser learns nothing about the mail before the password (82 or 88, not 84/94)."""
+    bad = run(mail(subject, attach=(("n.csv", b"NAME;CITY\nx;y\n", "text/csv"),)))
+    assert isinstance(bad, Refuse) and bad.code == expected
+    small = Policy(**{**POLICY.__dict__, "max_list_lines": 1})
+    long = run(mail(subject, attach=(("n.txt", b"0170709901\n0170709902\n", "text/plain"),)),
+               policy=small)
+    assert isinstance(long, Refuse) and long.code == expected
+
+
+def test_numbers_from_a_list_or_a_group_are_marked() -> None:
+    """notify sends one summary for them (not a notice per number)."""
+    typed = run(mail("FGB45L:0170709901", attach=A_PDF))
+    listed = run(mail("FGB45L", attach=(*A_PDF, ("n.txt", b"0170709902\n", "text/plain"))))
+    grouped = run(mail("FGB45L:@clients", attach=A_PDF),
+                  Plain(groups_={"clients": ["+33170709903"]}))
+    assert [v.found.from_list for v in (typed, listed, grouped)] == [False, True, True]
+
+
+@pytest.mark.parametrize(("subject", "expected"), [
     ("FGB45L::INV-7::153012092027s", Code.CANCELLED),  # by ref: no numbers needed
     ("FGB45L:0170709901:::153012092027s", Code.CANCELLED),
     ("FGB45L::::153012092027s", Code.NO_NUMBER),  # neither numbers nor ref
