@@ -192,12 +192,15 @@ DETAILS: dict[str, dict[str, str]] = {
     "list_too_long": {"fr": "{name} : plus de {limit} lignes",
                       "en": "{name}: more than {limit} lines",
                       "ru": "{name}: более {limit} строк"},
-    "list_no_column": {"fr": "{name} : aucune colonne de numéros (FAX, MOBILE, PORTABLE, GSM, "
-                             "SMS, TEL ou NUMERO)",
-                       "en": "{name}: no number column (FAX, MOBILE, PORTABLE, GSM, SMS, TEL or "
-                             "NUMERO)",
-                       "ru": "{name}: нет столбца с номерами (FAX, MOBILE, PORTABLE, GSM, SMS, "
-                             "TEL или NUMERO)"},
+    "list_no_column": {"fr": "{name} : aucune colonne de numéros (nommée FAX, TÉLÉPHONE, TEL, "
+                             "MOBILE, PORTABLE, GSM, SMS, PHONE ou NUMÉRO), ni une seule colonne "
+                             "de numéros sans en-tête",
+                       "en": "{name}: no number column (named FAX, PHONE, TEL, TÉLÉPHONE, "
+                             "MOBILE, PORTABLE, GSM, SMS or NUMÉRO), nor one column of numbers "
+                             "without a header",
+                       "ru": "{name}: нет столбца с номерами (с заголовком ТЕЛЕФОН, ФАКС, "
+                             "МОБИЛЬНЫЙ, НОМЕР, FAX, PHONE или TEL) и нет единственного столбца "
+                             "номеров без заголовка"},
     "credit_short": {"fr": "{needed} crédits nécessaires, {left} disponibles",
                      "en": "{needed} credits needed, {left} left",
                      "ru": "нужно кредитов: {needed}, осталось: {left}"},
