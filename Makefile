@@ -1,25 +1,38 @@
 # Two commands for a fresh machine: `make demo` and `make test`.
+# One venv (.venv) for both: `make demo` installs what the product needs to run, `make test`
+# adds the test tools on top. Each install leaves a stamp in the venv, so either order works
+# and a changed pyproject.toml installs again.
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+PIP := $(BIN)/pip --disable-pip-version-check --quiet
+RUN_STAMP := $(VENV)/.mailgw-run
+TEST_STAMP := $(VENV)/.mailgw-test
 
-.PHONY: demo test install lint clean
+.PHONY: demo test install install-test lint clean
 
-$(BIN)/mailgw: pyproject.toml
+$(BIN)/python:
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[test]"
-	@touch $(BIN)/mailgw
 
-install: $(BIN)/mailgw
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(PIP) install -e .
+	@touch $@
+
+$(TEST_STAMP): $(RUN_STAMP)
+	$(PIP) install -e ".[test]"
+	@touch $@
+
+install: $(RUN_STAMP)
+
+install-test: $(TEST_STAMP)
 
 demo: install
 	$(BIN)/mailgw demo
 
-test: install
+test: install-test
 	$(BIN)/python -m pytest -q
 
-lint: install
+lint: install-test
 	$(BIN)/ruff check mailgw tests
 	$(BIN)/mypy mailgw
 

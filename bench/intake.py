@@ -54,7 +54,7 @@ PASSWORD = "Bench42pw"
 NUMBER = "0170709901"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
-CORPUS = Path(os.environ.get("MAILGW_CORPUS") or ROOT.parent / "shared" / "corpus")
+CORPUS = Path(os.environ.get("MAILGW_CORPUS") or ROOT / "tests" / "corpus")
 
 
 def log(*parts: object) -> None:

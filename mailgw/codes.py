@@ -6,9 +6,10 @@ reply it maps to, so no other module invents a reply string.
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
 from enum import IntEnum
+
+from mailgw.translit import to_ascii
 
 LANGS = ("fr", "en", "ru")
 
@@ -281,27 +282,19 @@ def is_accepted(code: int) -> bool:
     return CODES[code].accepted
 
 
-def ascii_fold(text: str) -> str:
-    """Drop accents so a sentence fits an SMTP reply line without SMTPUTF8."""
-    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
-    return folded.replace("\r", " ").replace("\n", " ")
-
-
 def smtp_reply(code: int, lang: str, detail: str = "", *, utf8: bool = False) -> str:
     """The SMTP reply line for a code: "<smtp status> [NN] <sentence>[ (detail)]".
 
-    Without SMTPUTF8 the reply must be ASCII: French loses its accents, and Russian
-    (which cannot be folded) falls back to English. The ack mail carries the exact text.
+    Without SMTPUTF8 the reply must be ASCII: the sentence and the detail stay in the
+    account's language, transliterated (mailgw.translit: French without its accents,
+    Russian in Latin letters). The ack mail carries the exact text.
     """
     rc = CODES[code]
     text = sentence(code, lang)
     if detail:
         text = f"{text} ({detail})"
     if not utf8:
-        folded = ascii_fold(text)
-        if len(folded) < len(text) / 2:  # Cyrillic or similar: unreadable once folded
-            english = sentence(code, "en") + (f" ({ascii_fold(detail)})" if detail else "")
-            folded = ascii_fold(english)
-        text = folded
-    text = " ".join(text.split())[:400]
+        text = to_ascii(text)
+    # one line, at most 400 octets of text (a reply line is 512 octets at most, RFC 5321)
+    text = " ".join(text.split()).encode()[:400].decode("utf-8", "ignore")
     return f"{rc.smtp} [{code}] {text}"

@@ -34,6 +34,7 @@ from mailgw.errors import EX_CONFIG, OperatorError, listen_error
 from mailgw.intake import Envelope as IntakeEnvelope
 from mailgw.intake import Intake
 from mailgw.throttle import Throttle
+from mailgw.translit import to_ascii
 
 log = structlog.get_logger("mailgw.smtp")
 
@@ -104,6 +105,8 @@ class GatewayHandler:
             self.throttle.failed(keys)
         if (result.job_ids or result.proven) and self.on_accepted is not None:
             self.on_accepted()  # a job to dispatch, or an ack waiting in the outbox
+        if not env.smtputf8 and not result.reply.isascii():
+            return to_ascii(result.reply)  # the first answer, replayed to a client without it
         return result.reply
 
     async def handle_exception(self, error: Exception) -> str:

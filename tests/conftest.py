@@ -22,8 +22,9 @@ from mailgw.app import App, prepare_store
 from mailgw.store import Store
 
 REQUIRE_ALL = os.environ.get("MAILGW_REQUIRE_ALL") == "1"
-CORPUS = Path(os.environ.get("MAILGW_CORPUS") or
-              Path(__file__).resolve().parents[1].parent / "shared" / "corpus")
+# The public test corpus ships in tests/corpus/ (its README names each file's source and
+# licence); MAILGW_CORPUS points the tests at another copy.
+CORPUS = Path(os.environ.get("MAILGW_CORPUS") or Path(__file__).resolve().parent / "corpus")
 PG_ADMIN = os.environ.get("MAILGW_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 PASSWORD = "FGB45L"
 SENDER = "alice@example.com"
@@ -237,3 +238,31 @@ def fax_message(subject: str, pdf: bytes | None, *, sender: str = SENDER,
     if pdf is not None:
         msg.add_attachment(pdf, maintype="application", subtype="pdf", filename="document.pdf")
     return msg
+
+
+# -- the run's last word: what was skipped, and why ------------------------------------------
+
+def skip_reasons(reports: list[Any]) -> list[tuple[int, str]]:
+    """Skipped tests counted by reason, most frequent first (pytest's -ra lists them one by
+    one; this says in a few lines which missing package costs how many tests)."""
+    counts: dict[str, int] = {}
+    for rep in reports:
+        longrepr = getattr(rep, "longrepr", None)
+        reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else "?"
+        reason = str(reason).removeprefix("Skipped: ")
+        counts[reason] = counts.get(reason, 0) + 1
+    return sorted(((n, r) for r, n in counts.items()), key=lambda x: (-x[0], x[1]))
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
+                            config: Any) -> Iterator[None]:
+    """After pytest's own summary (a wrapper, so -ra's list comes first), before the
+    final count line."""
+    yield
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not skipped:
+        return
+    terminalreporter.write_sep("=", f"{len(skipped)} skipped, by reason")
+    for count, reason in skip_reasons(skipped):
+        terminalreporter.write_line(f"{count:5d}  {reason}")

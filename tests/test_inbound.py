@@ -1,4 +1,4 @@
-"""inbound: raw bytes → InboundMail, checked against the shared corpus and hand-built mails."""
+"""inbound: raw bytes → InboundMail, checked against the test corpus and hand-built mails."""
 
 from __future__ import annotations
 
@@ -19,10 +19,7 @@ from mailgw.inbound import (
     parse_mail,
 )
 
-CORPUS = Path(
-    os.environ.get("MAILGW_CORPUS")
-    or Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
-)
+CORPUS = Path(os.environ.get("MAILGW_CORPUS") or Path(__file__).resolve().parent / "corpus")
 EXPECTED = CORPUS / "expected.json"
 PDF_BYTES = b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog >>\nendobj\ntrailer\n<< >>\n%%EOF\n"
 PNG_BYTES = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32

@@ -475,3 +475,23 @@ def test_durations_and_retry_counts_read_naturally_in_each_language() -> None:
     assert "Retried once." in en.stdout and "1 times" not in en.stdout, en.stdout
     fr = mailgw("notify", "preview", "--lang", "fr", "--state", "failed")
     assert "Durée : 3 min 10 s" in fr.stdout, fr.stdout
+
+
+@pytest.mark.parametrize("lang, label", [("en", "Duration"), ("fr", "Durée"),
+                                         ("ru", "Длительность")])
+def test_a_call_under_half_a_second_has_no_duration_line(lang: str, label: str) -> None:
+    """The demo's simulator at 1/50 speed: a 12 s voice call took 0.24 s; "0 s" would
+    puzzle the reader, so the line is left out (text and HTML), and 1.5 s reads "2 s"."""
+    for seconds, shown in ((0.12, None), (1.5, "2")):
+        account, job, delivery, attempts = _sample("delivered", "fax", lang)
+        for a in attempts:
+            a.duration = seconds / 2
+        raw = notice_mail(_renderer(), job, delivery, attempts, account).data
+        msg = message_from_bytes(raw, policy=policy.default)
+        text = msg.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+        html = msg.get_body(preferencelist=("html",)).get_content()  # type: ignore[union-attr]
+        if shown is None:
+            assert label not in text and label not in html, text
+        else:
+            assert re.search(rf"^{label} ?: {shown} ", text, re.M), text
+            assert f"<td>{shown} " in html

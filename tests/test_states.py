@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from mailgw.config import RetrySettings
+from mailgw.config import RetrySettings, SimulatorSettings
 from mailgw.dispatch import states
 from mailgw.dispatch.drivers.base import CallRequest, CallResult
-from mailgw.dispatch.drivers.simulator import outcome
+from mailgw.dispatch.drivers.simulator import SimulatorDriver, outcome
 
 T0 = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
 POLICY = RetrySettings(busy=180, no_answer=300, line_dropped=60, provider_error=30,
@@ -55,6 +56,16 @@ def test_simulator_resumes_from_first_page_not_delivered() -> None:
 
 def test_simulator_slow_case_is_ten_times_longer() -> None:
     assert call("+33170709998").duration == pytest.approx(10 * call("+33170709900").duration)
+
+
+def test_simulator_records_the_time_the_call_really_took() -> None:
+    """At time_scale 0.001 a 3-page fax (105 simulated seconds) is recorded as 0.105 s:
+    the notice then says what happened, not the unscaled time."""
+    req = CallRequest(1, 1, "fax", "+33170709901", "k", pages_total=3)
+    done = asyncio.run(SimulatorDriver(SimulatorSettings(time_scale=0.001)).place_call(req))
+    assert outcome(req).duration == pytest.approx(105.0)
+    assert done.duration == pytest.approx(0.105)
+    assert (done.result, done.pages_sent) == ("delivered", 3)
 
 
 def test_simulator_voice_answering_machine() -> None:

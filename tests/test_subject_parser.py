@@ -1,4 +1,4 @@
-"""Subject-command parsing: the shared corpus table row by row, then our own edge cases."""
+"""Subject-command parsing: the test corpus's table row by row, then our own edge cases."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def corpus_dir() -> Path:
     override = os.environ.get("MAILGW_CORPUS")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
+    return Path(__file__).resolve().parent / "corpus"
 
 
 def _load_rows() -> list[Any]:

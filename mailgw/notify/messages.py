@@ -74,7 +74,11 @@ def ack_mail(renderer: Renderer, f: AckFacts) -> Rendered:
 
 
 def _duration(seconds: float, lang: str) -> str:
+    """A call's length in the reader's words; empty under half a second (a call that never
+    connected, or the simulator at a demo's speed) rather than a puzzling "0 s"."""
     seconds = round(seconds)
+    if seconds <= 0:
+        return ""
     minutes, secs = divmod(seconds, 60)
     w = words(lang)
     return w["minutes"].format(m=minutes, s=secs) if minutes else w["seconds"].format(s=secs)

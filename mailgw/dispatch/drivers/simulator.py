@@ -1,7 +1,7 @@
 """The embedded driver: realistic timings, CSIDs and failures, chosen by the number.
 
 The last two digits pick the case (DESIGN, "Drivers"), so any test, demo or acceptance
-check can ask for one by dialling it. Durations are real fax speed times `time_scale`.
+check can ask for one by dialling it. Calls last real fax speed times `time_scale`.
 
 Voice (DESIGN's voice column, with the call options of mailgw.voice):
   00–87  a person answers; the message is played in full (with `welcome: yes`, after *)
@@ -177,13 +177,17 @@ class SimulatorDriver:
         self.calls_per_second = settings.calls_per_second
 
     async def place_call(self, request: CallRequest) -> CallResult:
+        """The outcome, after waiting its duration times `time_scale`. The attempt records
+        the time it really took (the scaled one), so a notice's duration is what happened."""
         result = outcome(request)
         started = time.monotonic()
         try:
             await asyncio.sleep(result.duration * self.time_scale)
         except asyncio.CancelledError:  # an operator's cancel: say what had gone through
-            return cancelled(result, (time.monotonic() - started) / (self.time_scale or 1.0))
-        return result
+            elapsed = time.monotonic() - started
+            return replace(cancelled(result, elapsed / (self.time_scale or 1.0)),
+                           duration=elapsed)
+        return replace(result, duration=result.duration * self.time_scale)
 
 
 def cancelled(result: CallResult, elapsed: float) -> CallResult:
