@@ -127,6 +127,8 @@ class Connections:
             addr = ipaddress.ip_address(ip.split("%", 1)[0])
         except ValueError:
             return False
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped  # an IPv4 client of a [::] listener
         return any(addr in net for net in self.exceptions)
 
     def admit(self, member: Member, ip: str | None) -> bytes | None:

@@ -364,7 +364,10 @@ def test_per_client_and_rate_caps_count_admitted_connections() -> None:
     clock.now += 60
     assert c.admit(e, "192.0.2.1") is None  # a new minute
     exempt = Connections(100, per_client=1, rate=1, exceptions=["10.0.0.0/8"], clock=clock)
-    assert all(exempt.admit(FakeSession(), "10.1.2.3") is None for _ in range(5))
+    assert all(exempt.admit(FakeSession(), "10.1.2.3") is None for _ in range(3))
+    assert all(exempt.admit(FakeSession(), "::ffff:10.1.2.3") is None for _ in range(3))
+    assert exempt.admit(FakeSession(), "11.1.2.3") is None
+    assert exempt.admit(FakeSession(), "11.1.2.3") == PER_CLIENT
 
 
 def test_stress_begins_above_the_threshold_tells_every_session_and_ends_lower() -> None:
