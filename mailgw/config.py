@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import os
 import re
 import tomllib
@@ -55,6 +56,11 @@ class SmtpSettings:
     idle_timeout: Duration = 60.0
     data_timeout: Duration = 300.0
     max_concurrent_data: int = 8  # DATA transfers held in memory at once; others wait, then 451
+    max_connections_per_client: int = 20  # per client address (IPv6: per /64); 0 = no cap
+    max_connection_rate: int = 60  # new connections per client address per minute; 0 = no cap
+    client_limit_exceptions: list[str] = field(default_factory=list)  # exempt from the two
+    stress_threshold: float = 0.8  # fraction of max_connections where stress begins
+    stress_timeout: Duration = 10.0  # idle and slow sessions under stress are cut after this
 
 
 @dataclass
@@ -465,6 +471,15 @@ def _validate(s: Settings, problems: list[str]) -> None:
         section, name = key.split(".")
         if "@" not in getattr(getattr(s, section), name):
             problems.append(f"{key}: expected an address such as fax@example.org")
+    for net in s.smtp.client_limit_exceptions:
+        try:
+            ipaddress.ip_network(net.strip(), strict=False)
+        except ValueError:
+            problems.append(f"smtp.client_limit_exceptions: not an address or network: {net!r}")
+    if not 0 < s.smtp.stress_threshold <= 1:
+        problems.append("smtp.stress_threshold: expected a fraction above 0, at most 1 (0.8)")
+    if s.smtp.stress_timeout <= 0:
+        problems.append("smtp.stress_timeout: expected a duration above 0, such as 10s")
     if bool(s.smtp.tls_cert) != bool(s.smtp.tls_key):
         problems.append("smtp.tls_cert/smtp.tls_key: give both or neither")
     for key in ("smtp.tls_cert", "smtp.tls_key"):

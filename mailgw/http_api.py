@@ -1,8 +1,10 @@
 """The optional HTTP endpoint: GET /metrics (Prometheus) and GET /healthz, on the daemon's loop.
 
 A deliberately small HTTP/1.1 server (no framework): one request per connection, the
-request head limited to 8 KB and 5 seconds, a cap on concurrent connections,
-`Connection: close` on every answer. It is meant for a scraper and a health checker on a
+request head limited to 8 KB and 5 seconds (the whole head: a trickle is cut as surely as
+silence), a cap on concurrent connections and a smaller one per client address (so a
+slowloris from one address cannot keep /healthz from another), `Connection: close` on
+every answer. It is meant for a scraper and a health checker on a
 trusted network; bind it to loopback or a management interface.
 
 Drivers that hear back from a provider register a handler by name (`callbacks`):
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -24,6 +27,7 @@ from sqlalchemy import func, select, text
 from mailgw import metrics
 from mailgw.config import split_hostport
 from mailgw.errors import listen_error
+from mailgw.flood import client_key
 from mailgw.store import OutboxMail, Store, utcnow
 
 if TYPE_CHECKING:
@@ -36,7 +40,11 @@ HEAD_TIMEOUT = 5.0  # seconds to send them
 WRITE_TIMEOUT = 10.0
 STORE_TIMEOUT = 5.0  # the store's queries for one /metrics or /healthz
 MAX_CONNECTIONS = 32
-BODY_TIMEOUT = 30.0  # seconds to send a callback's body
+MAX_PER_CLIENT = 8  # connections at once from one client address (IPv6: its /64)
+BODY_TIMEOUT = 30.0  # seconds to send a callback's whole body
+BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        b"Content-Length: 21\r\nRetry-After: 5\r\nConnection: close\r\n\r\n"
+        b"too many connections\n")
 HANDLER_TIMEOUT = 20.0  # a callback handler's answer
 
 REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 401: "Unauthorized",
@@ -108,6 +116,7 @@ class HttpApi:
         self.app = app
         self.server: asyncio.Server | None = None
         self.writers: set[asyncio.StreamWriter] = set()
+        self.per_client: Counter[str] = Counter()
         self.callbacks: dict[str, CallbackHandler] = {}  # by driver name
 
     @property
@@ -140,10 +149,14 @@ class HttpApi:
     # -- one connection ---------------------------------------------------------------------
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if len(self.writers) >= MAX_CONNECTIONS:
+        peer = writer.get_extra_info("peername")
+        key = client_key(str(peer[0]) if isinstance(peer, tuple) and peer else None)
+        if len(self.writers) >= MAX_CONNECTIONS or self.per_client[key] >= MAX_PER_CLIENT:
+            writer.write(BUSY)
             writer.close()
             return
         self.writers.add(writer)
+        self.per_client[key] += 1
         head_only = False
         try:
             try:
@@ -159,11 +172,14 @@ class HttpApi:
                 response = await self._route(head, reader)
             await self._write(writer, response, head_only)
         except (ConnectionError, TimeoutError):
-            pass
+            writer.transport.abort()  # a client that does not read: close() would wait for it
         except Exception:  # noqa: BLE001 - one bad request must not end the endpoint
             log.exception("http_error")
         finally:
             self.writers.discard(writer)
+            self.per_client[key] -= 1
+            if self.per_client[key] <= 0:
+                del self.per_client[key]
             writer.close()
 
     async def _write(self, writer: asyncio.StreamWriter, r: Response, head_only: bool) -> None:
@@ -241,25 +257,25 @@ class HttpApi:
         """The request body (Content-Length or chunked), at most `limit` bytes."""
         too_big = _text(413, f"body over {limit} bytes")
         try:
-            if "chunked" in headers.get("transfer-encoding", "").lower():
-                out = bytearray()
-                while True:
-                    line = await asyncio.wait_for(reader.readuntil(b"\r\n"), BODY_TIMEOUT)
-                    size = int(line.split(b";", 1)[0].strip() or b"0", 16)
-                    if size == 0:
-                        await asyncio.wait_for(reader.readuntil(b"\r\n"), BODY_TIMEOUT)
-                        return bytes(out)
-                    if len(out) + size > limit:
-                        return too_big
-                    out += await asyncio.wait_for(reader.readexactly(size + 2),
-                                                  BODY_TIMEOUT)
-                    del out[-2:]
-            length = headers.get("content-length", "")
-            if not length.isdigit():
-                return _text(411, "Content-Length required")
-            if int(length) > limit:
-                return too_big
-            return await asyncio.wait_for(reader.readexactly(int(length)), BODY_TIMEOUT)
+            async with asyncio.timeout(BODY_TIMEOUT):  # the whole body, not each read
+                if "chunked" in headers.get("transfer-encoding", "").lower():
+                    out = bytearray()
+                    while True:
+                        line = await reader.readuntil(b"\r\n")
+                        size = int(line.split(b";", 1)[0].strip() or b"0", 16)
+                        if size == 0:
+                            await reader.readuntil(b"\r\n")
+                            return bytes(out)
+                        if len(out) + size > limit:
+                            return too_big
+                        out += await reader.readexactly(size + 2)
+                        del out[-2:]
+                length = headers.get("content-length", "")
+                if not length.isdigit():
+                    return _text(411, "Content-Length required")
+                if int(length) > limit:
+                    return too_big
+                return await reader.readexactly(int(length))
         except TimeoutError:
             return _text(408, "request body not received in time")
         except (ValueError, asyncio.LimitOverrunError, asyncio.IncompleteReadError):

@@ -18,6 +18,7 @@ import structlog
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     PlatformCollector,
     ProcessCollector,
@@ -60,6 +61,17 @@ LEASE_REAPS = Counter(
 OUTBOX_RESULTS = Counter(
     "mailgw_outbox_mails", "Outbox send tries, by result (sent, failed = will retry, dead = "
     "given up)", ["result"], registry=REGISTRY)
+SMTP_OPEN = Gauge("mailgw_smtp_connections", "SMTP sessions open in this process",
+                  registry=REGISTRY)
+SMTP_STRESS = Gauge("mailgw_smtp_stress", "1 while the SMTP listener is near its connection "
+                    "limit (idle and slow sessions get the short stress_timeout)",
+                    registry=REGISTRY)
+SMTP_REFUSED = Counter(
+    "mailgw_smtp_connections_refused", "SMTP connections refused with 421 at connect, by "
+    "reason (full, per_client, rate)", ["reason"], registry=REGISTRY)
+SMTP_TIMEOUTS = Counter(
+    "mailgw_smtp_timeouts", "SMTP sessions closed for silence or slowness, by phase "
+    "(greeting, command, data) and stress (yes, no)", ["phase", "stress"], registry=REGISTRY)
 
 
 ProcessCollector(registry=REGISTRY)  # process_cpu_seconds_total, resident memory, open fds
@@ -76,6 +88,8 @@ for _state in ("delivered", "partial", "failed", "cancelled", "expired"):
     DELIVERIES.labels(outcome=_state)
 for _result in ("sent", "failed", "dead"):
     OUTBOX_RESULTS.labels(result=_result)
+for _reason in ("full", "per_client", "rate"):
+    SMTP_REFUSED.labels(reason=_reason)
 
 
 # -- hooks: the lead calls these from intake, the dispatcher and the outbox ---------------
@@ -126,6 +140,23 @@ def outbox_result(result: str, n: int = 1) -> None:
             OUTBOX_RESULTS.labels(result=result).inc(n)
     except Exception:  # noqa: BLE001
         log.exception("metrics_hook_failed", hook="outbox_result")
+
+
+def smtp_connections(delta: int) -> None:
+    """An SMTP session was admitted (+1) or ended (-1)."""
+    SMTP_OPEN.inc(delta)
+
+
+def smtp_stress(on: bool) -> None:
+    SMTP_STRESS.set(1 if on else 0)
+
+
+def smtp_refused(reason: str) -> None:
+    SMTP_REFUSED.labels(reason=reason).inc()
+
+
+def smtp_timeout(phase: str, stressed: bool) -> None:
+    SMTP_TIMEOUTS.labels(phase=phase, stress="yes" if stressed else "no").inc()
 
 
 # -- gauges from the store, read at scrape time -------------------------------------------

@@ -3,6 +3,7 @@
 Policy lives here, the decision in intake:
 - RCPT accepts only the gateway addresses and `<number>@<gateway domain>` (no open relay);
 - SIZE is advertised and enforced; connections, idle time and DATA time are bounded;
+- floods meet per-client caps and, near the connection limit, short timeouts (flood.py);
 - STARTTLS with the configured certificate; AUTH only after TLS, checked in memory;
 - repeated wrong passwords from one address or IP are tempfailed with growing delays;
 - DATA is answered once intake has committed; our own failures answer 451, never a traceback.
@@ -31,8 +32,10 @@ from aiosmtpd.smtp import (
 from mailgw.accounts import AuthCache
 from mailgw.config import SmtpSettings, split_hostport
 from mailgw.errors import EX_CONFIG, OperatorError, listen_error
+from mailgw.flood import FULL, Connections
 from mailgw.intake import Envelope as IntakeEnvelope
 from mailgw.intake import Intake
+from mailgw.smtp_timers import StressTimers
 from mailgw.throttle import Throttle
 from mailgw.translit import to_ascii
 
@@ -42,7 +45,7 @@ MAX_RCPT = 100
 TEMPFAIL = "451 4.3.0 Internal error, please try again later"
 RELAY_DENIED = "550 5.7.1 Relaying denied: not a gateway address"
 THROTTLED = "450 4.7.1 Too many failed attempts, please try again later"
-TOO_MANY_CONNECTIONS = b"421 4.7.0 Too many connections, please try again later\r\n"
+TOO_MANY_CONNECTIONS = FULL
 DATA_TIMEOUT = "421 4.4.2 DATA took too long, closing the connection"
 NUL_REFUSED = "554 5.6.0 NUL characters are not allowed in mail"
 BUSY = "451 4.3.2 Too many mails arriving at once, please try again shortly"
@@ -159,29 +162,13 @@ class Authenticator:
         return AuthResult(success=True, auth_data=email)
 
 
-class Connections:
-    """Open connections of one listener, and how many may be in DATA at once (each mail is
-    held in memory until intake has it, so this bounds the listener's memory)."""
-
-    def __init__(self, limit: int, max_data: int = 8):
-        self.limit = limit
-        self.open = 0
-        self.protocols: set[GatewaySMTP] = set()
-        self.data_slots = asyncio.Semaphore(max(max_data, 1))
-
-    def close_all(self) -> None:
-        """On shutdown: end the sessions still open (a client mid-DATA will retry)."""
-        for proto in list(self.protocols):
-            if proto.transport is not None:
-                proto.transport.close()
-
-
 _ATOMS = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
 _PLAIN_PATH = re.compile(rf"<({_ATOMS}@{_ATOMS})>")  # <dot-atom@dot-atom>, RFC 5321 4.1.2
 
 
-class GatewaySMTP(SMTP):
-    """aiosmtpd's protocol with a connection cap and a bound on the DATA phase.
+class GatewaySMTP(StressTimers):
+    """aiosmtpd's protocol with connection caps (flood.py), stress-adaptive timeouts
+    (smtp_timers.py) and a bound on the DATA phase.
 
     Two shortcuts for what aiosmtpd does on every connection and command (measured: its
     `__init__` half, `_getaddr` most of the CPU of MAIL and RCPT), with the same results.
@@ -214,30 +201,28 @@ class GatewaySMTP(SMTP):
 
     def __init__(self, handler: GatewayHandler, *, connections: Connections,
                  data_timeout: float, **kwargs: Any):
-        super().__init__(handler, **kwargs)
+        super().__init__(handler, connections=connections, **kwargs)
         if self._decode_data:
             raise ValueError("GatewaySMTP hands intake bytes: decode_data must be off")
-        self.connections = connections
         self.data_timeout = data_timeout
         self._counted = False
         self._data_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self._original_transport is None and not self._counted:
-            if self.connections.open >= self.connections.limit:
-                log.warning("too_many_connections", limit=self.connections.limit)
-                transport.write(TOO_MANY_CONNECTIONS)  # type: ignore[attr-defined]
+            peer = transport.get_extra_info("peername")
+            ip = str(peer[0]) if isinstance(peer, tuple) and peer else None
+            refusal = self.connections.admit(self, ip)
+            if refusal is not None:  # 421: full, or too many from this client
+                transport.write(refusal)  # type: ignore[attr-defined]
                 transport.close()
                 return
-            self.connections.open += 1
-            self.connections.protocols.add(self)
             self._counted = True
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
         if self._counted:
-            self.connections.open -= 1
-            self.connections.protocols.discard(self)
+            self.connections.release(self)
             self._counted = False
         if self.session is None:  # refused in connection_made
             return
@@ -264,15 +249,19 @@ class GatewaySMTP(SMTP):
         # A slot before the 354: a flood of large mails waits here instead of in memory.
         slots = self.connections.data_slots
         if slots.locked():  # wait_for costs a task: only when there is something to wait for
+            self._suspend()  # we make the client wait: it is not idle
+            self.connections.data_pressure()  # trickling DATAs must not keep the slots
             try:
                 await asyncio.wait_for(slots.acquire(), timeout=DATA_WAIT)
             except TimeoutError:
+                self._resume()
                 await self.push(BUSY)
                 return
         else:
             await slots.acquire()
         # Bound the transfer only: once the mail is in, intake runs to its commit.
         self._data_timer = self.loop.call_later(self.data_timeout, self._data_expired)
+        self._begin_data()
         try:
             await self.push("354 End data with <CR><LF>.<CR><LF>")
             content = await self._receive_data()
@@ -281,12 +270,16 @@ class GatewaySMTP(SMTP):
                 return
             self.envelope.content = self.envelope.original_content = content
             del content  # handle_DATA takes the mail from the envelope and hands it on
+            self._suspend()  # intake decides: no client timer meanwhile
             status = await self._call_handler_hook("DATA")
             self._set_post_data_state()
+            self._end_data()  # the reply is the client's to read: its timer runs again
             await self.push("250 OK" if status is MISSING else status)
         finally:
             self.cancel_data_timer()
             self.connections.data_slots.release()
+            if self.in_data():
+                self._end_data()
 
     async def _receive_data(self) -> bytes | None:
         """The mail, dot-unstuffed; None once a 500 or 552 has been answered."""
@@ -309,6 +302,7 @@ class GatewaySMTP(SMTP):
             if not partial and line == b".\r\n":
                 break
             size += len(line)
+            self._data_line(size)
             if buf is not None and limit and size > limit:
                 refusal, buf = TOO_MUCH_DATA, None
             partial = not line.endswith(b"\r\n")
@@ -333,9 +327,7 @@ class GatewaySMTP(SMTP):
 
     def _data_expired(self) -> None:
         log.warning("data_timeout", peer=_ip(self.session) if self.session else None)
-        if self.transport is not None:
-            self.transport.write((DATA_TIMEOUT + "\r\n").encode())  # type: ignore[attr-defined]
-            self.transport.close()
+        self._hang_up((DATA_TIMEOUT + "\r\n").encode())
 
 
 _TLS_REASONS = {"PEM_LIB": "not a PEM certificate and key",
@@ -368,12 +360,17 @@ async def start_smtp(settings: SmtpSettings, handler: GatewayHandler,
     context = tls_context(settings)
     authenticator = Authenticator(auth_cache, handler.throttle) if auth_cache else None
     auth_without_tls = settings.allow_auth_without_tls
-    connections = Connections(settings.max_connections, settings.max_concurrent_data)
+    connections = Connections(
+        settings.max_connections, settings.max_concurrent_data,
+        per_client=settings.max_connections_per_client, rate=settings.max_connection_rate,
+        threshold=settings.stress_threshold, exceptions=settings.client_limit_exceptions,
+        evict_after=settings.stress_timeout / 2)
 
     def factory() -> Any:
         return GatewaySMTP(
             handler, connections=connections,
-            data_timeout=settings.data_timeout, data_size_limit=settings.max_message_size,
+            data_timeout=settings.data_timeout, stress_timeout=settings.stress_timeout,
+            data_size_limit=settings.max_message_size,
             hostname=settings.hostname or None, timeout=settings.idle_timeout,
             enable_SMTPUTF8=True, decode_data=False, tls_context=context,
             authenticator=authenticator, auth_required=settings.auth_required,
