@@ -315,7 +315,7 @@ def test_user_guide_explains_every_code(lang: str) -> None:
     for code, rc in CODES.items():
         assert re.search(rf"\b{code}\b", text), (lang, code)
         assert rc.text[lang] in text, (lang, code, rc.text[lang])
-    for needle in ("@", ".csv", ".txt", "153012092026s", "CSID"):
+    for needle in ("@", ".csv", ".txt", "153012092036s", "CSID"):
         assert needle in text, (lang, needle)
 
 
