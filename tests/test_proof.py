@@ -298,3 +298,54 @@ def test_config_keys() -> None:
             "verify": "dkim", "nameservers": ["dns.example.com"]}})
     assert any("proof.verify" in p for p in err.value.problems)
     assert any("proof.nameservers" in p for p in err.value.problems)
+
+
+# -- the account setting: store, migration, command line -----------------------------------
+
+def test_require_is_stored_and_migrated(store_url: str) -> None:
+    from sqlalchemy import text
+
+    from mailgw import accounts
+    from mailgw.store import Store
+
+    store = Store(store_url)
+    try:
+        store.upgrade("0009")  # an account made before the column existed
+        with store.engine.begin() as conn:
+            conn.execute(text("INSERT INTO account (email, password_hash, region, lang, tz, "
+                              "created_at) VALUES ('old@example.com', 'x', 'FR', 'fr', "
+                              "'Europe/Paris', CURRENT_TIMESTAMP)"))
+        store.upgrade()
+        old = accounts.find_for_mail(store.engine, login="old@example.com")
+        assert old is not None and old.require == "password"  # as before: the password
+        with store.tx() as s:
+            accounts.add_account(s, "new@example.com", "pw1", region="FR", lang="fr",
+                                 tz="Europe/Paris", credits=None, require="password+dmarc")
+        new = accounts.find_for_mail(store.engine, login="new@example.com")
+        assert new is not None and AccountFacts.of(new).require == "password+dmarc"
+        with store.tx() as s:
+            assert accounts.update_account(s, "new@example.com",
+                                           require="password+auth").require == "password+auth"
+            with pytest.raises(accounts.AccountError):
+                accounts.update_account(s, "new@example.com", require="dmarc")
+    finally:
+        store.dispose()
+
+
+def test_require_on_the_command_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from tests.test_cli import mailgw
+
+    cfg = tmp_path / "mailgw.toml"
+    cfg.write_text(f'[store]\nurl = "sqlite:///{tmp_path / "db.sqlite"}"\n', encoding="utf-8")
+    r = mailgw("--config", str(cfg), "account", "add", "a@example.com", "--password-stdin",
+               "--require", "password+dmarc", stdin="pw1\n")
+    assert r.returncode == 0 and "require password+dmarc" in r.stdout, r.stderr
+    r = mailgw("--config", str(cfg), "account", "set", "a@example.com", "--require",
+               "password+auth")
+    assert r.returncode == 0 and "require password+auth" in r.stdout, r.stderr
+    (acc,) = json.loads(mailgw("--config", str(cfg), "account", "list", "--json").stdout)
+    assert acc["require"] == "password+auth"
+    r = mailgw("--config", str(cfg), "account", "set", "a@example.com", "--require", "dkim")
+    assert r.returncode == 2 and "password+dmarc" in r.stderr
