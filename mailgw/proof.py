@@ -125,6 +125,9 @@ def parse_authentication_results(value: str) -> AuthResults | None:
     m = _ID.match(head)
     if m is None or (m.group(2) is not None and m.group(2) != "1"):
         return None
+    if not " ".join(value.split()).startswith(m.group(1)):
+        return None  # a comment before the id: never written by an MTA, and it slips past
+        # the filters that strip copies of that id (docs/operator.md)
     results: list[AuthResult] = []
     for part in rest:
         if not part.strip() or part.strip().lower() == "none":

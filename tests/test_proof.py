@@ -202,7 +202,8 @@ def test_a_trusted_authentication_results_is_honoured() -> None:
                  f"{MX}; dkim=pass header.d=other.example",
                  f"{MX}; dkim=fail header.d=example.com",
                  f"{MX} 2; dmarc=pass header.from=example.com",  # unknown version
-                 f"{MX}; none"):
+                 f"{MX}; none",
+                 f"(hidden from filters) {MX}; dmarc=pass header.from=example.com"):
         assert not prover.dmarc(with_ar(message(), said), FROM), said
 
 
@@ -226,7 +227,8 @@ def test_parse_rfc8601_examples() -> None:
     assert proof.parse_authentication_results("example.org 1; none").results == ()
     assert proof.parse_authentication_results('"quoted;id"; spf=pass').authserv_id == \
         "quoted;id"
-    for broken in ("", "x; (unclosed comment", "x; =pass", 'x; spf=pass a="b', "x; spf=pass ="):
+    for broken in ("", "x; (unclosed comment", "x; =pass", 'x; spf=pass a="b', "x; spf=pass =",
+                   "(comment first) x; spf=pass"):
         assert proof.parse_authentication_results(broken) is None, broken
 
 
@@ -349,3 +351,32 @@ def test_require_on_the_command_line(tmp_path) -> None:  # type: ignore[no-untyp
     assert acc["require"] == "password+auth"
     r = mailgw("--config", str(cfg), "account", "set", "a@example.com", "--require", "dkim")
     assert r.returncode == 2 and "password+dmarc" in r.stderr
+
+
+def test_parse_reads_the_trusted_headers(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from mailgw import accounts
+    from mailgw.facts import ReadOnlyStore
+    from mailgw.parse_report import examine
+    from mailgw.store import Store
+
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    store = Store(url)
+    store.upgrade()
+    with store.tx() as s:
+        accounts.add_account(s, FROM, "FGB45L", region="FR", lang="en", tz="Europe/Paris",
+                             credits=None, require="password+dmarc")
+    store.dispose()
+    settings = load(search=False, environ={}, overrides={
+        "store": {"url": url}, "proof": {"trusted_authserv_ids": [MX]}})
+    reader = ReadOnlyStore(url)
+    try:
+        msg = mail("FGB45L:0170709901", attach=A_PDF, sender=FROM)
+        plain = examine(msg.as_bytes(), settings, now=NOW, store=reader)
+        assert plain.code == Code.BAD_PASSWORD
+        assert any("DMARC-aligned pass: no" in n for n in plain.notes)
+        proven = examine(with_ar(msg.as_bytes(), f"{MX}; dkim=pass header.d=example.com"),
+                         settings, now=NOW, store=reader)
+        assert proven.verdict.found.proven
+        assert any("DMARC-aligned pass: yes" in n for n in proven.notes)
+    finally:
+        reader.dispose()
