@@ -56,9 +56,11 @@ class ZoneResolver:
         self.zone = {(n.lower().rstrip("."), t.upper()): v for (n, t), v in zone.items()}
         self.broken = broken
         self.asked: list[tuple[str, str]] = []
+        self.timeouts: list[float | None] = []
 
-    def lookup(self, name: str, qtype: str) -> list[Any]:
+    def lookup(self, name: str, qtype: str, timeout: float | None = None) -> list[Any]:
         self.asked.append((name, qtype))
+        self.timeouts.append(timeout)
         if self.broken:
             raise DnsError(f"{qtype} {name}: Timeout")
         values = self.zone.get((name.lower().rstrip("."), qtype.upper()), [])

@@ -380,3 +380,21 @@ def test_parse_reads_the_trusted_headers(tmp_path) -> None:  # type: ignore[no-u
         assert any("DMARC-aligned pass: yes" in n for n in proven.notes)
     finally:
         reader.dispose()
+
+
+def test_one_mail_has_one_dns_time_budget(key: Key) -> None:
+    from mailgw.proof_dns import Deadline, DnsError
+
+    clock = [100.0]
+    inner = zone_for(key)
+    budget = Deadline(inner, 5.0, clock=lambda: clock[0])
+    budget.lookup("example.com", "TXT", 30)
+    clock[0] += 4.0
+    budget.lookup("example.com", "TXT", 30)
+    assert inner.timeouts == [5.0, 1.0]  # each query gets what is left, never a fresh 30 s
+    clock[0] += 1.0
+    with pytest.raises(DnsError):
+        budget.lookup("example.com", "TXT")
+    # spent before the checks start: no proof, no exception
+    raw = key.sign(message(), "example.com")
+    assert not Prover(verify="own", resolver=zone_for(key), timeout=0.0).dmarc(raw, FROM)
