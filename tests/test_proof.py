@@ -398,3 +398,17 @@ def test_one_mail_has_one_dns_time_budget(key: Key) -> None:
     # spent before the checks start: no proof, no exception
     raw = key.sign(message(), "example.com")
     assert not Prover(verify="own", resolver=zone_for(key), timeout=0.0).dmarc(raw, FROM)
+
+
+def test_any_good_signature_among_several(key: Key) -> None:
+    raw = key.sign(message(), "example.com")
+    both = Key().sign(raw, "example.com", selector="old")  # on top: a key not published
+    resolver = zone_for(key, extra={("old._domainkey.example.com", "TXT"): [txt(key.record)]})
+    assert [r.result for r in dkim_results(both, resolver)] == ["fail", "pass"]
+    assert own(resolver).dmarc(both, FROM)
+
+
+def test_a_header_dkimpy_cannot_read_proves_nothing(key: Key) -> None:
+    raw = key.sign(message(), "example.com")
+    odd = raw.replace(b"\r\nTo:", b"\r\nno colon here\r\nTo:", 1)
+    assert not own(zone_for(key)).dmarc(odd, FROM)
