@@ -264,7 +264,7 @@ class Header:
 def read_header(raw: bytes) -> Header:
     """The From domain (RFC 7489 §6.6.1: several From fields or addresses prove nothing),
     the Authentication-Results fields and how many DKIM signatures there are."""
-    msg = BytesHeaderParser(policy=compat32).parsebytes(raw, headersonly=True)
+    msg = BytesHeaderParser(policy=compat32).parsebytes(_head(raw), headersonly=True)
     froms = msg.get_all("From") or []
     addresses = getaddresses([str(v) for v in froms])
     from_domain = ""
@@ -273,3 +273,9 @@ def read_header(raw: bytes) -> Header:
     return Header(from_domain,
                   tuple(str(v) for v in msg.get_all("Authentication-Results") or []),
                   len(msg.get_all("DKIM-Signature") or []))
+
+
+def _head(raw: bytes) -> bytes:
+    """The header block alone: a 25 MB mail is not decoded for a few header fields."""
+    ends = [i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0]
+    return raw[:min(ends) + 2] if ends else raw
