@@ -23,6 +23,7 @@ from sqlalchemy import Engine, bindparam, event, func, select
 from sqlalchemy.orm import Session
 
 from mailgw.codes import LANGS
+from mailgw.proof import REQUIRES
 from mailgw.store.models import Account, SenderAddress
 from mailgw.subject_parser import strip_prefixes
 
@@ -44,11 +45,13 @@ class AccountView:
     tz: str
     credits: int | None
     senders: tuple[str, ...]
+    require: str = "password"
 
     @classmethod
     def of(cls, a: Account, senders: list[str] | None = None) -> AccountView:
         return cls(a.id, a.email, a.region, a.lang, a.tz, a.credits,
-                   tuple(senders if senders is not None else [s.address for s in a.senders]))
+                   tuple(senders if senders is not None else [s.address for s in a.senders]),
+                   a.require or "password")
 
 
 def hash_password(password: str) -> str:
@@ -114,8 +117,15 @@ def check_password_rules(password: str) -> None:
         raise AccountError("the password must not be a reply prefix (Re, TR, Fwd, AW …)")
 
 
+def check_require(require: str) -> str:
+    """What an account may require beyond the password (mailgw.proof.REQUIRES)."""
+    if require not in REQUIRES:
+        raise AccountError(f"require: expected one of {', '.join(REQUIRES)}, got {require!r}")
+    return require
+
+
 def add_account(session: Session, email: str, password: str, *, region: str, lang: str,
-                tz: str, credits: int | None) -> AccountView:
+                tz: str, credits: int | None, require: str = "password") -> AccountView:
     email = normalize_address(email)
     if not valid_address(email):
         raise AccountError(f"not a valid address: {email}")
@@ -131,10 +141,11 @@ def add_account(session: Session, email: str, password: str, *, region: str, lan
         raise AccountError(f"unknown time zone {tz!r}") from None
     if credits is not None and credits < 0:
         raise AccountError("credits must be zero or more")
+    check_require(require)
     if session.scalar(select(SenderAddress.id).where(SenderAddress.address == email)):
         raise AccountError(f"{email} is already an account or a sender address")
     account = Account(email=email, password_hash=hash_password(password), region=region,
-                      lang=lang, tz=tz, credits=credits)
+                      lang=lang, tz=tz, credits=credits, require=require)
     session.add(account)
     session.flush()
     session.add(SenderAddress(account_id=account.id, address=email))
@@ -166,11 +177,13 @@ def update_account(session: Session, email: str, *, region: str | None = None,
                    lang: str | None = None, tz: str | None = None, credits: str | None = None,
                    window: str | None = None, notice_address: str | None = None,
                    webhook_url: str | None = None, webhook_secret: str | None = None,
-                   retry: str | None = None) -> AccountView:
+                   retry: str | None = None, require: str | None = None) -> AccountView:
     """Change what is given; credits accept N, +N, -N or 'unlimited' (never below zero)."""
     account = find_by_email(session, email)
     if account is None:
         raise AccountError(f"no account {email}")
+    if require is not None:
+        account.require = check_require(require)
     if region is not None:
         if region.upper() not in phonenumbers.SUPPORTED_REGIONS:
             raise AccountError(f"unknown region {region!r}")

@@ -15,8 +15,13 @@ from typing import Any
 
 from mailgw import __version__, config, logs
 from mailgw.errors import EX_UNAVAILABLE, OperatorError
+from mailgw.proof import REQUIRES
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
+REQUIRE_CHOICES = tuple(REQUIRES)
+REQUIRE_HELP = ("what proves the sender beyond the Subject's password: password (nothing "
+                "more), password+dmarc (a DMARC-aligned DKIM or SPF pass for the From domain) "
+                "or password+auth (SMTP AUTH); a mail without it gets 82")
 
 
 def _common() -> argparse.ArgumentParser:
@@ -70,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lang", choices=("fr", "en", "ru"))
     p.add_argument("--tz", help="time zone (e.g. Europe/Paris)")
     p.add_argument("--credits", type=int, help="credits (default: no limit)")
+    p.add_argument("--require", choices=REQUIRE_CHOICES, default="password",
+                   help=REQUIRE_HELP)
     p = asub.add_parser("list", parents=[common], help="list accounts")
     p.add_argument("--json", action="store_true")
     p = asub.add_parser("passwd", parents=[common], help="change an account's password")
@@ -86,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--webhook-url", help="POST signed JSON events here (or 'none')")
     p.add_argument("--webhook-secret-stdin", action="store_true",
                    help="read the webhook's HMAC secret from standard input")
+    p.add_argument("--require", choices=REQUIRE_CHOICES, help=REQUIRE_HELP)
     p.add_argument("--retry", help="this account's retry policy over [dispatch.retry], e.g. "
                    "'busy=2m,no_answer=10m,max_attempts=3,kill_time=6h' (or 'default')")
     p = asub.add_parser("allow", parents=[common], help="let another address send for an "
@@ -319,10 +327,11 @@ def cmd_account(args: argparse.Namespace, settings: config.Settings) -> int:
                 view = accounts.add_account(
                     s, args.email, password, region=args.region or a.default_region,
                     lang=args.lang or a.default_lang, tz=args.tz or a.default_tz,
-                    credits=credits)
+                    credits=credits, require=args.require)
             print(f"account {view.email} created (id {view.id}, region {view.region}, "
                   f"lang {view.lang}, tz {view.tz}, credits "
-                  f"{'unlimited' if view.credits is None else view.credits})")
+                  f"{'unlimited' if view.credits is None else view.credits}, "
+                  f"require {view.require})")
         elif args.account_command == "passwd":
             password = _read_password()
             with store.tx() as s:
@@ -335,9 +344,10 @@ def cmd_account(args: argparse.Namespace, settings: config.Settings) -> int:
                     credits=args.credits, window=args.window,
                     notice_address=args.notice_address, webhook_url=args.webhook_url,
                     webhook_secret=_read_password() if args.webhook_secret_stdin else None,
-                    retry=args.retry)
+                    retry=args.retry, require=args.require)
             print(f"account {view.email}: region {view.region}, lang {view.lang}, tz {view.tz},"
-                  f" credits {'unlimited' if view.credits is None else view.credits}")
+                  f" credits {'unlimited' if view.credits is None else view.credits},"
+                  f" require {view.require}")
         elif args.account_command == "allow":
             with store.tx() as s:
                 accounts.allow_sender(s, args.email, args.other_sender)

@@ -301,6 +301,16 @@ class HttpSettings:
 
 
 @dataclass
+class ProofSettings:
+    """The sender's proof beyond the password (accounts with `require`; mailgw.proof)."""
+
+    trusted_authserv_ids: list[str] = field(default_factory=list)  # whose A-R is believed
+    verify: str = "headers"  # headers | own | both: where a DMARC-aligned pass may come from
+    nameservers: list[str] = field(default_factory=list)  # own checks; empty = resolv.conf
+    dns_timeout: Duration = 5.0
+
+
+@dataclass
 class Settings:
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
@@ -314,6 +324,7 @@ class Settings:
     serve: ServeSettings = field(default_factory=ServeSettings)
     log: LogSettings = field(default_factory=LogSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
+    proof: ProofSettings = field(default_factory=ProofSettings)
     source: str = "embedded defaults"  # where the settings came from (not a TOML key)
 
 
@@ -522,6 +533,32 @@ def _validate(s: Settings, problems: list[str]) -> None:
     _validate_cloud(s, problems)
     if s.log.format not in ("auto", "json", "console"):
         problems.append(f"log.format: expected auto, json or console, got {s.log.format!r}")
+    _validate_proof(s.proof, problems)
+
+
+def _validate_proof(p: ProofSettings, problems: list[str]) -> None:
+    if p.verify not in ("headers", "own", "both"):
+        problems.append(f"proof.verify: expected headers, own or both, got {p.verify!r}")
+    for server in p.nameservers:
+        if not _nameserver_ok(server):
+            problems.append(f"proof.nameservers: expected an IP address, IP:port or "
+                            f"[IPv6]:port, got {server!r}")
+    if p.dns_timeout <= 0:
+        problems.append("proof.dns_timeout: must be more than 0")
+
+
+def _nameserver_ok(text: str) -> bool:
+    host, port = text.strip(), "53"
+    if host.startswith("["):
+        host, _, rest = host[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ("53" if not rest else "")
+    elif host.count(":") == 1:
+        host, _, port = host.partition(":")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return port.isdigit() and 0 < int(port) < 65536
 
 
 def _store_url_problems(url: str) -> list[str]:

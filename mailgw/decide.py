@@ -21,6 +21,7 @@ from datetime import datetime
 from mailgw import voice
 from mailgw.codes import DETAILS, Code, Detail, is_accepted
 from mailgw.inbound import Attachment, InboundMail
+from mailgw.proof import missing as missing_proof
 from mailgw.recipients import ListEntry, normalize_number, parse_list
 from mailgw.subject_parser import Command, parse_subject
 from mailgw.subject_parser import decide as subject_code
@@ -64,13 +65,16 @@ def _looks_like_number(local: str) -> bool:
 def read_command(mail: MailFacts, account: AccountFacts, lookups: Lookups, now: datetime
                  ) -> tuple[Command, bool]:
     """The Subject read in the account's region and zone, and whether the sender proved to
-    be the account (an SMTP AUTH login stands for the password)."""
+    be the account (an SMTP AUTH login stands for the password). An account that requires
+    more than the password (`require`) is not proven by a mail that lacks it, whatever the
+    password: the password is then not even checked."""
     cmd = parse_subject(mail.mail.subject or "", region=account.region, tz=account.tz, now=now)
+    enough = not missing_proof(account.require, mail.proof)
     if mail.auth_login:
         if not cmd.password_given:
             cmd = dataclasses.replace(cmd, password="(smtp-auth)")
-        return cmd, True
-    return cmd, cmd.password_given and lookups.password_ok(cmd.password)
+        return cmd, enough
+    return cmd, enough and cmd.password_given and lookups.password_ok(cmd.password)
 
 
 def decide(mail: MailFacts, account: AccountFacts | None, lookups: Lookups | None,
@@ -91,13 +95,17 @@ def decide(mail: MailFacts, account: AccountFacts | None, lookups: Lookups | Non
                        "address of no account")
     f.steps.append(f"account {account.id}: region {account.region}, time zone {account.tz}")
     subject = m.subject or ""
+    lacking = missing_proof(account.require, mail.proof)
     if len(subject.encode("utf-8", "replace")) > policy.max_subject_bytes:
-        f.proven = mail.auth_login is not None
+        f.proven = mail.auth_login is not None and not lacking
         return _refuse(f, Code.OVER_LIMIT, "the Subject is too long",
                        Detail.of("subject_too_long", limit=policy.max_subject_bytes))
     cmd, f.proven = read_command(mail, account, lookups, now)
     f.command = cmd
-    f.steps.append("sender proven by SMTP AUTH" if mail.auth_login else
+    f.steps.append(f"account requires {account.require}; the mail lacks "
+                   f"{', '.join(sorted(lacking))}: refused as a wrong password"
+                   if lacking and (mail.auth_login or cmd.password_given) else
+                   "sender proven by SMTP AUTH" if mail.auth_login else
                    "password given and right" if f.proven else
                    "password given but wrong" if cmd.password_given else "no password")
     refusal, extra, extra_invalid = _recipients(f, mail, account, cmd, policy)

@@ -49,6 +49,7 @@ from mailgw.inbound import InboundMail, parse_mail
 from mailgw.notify.messages import AckFacts, ack_mail, notice_on_final
 from mailgw.notify.outbox import enqueue_many
 from mailgw.notify.render import Rendered, Renderer
+from mailgw.proof_dns import Prover
 from mailgw.recipients import ListEntry
 from mailgw.sandbox import Limits
 from mailgw.store import Account, Delivery, Job, ProcessedMessage, Store, utcnow
@@ -64,6 +65,7 @@ class Envelope:
     rcpt_tos: tuple[str, ...]
     auth_login: str | None = None  # the SMTP AUTH account, already checked
     smtputf8: bool = False
+    client_ip: str | None = None  # the client's address (behind a trusted relay: from its Received header)
 
 
 @dataclass(frozen=True)
@@ -301,6 +303,7 @@ class Intake:
         self.recent: OrderedDict[tuple[int, str], IntakeResult] = OrderedDict()
         self.recent_lock = threading.Lock()
         self.parsing = Budget(settings.limits.parse_memory)
+        self.prover = Prover.of(settings.proof)
         _give_back_freed_memory()
 
     # -- addresses -------------------------------------------------------------------------
@@ -382,6 +385,7 @@ class Intake:
         facts = MailFacts(mail, env.rcpt_tos, env.auth_login)
         lookups = None
         if account is not None:
+            facts = dataclasses.replace(facts, proof=self._proof(mail, env, raw))
             d.lang = account.lang
             lookups = StoreLookups(self.store.read, account.id, account.password_hash,
                                    self.limits)
@@ -408,6 +412,18 @@ class Intake:
                 d.document, d.document_name, d.document_type = doc.data, doc.name, doc.type
                 d.duration = doc.duration
         return d  # credits (83) and cancels (95/96) are settled at commit, under lock
+
+    def _proof(self, mail: InboundMail, env: Envelope, raw: bytes) -> frozenset[str]:
+        """What proves the sender beyond the password (mailgw.proof): SMTP AUTH, and a
+        DMARC-aligned pass for the From domain (trusted headers, or our own checks)."""
+        found = {"auth"} if env.auth_login else set()
+        try:
+            if self.prover.dmarc(raw, mail.from_addr, mail_from=env.mail_from,
+                                 client_ip=env.client_ip):
+                found.add("dmarc")
+        except Exception as exc:  # noqa: BLE001 - no proof, never a failed mail
+            log.warning("proof_error", error_type=type(exc).__name__)
+        return frozenset(found)
 
     def _repeat(self, d: _Decision, facts: MailFacts, account: Account,
                 lookups: StoreLookups) -> bool:

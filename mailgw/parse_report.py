@@ -85,7 +85,17 @@ def examine(raw: bytes, settings: Settings, *, now: datetime, to: str | None = N
         notes.append(f"embedded defaults: region {defaults.default_region}, time zone "
                      f"{defaults.default_tz}; the password is taken as right; named groups "
                      "and library messages as present")
-    verdict = decide(MailFacts(mail, (rcpt,)), account, inner, now, policy=Policy.of(settings))
+    proofs: frozenset[str] = frozenset()
+    if account is not None and account.require != "password":
+        from mailgw.proof_dns import Prover
+
+        if Prover.of(settings.proof).dmarc(raw, mail.from_addr):
+            proofs = frozenset({"dmarc"})
+        notes.append(f"the account requires {account.require}; DMARC-aligned pass: "
+                     f"{'yes' if proofs else 'no'} (SPF is not checked here: no client "
+                     "address; SMTP AUTH cannot be)")
+    verdict = decide(MailFacts(mail, (rcpt,), proof=proofs), account, inner, now,
+                     policy=Policy.of(settings))
     account = account or shown
     out = Examined(raw, mail, rcpt, verdict, verdict.code, account.lang, account,
                    _documents(mail, inner or DefaultLookups(limits)), notes)

@@ -100,7 +100,8 @@ class GatewayHandler:
             return THROTTLED
         env = IntakeEnvelope(mail_from=envelope.mail_from or "",
                              rcpt_tos=tuple(envelope.rcpt_tos),
-                             auth_login=_login(session), smtputf8=bool(envelope.smtp_utf8))
+                             auth_login=_login(session), smtputf8=bool(envelope.smtp_utf8),
+                             client_ip=_ip(session))
         box = [raw]
         del raw
         result = await asyncio.to_thread(_hand_over, self.intake, box, env)

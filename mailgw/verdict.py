@@ -49,6 +49,7 @@ class MailFacts:
     mail: InboundMail
     rcpts: tuple[str, ...]  # the envelope's recipients (`parse --to`, or the fax address)
     auth_login: str | None = None  # the SMTP AUTH account, already checked
+    proof: frozenset[str] = frozenset()  # proofs beyond the password: "auth", "dmarc", "known_client"
 
 
 @dataclass(frozen=True)
@@ -60,11 +61,13 @@ class AccountFacts:
     tz: str
     lang: str
     voice_defaults: Mapping[str, str] = field(default_factory=dict)
+    require: str = "password"  # what proves the sender beyond the password (mailgw.proof)
 
     @classmethod
     def of(cls, account: Account) -> AccountFacts:
         defaults = voice.load_defaults(account) if account.voice_options else {}
-        return cls(account.id, account.region, account.tz, account.lang, defaults)
+        return cls(account.id, account.region, account.tz, account.lang, defaults,
+                   account.require or "password")
 
 
 @dataclass(frozen=True)

@@ -185,9 +185,11 @@ def test_upgrade_masks_the_subjects_stored_in_clear(store_url: str) -> None:
     store = Store(store_url)
     try:
         store.upgrade("0007")
-        with store.tx() as s:
-            accounts.add_account(s, SENDER, PW, region="FR", lang="en", tz="Europe/Paris",
-                                 credits=None)
+        with store.tx() as s:  # the columns of revision 0007's account table, no more
+            s.execute(text("INSERT INTO account (email, password_hash, region, lang, tz, "
+                           "created_at) VALUES (:e, :h, 'FR', 'en', 'Europe/Paris', :now)"),
+                      {"e": SENDER, "h": accounts.hash_password(PW),
+                       "now": datetime.now(UTC).replace(tzinfo=None)})
         with store.tx() as s:
             account_id = s.scalar(select(Account.id))
             assert account_id is not None

@@ -81,6 +81,9 @@ class Account(Base):
     webhook_url: Mapped[str | None] = mapped_column(String(2000))
     webhook_secret: Mapped[str | None] = mapped_column(String(200))
     retry_policy: Mapped[str | None] = mapped_column(Text)  # JSON: overrides [dispatch.retry]
+    # What proves the sender beyond the password: password | password+dmarc | password+auth
+    require: Mapped[str] = mapped_column(String(20), default="password",
+                                         server_default="password")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     senders: Mapped[list[SenderAddress]] = relationship(back_populates="account")
 
