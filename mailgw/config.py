@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import os
 import re
 import tomllib
@@ -55,6 +56,7 @@ class SmtpSettings:
     idle_timeout: Duration = 60.0
     data_timeout: Duration = 300.0
     max_concurrent_data: int = 8  # DATA transfers held in memory at once; others wait, then 451
+    trusted_relays: list[str] = field(default_factory=list)  # MTAs in front (docs/operator.md)
 
 
 @dataclass
@@ -465,6 +467,12 @@ def _validate(s: Settings, problems: list[str]) -> None:
         section, name = key.split(".")
         if "@" not in getattr(getattr(s, section), name):
             problems.append(f"{key}: expected an address such as fax@example.org")
+    for relay in s.smtp.trusted_relays:
+        try:
+            ipaddress.ip_network(relay, strict=False)
+        except ValueError:
+            problems.append(f"smtp.trusted_relays: {relay!r} is not an address or a network "
+                            "(such as 127.0.0.1 or 192.0.2.0/28)")
     if bool(s.smtp.tls_cert) != bool(s.smtp.tls_key):
         problems.append("smtp.tls_cert/smtp.tls_key: give both or neither")
     for key in ("smtp.tls_cert", "smtp.tls_key"):

@@ -64,6 +64,7 @@ class Envelope:
     rcpt_tos: tuple[str, ...]
     auth_login: str | None = None  # the SMTP AUTH account, already checked
     smtputf8: bool = False
+    client_ip: str | None = None  # the client's address (behind a trusted relay: from its Received header)
 
 
 @dataclass(frozen=True)
