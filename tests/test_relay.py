@@ -310,3 +310,15 @@ def test_the_number_map_takes_what_mailgw_takes() -> None:
     assert not pattern.match(f"0170709901@other{GW}")
     assert nexthop("[::]:25") == "smtp:[::1]:25" and nexthop("mx.local:2525") == \
         "smtp:[mx.local]:2525"
+
+
+def test_the_operator_guide_shows_what_the_command_prints() -> None:
+    settings = config.load(search=False, environ={}, overrides={
+        "gateway": {"fax_address": f"fax@{GW}", "voice_address": f"voice@{GW}", "domain": GW},
+        "smtp": {"listen": "127.0.0.1:2525"}})
+    cfg = render(settings, Path("/etc/postfix"))
+    guide = (Path(__file__).parents[1] / "docs" / "operator.md").read_text(encoding="utf-8")
+    shown = {" ".join(line.split()) for line in guide.splitlines()}
+    for line in [*cfg.main_cf, *"".join(cfg.files.values()).splitlines()]:
+        if not line.startswith("#"):
+            assert " ".join(line.split()) in shown, line
