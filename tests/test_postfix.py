@@ -13,6 +13,7 @@ import contextlib
 import io
 from collections.abc import Iterator
 from email.message import EmailMessage
+from email.policy import SMTPUTF8
 from pathlib import Path
 from typing import Any
 
@@ -259,7 +260,7 @@ def test_utf8_account_through_postfix(app_factory: Any, postfix: Postfix,
     app.add_account(UTF8_USER, UTF8_PASSWORD)
     since = len(postfix.log())
     msg = fax_message(f"{UTF8_PASSWORD}:0170709901:REF-UTF8", pdf(1), sender=UTF8_USER)
-    raw = msg.as_bytes(policy=msg.policy.clone(utf8=True))
+    raw = msg.as_bytes(policy=SMTPUTF8)
     postfix.send(raw, UTF8_USER, [f"fax@{GW}"], smtputf8=True)
     postfix.wait_status(f"fax@{GW}", "sent", since)
     acks = utf8_sink.wait_for(lambda ms: any(m["X-Mailgw-Kind"] == "ack" for m in ms),

@@ -9,6 +9,7 @@ import re
 import smtplib
 from collections.abc import Iterator
 from email.message import EmailMessage
+from email.policy import SMTPUTF8
 from pathlib import Path
 
 import pytest
@@ -261,7 +262,7 @@ def test_utf8_addresses_are_accounts_and_senders(make_app, sink) -> None:
         accounts.allow_sender(s, "pépé@exemple.fr", "é mile@exemple.fr")
     for sender in ("pépé@exemple.fr", "émile@exemple.fr"):
         msg = fax_message(f"mot-de-passe-é:0170709901:REF-{len(sender)}", pdf(1), sender=sender)
-        raw = crlf(msg.as_bytes(policy=msg.policy.clone(utf8=True)))
+        raw = crlf(msg.as_bytes(policy=SMTPUTF8))
         with smtplib.SMTP("127.0.0.1", app.port, timeout=30) as c:
             c.ehlo("x")
             c.mail(sender, ["SMTPUTF8", "BODY=8BITMIME"])
