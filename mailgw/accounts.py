@@ -10,9 +10,11 @@ import hashlib
 import os
 import threading
 import time
+import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from email.errors import HeaderParseError
 from email.headerregistry import Address
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -91,14 +93,29 @@ def verify_password_cached(password_hash: str, password: str) -> bool:
 
 
 def normalize_address(address: str) -> str:
-    """Addresses compare case-insensitively (local parts too: users type them both ways)."""
-    return address.strip().lower()
+    """Addresses compare case-insensitively (local parts too: users type them both ways),
+    and UTF-8 ones (SMTPUTF8) in one Unicode form: `é` typed as one character or as `e`
+    and an accent is the same address (NFC)."""
+    return unicodedata.normalize("NFC", address.strip()).lower()
 
 
 def valid_address(address: str) -> bool:
+    """An addr-spec, in ASCII or in UTF-8 (RFC 6531: with SMTPUTF8 both the local part and
+    the domain may be UTF-8). The stdlib parser refuses UTF-8 local parts, so it checks
+    the address with each UTF-8 character as a letter; those characters must be printable,
+    and a UTF-8 domain must have an IDNA form."""
+    if not address.isascii():
+        if any(not (c.isascii() or c.isprintable()) or c.isspace() for c in address):
+            return False
+        domain = address.rpartition("@")[2]
+        try:
+            domain.encode("idna")
+        except UnicodeError:
+            return False
+        address = "".join(c if c.isascii() else "a" for c in address)
     try:
         parsed = Address(addr_spec=address)
-    except (ValueError, IndexError, TypeError):
+    except (ValueError, IndexError, TypeError, HeaderParseError):  # "@x.org" raises this
         return False
     domain = parsed.domain
     return bool(parsed.username and domain and ("." in domain or domain == "localhost"))

@@ -201,6 +201,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("check-config", parents=[common],
                    help="validate the configuration; name each wrong key")
+
+    p = sub.add_parser("postfix-config", parents=[common],
+                       help="print the Postfix main.cf lines and maps (transport, relay "
+                            "recipients, size limit) that match this configuration")
+    p.add_argument("--dir", default="/etc/postfix", metavar="DIR",
+                   help="where the map files go (default /etc/postfix)")
+    p.add_argument("--write", action="store_true",
+                   help="write the map files into DIR and print only the main.cf lines")
     return parser
 
 
@@ -623,6 +631,25 @@ def cmd_status(args: argparse.Namespace, settings: config.Settings) -> int:
     return EXIT_OK
 
 
+def cmd_postfix_config(args: argparse.Namespace, settings: config.Settings) -> int:
+    from mailgw import postfix_config
+
+    directory = Path(args.dir)
+    cfg = postfix_config.render(settings, directory)
+    if not args.write:
+        sys.stdout.write(cfg.text(directory))
+        return EXIT_OK
+    try:
+        written = postfix_config.write(cfg, directory)
+    except OSError as exc:
+        raise OperatorError(f"cannot write into {directory}: {exc.strerror}", EXIT_REFUSED
+                            ) from None
+    print("\n".join(cfg.main_cf))
+    print(f"# wrote {', '.join(map(str, written))}; now run: "
+          + "; ".join(f"postmap {directory / n}" for n in cfg.hashed))
+    return EXIT_OK
+
+
 def cmd_notify(args: argparse.Namespace, settings: config.Settings) -> int:
     from mailgw.notify.preview import preview
 
@@ -635,6 +662,7 @@ COMMANDS = {
     "check-config": cmd_check_config, "serve": cmd_serve, "db": cmd_db,
     "account": cmd_account, "jobs": cmd_jobs, "parse": cmd_parse, "group": cmd_group,
     "notify": cmd_notify, "status": cmd_status, "voice": cmd_voice,
+    "postfix-config": cmd_postfix_config,
 }
 
 if __name__ == "__main__":

@@ -61,6 +61,7 @@ class SmtpSettings:
     client_limit_exceptions: list[str] = field(default_factory=list)  # exempt from the two
     stress_threshold: float = 0.8  # fraction of max_connections where stress begins
     stress_timeout: Duration = 10.0  # idle and slow sessions under stress are cut after this
+    trusted_relays: list[str] = field(default_factory=list)  # MTAs in front (docs/operator.md)
 
 
 @dataclass
@@ -491,6 +492,12 @@ def _validate(s: Settings, problems: list[str]) -> None:
         problems.append("smtp.stress_threshold: expected a fraction above 0, at most 1 (0.8)")
     if s.smtp.stress_timeout <= 0:
         problems.append("smtp.stress_timeout: expected a duration above 0, such as 10s")
+    for relay in s.smtp.trusted_relays:
+        try:
+            ipaddress.ip_network(relay, strict=False)
+        except ValueError:
+            problems.append(f"smtp.trusted_relays: {relay!r} is not an address or a network "
+                            "(such as 127.0.0.1 or 192.0.2.0/28)")
     if bool(s.smtp.tls_cert) != bool(s.smtp.tls_key):
         problems.append("smtp.tls_cert/smtp.tls_key: give both or neither")
     for key in ("smtp.tls_cert", "smtp.tls_key"):

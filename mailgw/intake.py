@@ -114,11 +114,17 @@ class _Decision:
         return [r.number for r in self.recipients]
 
 
-def idempotency_key(mail: InboundMail, raw: bytes) -> str:
-    """(account, key) identifies a mail: its Message-ID, or its bytes when it has none."""
-    if mail.message_id:
-        return mail.message_id[:998]
-    return "sha256:" + hashlib.sha256(raw).hexdigest()
+def idempotency_key(mail: InboundMail, raw: bytes, rcpts: tuple[str, ...] = (),
+                    usual: str = "") -> str:
+    """(account, key) identifies a mail: its Message-ID, or its bytes when it has none;
+    and its recipients, unless they are the `usual` one (the fax address): an MTA sends the
+    same mail in several transactions (voice@ after fax@, recipients past its own limit),
+    and each is a mail of its own, not a repeat of the first."""
+    key = mail.message_id or "sha256:" + hashlib.sha256(raw).hexdigest()
+    to = sorted({r.strip().lower() for r in rcpts})
+    if to and to != [usual]:
+        return key[:900] + " to:" + hashlib.sha256("\n".join(to).encode()).hexdigest()[:24]
+    return key[:998]
 
 
 class Budget:
@@ -378,7 +384,7 @@ class Intake:
     def _decide(self, mail: InboundMail, env: Envelope, raw: bytes) -> _Decision:
         """Gather the facts, ask mailgw.decide, and keep its verdict for the commit."""
         d = _Decision(mail=mail, channel="fax", code=0, lang=self.settings.notify.default_lang,
-                      key=idempotency_key(mail, raw))
+                      key=idempotency_key(mail, raw, env.rcpt_tos, self.policy.fax_address))
         if not mail.is_auto_reply and (env.auth_login or mail.from_addr):
             d.account, d.sender = self._find_account(mail, env)
         account = d.account

@@ -36,6 +36,7 @@ from mailgw.flood import FULL, Connections
 from mailgw.intake import Envelope as IntakeEnvelope
 from mailgw.intake import Intake
 from mailgw.smtp_timers import StressTimers
+from mailgw.relay import TrustedRelays, greeting_name, told_to_relay
 from mailgw.throttle import Throttle
 from mailgw.translit import to_ascii
 
@@ -50,6 +51,7 @@ DATA_TIMEOUT = "421 4.4.2 DATA took too long, closing the connection"
 NUL_REFUSED = "554 5.6.0 NUL characters are not allowed in mail"
 BUSY = "451 4.3.2 Too many mails arriving at once, please try again shortly"
 DATA_WAIT = 30.0
+OTHER_CHANNEL = "452 4.5.3 Too many recipients: fax and voice go in separate mails"
 LINE_TOO_LONG = "500 Line too long (see RFC5321 4.5.3.1.6)"  # aiosmtpd's replies
 TOO_MUCH_DATA = "552 Error: Too much mail data"
 
@@ -60,6 +62,7 @@ class GatewayHandler:
         self.intake = intake
         self.on_accepted = on_accepted
         self.throttle = throttle or Throttle()
+        self.relays = TrustedRelays.of(intake.settings.smtp.trusted_relays)
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, mail_options: list[str]) -> str:
@@ -74,9 +77,14 @@ class GatewayHandler:
                           address: str, rcpt_options: list[str]) -> str:
         if len(envelope.rcpt_tos) >= MAX_RCPT:
             return "452 4.5.3 Too many recipients"
-        if self.intake.channel_of(address) is None:
+        channel = self.intake.channel_of(address)
+        if channel is None:
             log.info("rcpt_refused", rcpt=address[:200], peer=_ip(session))
             return RELAY_DENIED
+        if envelope.rcpt_tos and self.intake.channel_of(envelope.rcpt_tos[0]) != channel:
+            # One mail is one job on one channel: the other channel's recipients are sent
+            # again by the client (an MTA does so at once) in a mail of their own.
+            return OTHER_CHANNEL
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
@@ -90,18 +98,21 @@ class GatewayHandler:
         # decided: a large mail waiting for its commit then costs its document, not the
         # document and the whole mail (base64 and all) too.
         envelope.content = envelope.original_content = None
+        peer = _ip(session)
+        relayed = peer in self.relays  # a trusted MTA: the client is in its Received header
+        client_ip = self.relays.client_ip(peer, raw) if relayed else peer
         if b"\x00" in raw:
-            return NUL_REFUSED
-        keys = [_ip(session), (envelope.mail_from or "").lower() or None]
+            return told_to_relay(NUL_REFUSED, None, False, client_ip) if relayed else NUL_REFUSED
+        keys = [client_ip, (envelope.mail_from or "").lower() or None]
         delay = self.throttle.delay(keys)
         if delay is not None:
-            log.warning("throttled", peer=_ip(session), delay=delay)
+            log.warning("throttled", peer=peer, client=client_ip, delay=delay)
             await asyncio.sleep(delay)
             return THROTTLED
         env = IntakeEnvelope(mail_from=envelope.mail_from or "",
                              rcpt_tos=tuple(envelope.rcpt_tos),
                              auth_login=_login(session), smtputf8=bool(envelope.smtp_utf8),
-                             client_ip=_ip(session))
+                             client_ip=client_ip)
         box = [raw]
         del raw
         result = await asyncio.to_thread(_hand_over, self.intake, box, env)
@@ -109,9 +120,12 @@ class GatewayHandler:
             self.throttle.failed(keys)
         if (result.job_ids or result.proven) and self.on_accepted is not None:
             self.on_accepted()  # a job to dispatch, or an ack waiting in the outbox
-        if not env.smtputf8 and not result.reply.isascii():
-            return to_ascii(result.reply)  # the first answer, replayed to a client without it
-        return result.reply
+        reply = result.reply
+        if relayed:
+            reply = told_to_relay(reply, result.code, result.proven, client_ip)
+        if not env.smtputf8 and not reply.isascii():
+            reply = to_ascii(reply)  # also a first answer replayed to a client without it
+        return reply
 
     async def handle_exception(self, error: Exception) -> str:
         log.error("smtp_internal_error", error_type=type(error).__name__, exc_info=error)
@@ -364,15 +378,16 @@ async def start_smtp(settings: SmtpSettings, handler: GatewayHandler,
     connections = Connections(
         settings.max_connections, settings.max_concurrent_data,
         per_client=settings.max_connections_per_client, rate=settings.max_connection_rate,
-        threshold=settings.stress_threshold, exceptions=settings.client_limit_exceptions,
+        threshold=settings.stress_threshold, exceptions=[*settings.client_limit_exceptions, *settings.trusted_relays],
         evict_after=settings.stress_timeout / 2)
+    hostname = greeting_name(settings.hostname, handler.intake.settings.gateway.domain)
 
     def factory() -> Any:
         return GatewaySMTP(
             handler, connections=connections,
             data_timeout=settings.data_timeout, stress_timeout=settings.stress_timeout,
             data_size_limit=settings.max_message_size,
-            hostname=settings.hostname or None, timeout=settings.idle_timeout,
+            hostname=hostname, timeout=settings.idle_timeout,
             enable_SMTPUTF8=True, decode_data=False, tls_context=context,
             authenticator=authenticator, auth_required=settings.auth_required,
             auth_require_tls=not auth_without_tls,

@@ -291,7 +291,12 @@ class OutboxSender:
             while pending:
                 mail = pending[0]
                 try:
-                    await client.sendmail(mail.mail_from, [mail.rcpt_to], mail.body)
+                    await client.sendmail(mail.mail_from, [mail.rcpt_to], mail.body,
+                                          mail_options=_utf8_options(mail))
+                except aiosmtplib.SMTPNotSupported as exc:  # a UTF-8 address, no SMTPUTF8
+                    await self._failed(mail, str(exc), give_up, permanent=True)
+                    pending.pop(0)
+                    continue
                 except aiosmtplib.SMTPRecipientsRefused as exc:
                     codes = [getattr(e, "code", 0) for e in exc.recipients]
                     await self._failed(mail, str(exc), give_up,
@@ -335,3 +340,11 @@ class OutboxSender:
                                permanent=False)
         sent = done + len(sent_ids)
         return sent
+
+
+def _utf8_options(mail: Claimed) -> list[str]:
+    """SMTPUTF8 for a UTF-8 address (an account such as pépé@exemple.fr): aiosmtplib
+    sends addresses in ASCII unless asked."""
+    if mail.rcpt_to.isascii() and mail.mail_from.isascii():
+        return []
+    return ["SMTPUTF8"]
