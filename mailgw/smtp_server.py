@@ -35,8 +35,8 @@ from mailgw.errors import EX_CONFIG, OperatorError, listen_error
 from mailgw.flood import FULL, Connections
 from mailgw.intake import Envelope as IntakeEnvelope
 from mailgw.intake import Intake
-from mailgw.smtp_timers import StressTimers
 from mailgw.relay import TrustedRelays, greeting_name, told_to_relay
+from mailgw.smtp_timers import StressTimers
 from mailgw.throttle import Throttle
 from mailgw.translit import to_ascii
 
@@ -378,7 +378,8 @@ async def start_smtp(settings: SmtpSettings, handler: GatewayHandler,
     connections = Connections(
         settings.max_connections, settings.max_concurrent_data,
         per_client=settings.max_connections_per_client, rate=settings.max_connection_rate,
-        threshold=settings.stress_threshold, exceptions=[*settings.client_limit_exceptions, *settings.trusted_relays],
+        threshold=settings.stress_threshold,
+        exceptions=[*settings.client_limit_exceptions, *settings.trusted_relays],
         evict_after=settings.stress_timeout / 2)
     hostname = greeting_name(settings.hostname, handler.intake.settings.gateway.domain)
 
