@@ -22,6 +22,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import Engine, bindparam, event, func, select
 from sqlalchemy.orm import Session
 
+from mailgw import metrics
 from mailgw.codes import LANGS
 from mailgw.store.models import Account, SenderAddress
 from mailgw.subject_parser import strip_prefixes
@@ -57,6 +58,7 @@ def hash_password(password: str) -> str:
 
 def verify_password(password_hash: str, password: str) -> bool:
     """Constant-time check; any malformed hash counts as a mismatch."""
+    metrics.password_checked()
     try:
         return _hasher.verify(password_hash, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
@@ -356,6 +358,10 @@ class AuthCache:
             self._verified = {}  # a password changed: forget what was verified
         self._hashes = hashes
         return len(hashes)
+
+    def has(self, login: str) -> bool:
+        """`login` is an account's address."""
+        return normalize_address(login) in self._hashes
 
     def check(self, login: str, password: str) -> str | None:
         """The account's address when the pair is right, else None."""

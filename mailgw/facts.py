@@ -31,6 +31,7 @@ from mailgw.store.db import normalize_url
 from mailgw.verdict import LibraryMessage, Scheduled
 
 Reader = Callable[[], AbstractContextManager[Session]]
+Gate = Callable[[Callable[[], bool]], bool]  # runs a password check, or raises to defer it
 
 
 class SandboxChecks:
@@ -56,14 +57,21 @@ class SandboxChecks:
 class StoreLookups(SandboxChecks):
     """One account's groups, library, caller IDs and password, read from the store."""
 
-    def __init__(self, read: Reader, account_id: int, password_hash: str, limits: Limits):
+    def __init__(self, read: Reader, account_id: int, password_hash: str, limits: Limits,
+                 gate: Gate | None = None):
         super().__init__(limits)
         self.read = read
         self.account_id = account_id
         self.password_hash = password_hash
+        self.gate = gate
 
     def password_ok(self, password: str) -> bool:
-        return accounts.verify_password_cached(self.password_hash, password)
+        """The argon2 check, through the gate that slows guessers (mailgw.guessing) when
+        there is one: it may hold the check back (a 4xx), never the verdict."""
+        def verify() -> bool:
+            return accounts.verify_password_cached(self.password_hash, password)
+
+        return self.gate(verify) if self.gate is not None else verify()
 
     def groups(self, names: tuple[str, ...]) -> tuple[list[ListEntry], list[str]]:
         with self.read() as s:

@@ -61,6 +61,17 @@ OUTBOX_RESULTS = Counter(
     "mailgw_outbox_mails", "Outbox send tries, by result (sent, failed = will retry, dead = "
     "given up)", ["result"], registry=REGISTRY)
 
+PASSWORD_CHECKS = Counter(
+    "mailgw_password_checks", "argon2 password checks made (mail passwords and SMTP AUTH; a "
+    "pair already verified in this process is not checked again)", registry=REGISTRY)
+WRONG_PASSWORDS = Counter(
+    "mailgw_wrong_passwords", "Wrong passwords (mail and SMTP AUTH): guesses, or typos",
+    registry=REGISTRY)
+GUESSES_DEFERRED = Counter(
+    "mailgw_guesses_deferred", "Mails (4xx) and SMTP AUTH attempts (454) without proof turned "
+    "away unchecked, because their account's password checks for the minute were spent",
+    ["via"], registry=REGISTRY)
+
 
 ProcessCollector(registry=REGISTRY)  # process_cpu_seconds_total, resident memory, open fds
 PlatformCollector(registry=REGISTRY)  # python_info
@@ -76,6 +87,8 @@ for _state in ("delivered", "partial", "failed", "cancelled", "expired"):
     DELIVERIES.labels(outcome=_state)
 for _result in ("sent", "failed", "dead"):
     OUTBOX_RESULTS.labels(result=_result)
+for _via in ("mail", "auth"):
+    GUESSES_DEFERRED.labels(via=_via)
 
 
 # -- hooks: the lead calls these from intake, the dispatcher and the outbox ---------------
@@ -126,6 +139,29 @@ def outbox_result(result: str, n: int = 1) -> None:
             OUTBOX_RESULTS.labels(result=result).inc(n)
     except Exception:  # noqa: BLE001
         log.exception("metrics_hook_failed", hook="outbox_result")
+
+
+def password_checked() -> None:
+    """One argon2 check ran (right or wrong)."""
+    try:
+        PASSWORD_CHECKS.inc()
+    except Exception:  # noqa: BLE001
+        log.exception("metrics_hook_failed", hook="password_checked")
+
+
+def wrong_password() -> None:
+    try:
+        WRONG_PASSWORDS.inc()
+    except Exception:  # noqa: BLE001
+        log.exception("metrics_hook_failed", hook="wrong_password")
+
+
+def guess_deferred(via: str) -> None:
+    """A mail or an AUTH attempt without proof was turned away unchecked (budget spent)."""
+    try:
+        GUESSES_DEFERRED.labels(via=via).inc()
+    except Exception:  # noqa: BLE001
+        log.exception("metrics_hook_failed", hook="guess_deferred")
 
 
 # -- gauges from the store, read at scrape time -------------------------------------------
