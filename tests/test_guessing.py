@@ -247,3 +247,119 @@ def test_imap_mail_is_deferred_not_refused_once_the_checks_are_spent(attacked) -
     raw = fax_message(f"{PASSWORD}:0170709901", pdf).as_bytes()
     result = intake.handle(raw, Envelope(None, ("fax@gw.example.org",)))
     assert result.deferred and result.reply.startswith("451 4.7.1") and result.code is None
+
+
+# -- the parts, with a clock of our own -------------------------------------------------------
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize(("ip", "network"), [
+    ("192.0.2.77", "192.0.2.0/24"), ("::ffff:192.0.2.77", "192.0.2.0/24"),
+    ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"), ("fe80::1%eth0", "fe80::/64"),
+    ("not-an-ip", None), (None, None)])
+def test_networks_are_ipv4_24_and_ipv6_64(ip: str | None, network: str | None) -> None:
+    from mailgw.guessing import network_of
+
+    assert network_of(ip) == network
+
+
+def test_wrong_guesses_earn_a_growing_delay_per_account_address_and_network() -> None:
+    from mailgw.guessing import Guard, GuessPolicy
+
+    clock = Clock()
+    guard = Guard(GuessPolicy(failures=3, window=600, delay=1, max_delay=8), clock=clock)
+    delays = [guard.failed("alice@example.com", "192.0.2.1") for _ in range(7)]
+    assert delays == [0, 0, 1, 2, 4, 8, 8]
+    # Another address of the same network guessing another account: the network's count.
+    assert guard.failed("bob@example.com", "192.0.2.200") == 8
+    # The account's count slows a guess from anywhere; the owner's client is not slowed.
+    assert guard.failed("alice@example.com", "198.51.100.1") == 8
+    assert guard.client_delay("203.0.113.5") == 0 and not guard.suspect("203.0.113.5")
+    assert guard.suspect("192.0.2.99")  # the network guessed
+    clock.now += 601  # the window has passed
+    assert guard.client_delay("192.0.2.1") == 0 and not guard.suspect("192.0.2.1")
+
+
+def test_the_budget_bounds_checks_without_proof_but_never_proven_ones() -> None:
+    from mailgw.guessing import Deferred, Guard, GuessPolicy
+
+    clock = Clock()
+    guard = Guard(GuessPolicy(checks=3, checks_all=5, per=60), clock=clock)
+    ran: list[str] = []
+
+    def verify(who: str, right: bool = False) -> Any:
+        return lambda: ran.append(who) or right
+
+    for _ in range(3):
+        assert guard.check("alice@example.com", "192.0.2.1", False, verify("guess"))[0] is False
+    with pytest.raises(Deferred):
+        guard.check("alice@example.com", "192.0.2.1", False, verify("guess"))
+    with pytest.raises(Deferred):  # the right password without proof: deferred too
+        guard.check("alice@example.com", "198.51.100.7", False, verify("alice", True))
+    assert ran == ["guess"] * 3  # deferred mail costs no check
+    # With proof: checked, whatever the guessers did.
+    assert guard.check("alice@example.com", "203.0.113.5", True, verify("alice", True)) == \
+        (True, 0.0)
+    # All accounts together: 2 left of 5.
+    assert guard.take_check("bob@example.com") and guard.take_check("carol@example.com")
+    assert not guard.take_check("dave@example.com")
+    clock.now += 30
+    assert not guard.take_check("alice@example.com")
+    clock.now += 31  # a minute after the first checks: the window slid past them
+    assert guard.take_check("alice@example.com")
+
+
+def test_known_clients_are_remembered_in_the_store_with_an_expiry(tmp_path: Path) -> None:
+    _known_clients(f"sqlite:///{tmp_path / 'known.db'}")
+
+
+def test_known_clients_on_postgresql(pg_url: str) -> None:
+    _known_clients(pg_url)
+
+
+def _known_clients(url: str) -> None:
+    from datetime import timedelta
+
+    from mailgw import accounts
+    from mailgw.known_clients import KnownClients
+    from mailgw.store import Store, utcnow
+
+    store = Store(url)
+    store.upgrade()
+    try:
+        with store.tx() as s:
+            alice = accounts.add_account(s, SENDER, PASSWORD, region="FR", lang="en",
+                                         tz="Europe/Paris", credits=None).id
+            bob = accounts.add_account(s, "bob@example.com", PASSWORD, region="FR", lang="en",
+                                       tz="Europe/Paris", credits=None).id
+        now = [utcnow()]
+        clock = Clock()
+        known = KnownClients(store, ttl=30 * 86400, cache_ttl=0, clock=clock,
+                             now=lambda: now[0])
+        assert not known.is_known(alice, "192.0.2.10")
+        known.remember(alice, SENDER, "192.0.2.10")
+        known.remember(bob, "bob@example.com", "2001:db8::1")
+        assert known.is_known(alice, "192.0.2.10") and not known.is_known(bob, "192.0.2.10")
+        assert known.of("192.0.2.99").logins == {SENDER}  # its network
+        assert known.is_known(bob, "2001:db8::ffff") and not known.is_known(bob, "2001:db9::1")
+        # A second node (another process) reads the same memory.
+        other = KnownClients(store, ttl=30 * 86400, cache_ttl=0, now=lambda: now[0])
+        assert other.is_known(alice, "::ffff:192.0.2.10")
+        # Seen again 20 days later: kept; 31 days after that, forgotten and purged.
+        now[0] += timedelta(days=20)
+        clock.now += 2 * 86400
+        known.remember(alice, SENDER, "192.0.2.10")
+        now[0] += timedelta(days=31)
+        assert not known.is_known(alice, "192.0.2.10")
+        clock.now += 2 * 3600
+        known.remember(alice, SENDER, "198.51.100.1")  # a write, which purges the expired
+        with store.read() as s:
+            assert sorted(s.scalars(select(KnownClient.address)).all()) == ["198.51.100.1"]
+    finally:
+        store.dispose()
