@@ -31,7 +31,9 @@ from mailgw.store.db import normalize_url
 from mailgw.verdict import LibraryMessage, Scheduled
 
 Reader = Callable[[], AbstractContextManager[Session]]
-Gate = Callable[[Callable[[], bool]], bool]  # runs a password check, or raises to defer it
+# Runs a password check (given whether the pair was verified before, and the check), or
+# raises to defer it.
+Gate = Callable[[bool, Callable[[], bool]], bool]
 
 
 class SandboxChecks:
@@ -71,7 +73,9 @@ class StoreLookups(SandboxChecks):
         def verify() -> bool:
             return accounts.verify_password_cached(self.password_hash, password)
 
-        return self.gate(verify) if self.gate is not None else verify()
+        if self.gate is None:
+            return verify()
+        return self.gate(accounts.password_verified(self.password_hash, password), verify)
 
     def groups(self, names: tuple[str, ...]) -> tuple[list[ListEntry], list[str]]:
         with self.read() as s:

@@ -6,9 +6,10 @@ A From is free to forge, so nothing here turns an account off. Three defences in
   IPv6 /64): past `[limits] auth_failures` in `auth_failure_window`, the reply to each
   further wrong guess is held for a delay that doubles up to `auth_delay_max` (a tarpit),
   and a client address with wrong guesses gets few DATA transactions at once;
-- argon2 work is bounded: a mail without proof beyond the password may cost at most
+- argon2 work is bounded: mail without proof beyond the password may cost at most
   `password_checks` checks a minute per account (`password_checks_all` for all accounts
-  together); past that it gets a 4xx without any check, never a 5xx;
+  together); past that it gets a 4xx without any check, never a 5xx. A password verified
+  before in this process costs no check and passes, unless the account is under attack;
 - a mail with proof (SMTP AUTH, a DMARC-aligned pass, a client address that delivered
   this account's right password before) is checked whatever the guessers did.
 
@@ -123,6 +124,20 @@ class Guard:
         client's AUTH failures and deferrals, never another client of the same account."""
         return self.failures.delay(self._keys(None, ip)) or 0.0
 
+    def under_attack(self, account: str) -> bool:
+        """The account has `failures` wrong passwords within the window."""
+        key = f"account:{account.lower()}"  # as _keys writes it
+        return self.failures.count([key]) >= max(self.policy.failures, 1)
+
+    def may_check(self, account: str, proven: bool, verified: bool) -> bool:
+        """Whether a password for `account` may be checked now. With proof: always. A pair
+        verified before costs no argon2 and passes while nobody guesses; during an attack
+        it takes a check like any other, or a right guess would be told apart (accepted)
+        from a wrong one (deferred) at no cost, at any rate."""
+        if proven or (verified and not self.under_attack(account)):
+            return True
+        return self.take_check(account)
+
     def suspect(self, ip: str | None) -> bool:
         """The address (or its network) gave a wrong password within the window."""
         return self.failures.count(self._keys(None, ip)) > 0
@@ -149,11 +164,11 @@ class Guard:
             self._all.append(now)
             return True
 
-    def check(self, account: str, ip: str | None, proven: bool, verify: Callable[[], bool]
-              ) -> tuple[bool, float]:
+    def check(self, account: str, ip: str | None, proven: bool, verify: Callable[[], bool],
+              *, verified: bool = False) -> tuple[bool, float]:
         """Run `verify` (the argon2 check) for `account`: (right, delay for the reply).
         Without proof and with the budget spent, raise Deferred before any check."""
-        if not proven and not self.take_check(account):
+        if not self.may_check(account, proven, verified):
             metrics.guess_deferred("mail")
             raise Deferred(DEFERRED)
         if verify():

@@ -440,11 +440,12 @@ class Intake:
         return frozenset(proof)
 
     def _gate(self, d: _Decision, account: Account, env: Envelope, proof: frozenset[str]
-              ) -> Callable[[Callable[[], bool]], bool]:
+              ) -> Callable[[bool, Callable[[], bool]], bool]:
         """The account's password check, counted and bounded by the guard: a wrong one
         sets the delay of the reply; without proof and past the budget, Deferred."""
-        def gate(verify: Callable[[], bool]) -> bool:
-            right, delay = self.guard.check(account.email, env.client_ip, bool(proof), verify)
+        def gate(verified: bool, verify: Callable[[], bool]) -> bool:
+            right, delay = self.guard.check(account.email, env.client_ip, bool(proof), verify,
+                                            verified=verified)
             d.delay = max(d.delay, delay)
             return right
 

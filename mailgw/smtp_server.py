@@ -146,14 +146,16 @@ class Authenticator:
         if not isinstance(auth_data, LoginPassword):
             return AuthResult(success=False, handled=False)
         login = auth_data.login.decode("utf-8", "replace")
+        password = auth_data.password.decode("utf-8", "replace")
         account = normalize_address(login) if self.cache.has(login) else None
         ip = _ip(session)
         known = server.known if isinstance(server, GatewaySMTP) else Known()
-        if account and account not in known.logins and not self.guard.take_check(account):
+        if account and not self.guard.may_check(account, account in known.logins,
+                                                self.cache.verified(login, password)):
             metrics.guess_deferred("auth")
             log.warning("auth_deferred", peer=ip, reason="password checks spent")
             return AuthResult(success=False, handled=False, message=AUTH_DEFERRED)
-        email = self.cache.check(login, auth_data.password.decode("utf-8", "replace"))
+        email = self.cache.check(login, password)
         if email is None:
             self.guard.failed(account, ip)
             log.info("auth_failed", peer=ip, login=login[:200])

@@ -315,6 +315,24 @@ def test_the_budget_bounds_checks_without_proof_but_never_proven_ones() -> None:
     assert guard.take_check("alice@example.com")
 
 
+def test_a_password_verified_before_passes_unchecked_unless_the_account_is_guessed() -> None:
+    """A sender that sends often (over IMAP: no address to know) costs no check and no
+    budget; during an attack its mail takes a check like any other, or a right guess would
+    be told apart from a wrong one for free."""
+    from mailgw.guessing import Guard, GuessPolicy
+
+    guard = Guard(GuessPolicy(failures=3, checks=2, checks_all=100), clock=Clock())
+    assert all(guard.may_check("alice@example.com", False, True) for _ in range(50))
+    assert guard.may_check("alice@example.com", False, False)  # a first check: one of 2
+    for _ in range(3):
+        guard.failed("alice@example.com", "192.0.2.1")
+    assert guard.under_attack("alice@example.com") and not guard.under_attack("bob@example.com")
+    assert guard.may_check("alice@example.com", False, True)  # the second of 2
+    assert not guard.may_check("alice@example.com", False, True)
+    assert guard.may_check("alice@example.com", True, False)  # with proof: always
+    assert guard.may_check("bob@example.com", False, True)
+
+
 def test_known_clients_are_remembered_in_the_store_with_an_expiry(tmp_path: Path) -> None:
     _known_clients(f"sqlite:///{tmp_path / 'known.db'}")
 
