@@ -24,6 +24,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import Engine, bindparam, event, func, select
 from sqlalchemy.orm import Session
 
+from mailgw import metrics
 from mailgw.codes import LANGS
 from mailgw.proof import REQUIRES
 from mailgw.store.models import Account, SenderAddress
@@ -62,6 +63,7 @@ def hash_password(password: str) -> str:
 
 def verify_password(password_hash: str, password: str) -> bool:
     """Constant-time check; any malformed hash counts as a mismatch."""
+    metrics.password_checked()
     try:
         return _hasher.verify(password_hash, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
@@ -73,16 +75,28 @@ _verified: OrderedDict[bytes, None] = OrderedDict()
 _verified_lock = threading.Lock()
 
 
-def verify_password_cached(password_hash: str, password: str) -> bool:
-    """argon2 costs ~200 ms of CPU by design; a pair already verified in this process is
-    remembered as a keyed digest (never the password), so a business application sending
-    all day pays it once. Wrong passwords are never remembered: each costs the full check."""
-    digest = hashlib.blake2b(password_hash.encode() + b"\0" + password.encode(),
-                             key=_VERIFIED_KEY).digest()
+def _digest(password_hash: str, password: str) -> bytes:
+    return hashlib.blake2b(password_hash.encode() + b"\0" + password.encode(),
+                           key=_VERIFIED_KEY).digest()
+
+
+def password_verified(password_hash: str, password: str) -> bool:
+    """The pair was verified in this process before (no argon2 check needed)."""
+    digest = _digest(password_hash, password)
     with _verified_lock:
         if digest in _verified:
             _verified.move_to_end(digest)
             return True
+    return False
+
+
+def verify_password_cached(password_hash: str, password: str) -> bool:
+    """argon2 costs ~200 ms of CPU by design; a pair already verified in this process is
+    remembered as a keyed digest (never the password), so a business application sending
+    all day pays it once. Wrong passwords are never remembered: each costs the full check."""
+    if password_verified(password_hash, password):
+        return True
+    digest = _digest(password_hash, password)
     if not verify_password(password_hash, password):
         return False
     with _verified_lock:
@@ -387,13 +401,27 @@ class AuthCache:
         self._hashes = hashes
         return len(hashes)
 
+    def has(self, login: str) -> bool:
+        """`login` is an account's address."""
+        return normalize_address(login) in self._hashes
+
+    def _digest(self, email: str, password: str) -> bytes:
+        return self._hashlib.blake2b(f"{email}\0{password}".encode(), key=self._key).digest()
+
+    def verified(self, login: str, password: str) -> bool:
+        """The pair was verified before (no argon2 check needed)."""
+        email = normalize_address(login)
+        password_hash = self._hashes.get(email)
+        return password_hash is not None and \
+            self._verified.get(self._digest(email, password)) == password_hash
+
     def check(self, login: str, password: str) -> str | None:
         """The account's address when the pair is right, else None."""
         email = normalize_address(login)
         password_hash = self._hashes.get(email)
         if password_hash is None:
             return None
-        digest = self._hashlib.blake2b(f"{email}\0{password}".encode(), key=self._key).digest()
+        digest = self._digest(email, password)
         if self._verified.get(digest) == password_hash:
             return email
         if verify_password(password_hash, password):

@@ -22,7 +22,6 @@ from mailgw.notify.outbox import OutboxSender
 from mailgw.notify.render import renderer_for
 from mailgw.smtp_server import Connections, GatewayHandler, start_smtp
 from mailgw.store import Store
-from mailgw.throttle import Throttle
 
 log = structlog.get_logger("mailgw")
 
@@ -93,8 +92,7 @@ class App:
         if "smtp" in self.roles:
             if self.intake is None:
                 self.intake = Intake(self.store, s, renderer)
-            throttle = Throttle(limit=s.limits.auth_failures)
-            handler = GatewayHandler(self.intake, on_accepted=self._wake, throttle=throttle)
+            handler = GatewayHandler(self.intake, on_accepted=self._wake)
             self.auth_cache = AuthCache()
             await asyncio.to_thread(self._refresh_auth)
             self.tasks.append(asyncio.create_task(self._auth_refresh_loop()))

@@ -270,7 +270,14 @@ class LimitsSettings:
     sandbox_cpu_seconds: int = 20
     sandbox_memory: Size = 512_000_000
     sandbox_fork_per_document: bool = False  # each document in its own fork (+~3 ms CPU)
-    auth_failures: int = 5
+    auth_failures: int = 5  # wrong passwords per account, client address or network
+    auth_failure_window: Duration = 600.0
+    auth_delay: Duration = 1.0  # the first slowed reply to a wrong guess; then doubles
+    auth_delay_max: Duration = 30.0
+    password_checks: int = 30  # argon2 checks a minute per account, mail without proof
+    password_checks_all: int = 120  # the same for all accounts together
+    data_per_guessing_client: int = 2  # DATA at once from an address with wrong guesses
+    known_client_ttl: Duration = 30 * 86400.0  # how long an address that proved stays known
     max_sound_seconds: Duration = 45.0  # voice: longest sound accepted (MediasFlow's 45 s)
     parse_memory: Size = 16_000_000  # bytes of mail parsed at once (a parse takes ~3x)
 
@@ -506,6 +513,15 @@ def _validate(s: Settings, problems: list[str]) -> None:
             problems.append(f"{key}: file not found: {path}")
     if s.dispatch.workers < 1:
         problems.append("dispatch.workers: must be at least 1")
+    for key in ("auth_failures", "data_per_guessing_client"):
+        if getattr(s.limits, key) < 0:
+            problems.append(f"limits.{key}: must be 0 or more")
+    for key in ("password_checks", "password_checks_all"):
+        if getattr(s.limits, key) < 1:
+            problems.append(f"limits.{key}: must be at least 1 (a check a minute)")
+    for key in ("auth_failure_window", "known_client_ttl"):
+        if getattr(s.limits, key) <= 0:
+            problems.append(f"limits.{key}: must be more than 0")
     if s.limits.max_sound_seconds <= 0:
         problems.append("limits.max_sound_seconds: must be more than 0")
     if s.drivers.simulator.calls_per_second < 0:

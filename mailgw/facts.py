@@ -31,6 +31,9 @@ from mailgw.store.db import normalize_url
 from mailgw.verdict import LibraryMessage, Scheduled
 
 Reader = Callable[[], AbstractContextManager[Session]]
+# Runs a password check (given whether the pair was verified before, and the check), or
+# raises to defer it.
+Gate = Callable[[bool, Callable[[], bool]], bool]
 
 
 class SandboxChecks:
@@ -56,14 +59,23 @@ class SandboxChecks:
 class StoreLookups(SandboxChecks):
     """One account's groups, library, caller IDs and password, read from the store."""
 
-    def __init__(self, read: Reader, account_id: int, password_hash: str, limits: Limits):
+    def __init__(self, read: Reader, account_id: int, password_hash: str, limits: Limits,
+                 gate: Gate | None = None):
         super().__init__(limits)
         self.read = read
         self.account_id = account_id
         self.password_hash = password_hash
+        self.gate = gate
 
     def password_ok(self, password: str) -> bool:
-        return accounts.verify_password_cached(self.password_hash, password)
+        """The argon2 check, through the gate that slows guessers (mailgw.guessing) when
+        there is one: it may hold the check back (a 4xx), never the verdict."""
+        def verify() -> bool:
+            return accounts.verify_password_cached(self.password_hash, password)
+
+        if self.gate is None:
+            return verify()
+        return self.gate(accounts.password_verified(self.password_hash, password), verify)
 
     def groups(self, names: tuple[str, ...]) -> tuple[list[ListEntry], list[str]]:
         with self.read() as s:

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import structlog
 
 from mailgw import metrics
+from mailgw.guessing import ClientSlots
 
 log = structlog.get_logger("mailgw.smtp")
 
@@ -97,8 +98,10 @@ class Connections:
 
     def __init__(self, limit: int, max_data: int = 8, *, per_client: int = 0, rate: int = 0,
                  threshold: float = 0.8, exceptions: Iterable[str] = (),
-                 evict_after: float = 0.0, clock: Callable[[], float] = time.monotonic):
+                 evict_after: float = 0.0, clock: Callable[[], float] = time.monotonic,
+                 clients: ClientSlots | None = None):
         self.limit = limit
+        self.clients = clients  # DATA at once per address that guessed wrong (guessing.py)
         self.per_client = per_client
         self.rate = rate
         self.threshold = threshold

@@ -376,6 +376,11 @@ class MailboxPoller:
                 self.log.error("imap_intake_failed", uid=uid, uidvalidity=uidvalidity,
                                error=_reason(exc), retry_in=round(delay, 1), exc_info=True)
                 continue
+            if result.deferred:  # a guessed account: its password checks are spent for now
+                delay = self._retry_later(key)
+                self.log.info("imap_message_deferred", uid=uid, uidvalidity=uidvalidity,
+                              retry_in=round(delay, 1))
+                continue
             target = self._target(result)
             self._moves[key] = target
             self.log.info("imap_message", uid=uid, uidvalidity=uidvalidity, code=result.code,

@@ -45,7 +45,9 @@ from mailgw.decide import (
 )
 from mailgw.dispatch import queries
 from mailgw.facts import StoreLookups, as_scheduled, scheduled_jobs
+from mailgw.guessing import Deferred, Guard, GuessPolicy
 from mailgw.inbound import InboundMail, parse_mail
+from mailgw.known_clients import KnownClients
 from mailgw.notify.messages import AckFacts, ack_mail, notice_on_final
 from mailgw.notify.outbox import enqueue_many
 from mailgw.notify.render import Rendered, Renderer
@@ -65,7 +67,8 @@ class Envelope:
     rcpt_tos: tuple[str, ...]
     auth_login: str | None = None  # the SMTP AUTH account, already checked
     smtputf8: bool = False
-    client_ip: str | None = None  # the client's address (behind a trusted relay: from its Received header)
+    # the client's address (behind a trusted relay: from its Received header)
+    client_ip: str | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,8 @@ class IntakeResult:
     job_ids: tuple[int, ...] = ()
     duplicate: bool = False
     ignored: str | None = None
+    deferred: bool = False  # a 4xx: try again later (a guessed account, mail without proof)
+    delay: float = 0.0  # hold the reply this long (a wrong guess: mailgw.guessing)
 
 
 @dataclass
@@ -108,6 +113,7 @@ class _Decision:
     decided: tuple[int, str] = (0, "")  # (code, detail) before the commit, for a retry
     answered: IntakeResult | None = None  # a repeat of a mail this process answered
     dropped: str | None = None  # why an automatic message was dropped (never answered)
+    delay: float = 0.0  # a wrong password: how long its reply is held (mailgw.guessing)
 
     @property
     def numbers(self) -> list[str]:
@@ -310,6 +316,8 @@ class Intake:
         self.recent_lock = threading.Lock()
         self.parsing = Budget(settings.limits.parse_memory)
         self.prover = Prover.of(settings.proof)
+        self.guard = Guard(GuessPolicy.of(settings.limits))
+        self.known = KnownClients(store, settings.limits.known_client_ttl)
         _give_back_freed_memory()
 
     # -- addresses -------------------------------------------------------------------------
@@ -325,7 +333,12 @@ class Intake:
         with self.committer.deciding(), self.parsing.hold(len(raw)):
             mail = parse_mail(raw, envelope_from=env.mail_from)
             bound = log.bind(message_id=mail.message_id, sender=mail.from_addr)
-            d = self._decide(mail, env, raw)
+            try:
+                d = self._decide(mail, env, raw)
+            except Deferred as exc:  # nothing is written, nothing is sent about a guess
+                bound.info("mail_deferred", reason="password checks spent", peer=env.client_ip)
+                return IntakeResult(None, str(exc), deferred=True,
+                                    delay=self.guard.client_delay(env.client_ip))
             if d.dropped is not None:
                 bound.info("mail_ignored", reason=mail.auto_reply_reason)
                 metrics.mail_decided(None, ignored=True)
@@ -334,6 +347,7 @@ class Intake:
         del raw  # the caller may have let go of it too: only the decision waits for the commit
         if d.answered is not None:
             bound.info("mail_duplicate", code=d.answered.code)
+            self._known(d, env)
             return d.answered
         d.decided = (d.code, d.detail)
         try:
@@ -347,6 +361,9 @@ class Intake:
             raise
         if result.proven and d.account is not None and d.key:
             self._remember(d.account.id, d.key, result)
+        self._known(d, env)
+        if d.delay:
+            result = dataclasses.replace(result, delay=d.delay)
         if result.duplicate:
             bound.info("mail_duplicate", code=result.code)
             return result
@@ -355,6 +372,12 @@ class Intake:
                    job_ids=list(result.job_ids))
         metrics.mail_decided(result.code)
         return result
+
+    def _known(self, d: _Decision, env: Envelope) -> None:
+        """A client address that gave the account's right password (or its SMTP AUTH)
+        proves that account from now on, while guessers are slowed (mailgw.guessing)."""
+        if d.proven and d.account is not None and env.client_ip:
+            self.known.remember(d.account.id, d.account.email, env.client_ip)
 
     def _remember(self, account_id: int, key: str, result: IntakeResult) -> None:
         """A proven mail's answer, for its repeats (an MTA that lost our 250 sends it again):
@@ -388,13 +411,14 @@ class Intake:
         if not mail.is_auto_reply and (env.auth_login or mail.from_addr):
             d.account, d.sender = self._find_account(mail, env)
         account = d.account
-        facts = MailFacts(mail, env.rcpt_tos, env.auth_login)
+        facts = MailFacts(mail, env.rcpt_tos, env.auth_login,
+                          proof=frozenset({"auth"}) if env.auth_login else frozenset())
         lookups = None
         if account is not None:
-            facts = dataclasses.replace(facts, proof=self._proof(mail, env, raw))
+            facts = dataclasses.replace(facts, proof=self._proof(mail, env, raw, account))
             d.lang = account.lang
             lookups = StoreLookups(self.store.read, account.id, account.password_hash,
-                                   self.limits)
+                                   self.limits, self._gate(d, account, env, facts.proof))
             if d.key and self._repeat(d, facts, account, lookups):
                 return d
         verdict = decide(facts, AccountFacts.of(account) if account else None,
@@ -419,10 +443,14 @@ class Intake:
                 d.duration = doc.duration
         return d  # credits (83) and cancels (95/96) are settled at commit, under lock
 
-    def _proof(self, mail: InboundMail, env: Envelope, raw: bytes) -> frozenset[str]:
-        """What proves the sender beyond the password (mailgw.proof): SMTP AUTH, and a
-        DMARC-aligned pass for the From domain (trusted headers, or our own checks)."""
+    def _proof(self, mail: InboundMail, env: Envelope, raw: bytes,
+               account: Account) -> frozenset[str]:
+        """What proves the sender beyond the password: SMTP AUTH, a client address that
+        delivered this account's password before (mailgw.known_clients), and a DMARC-aligned
+        pass for the From domain (mailgw.proof: trusted headers, or our own checks)."""
         found = {"auth"} if env.auth_login else set()
+        if self.known.is_known(account.id, env.client_ip):
+            found.add("known_client")
         try:
             if self.prover.dmarc(raw, mail.from_addr, mail_from=env.mail_from,
                                  client_ip=env.client_ip):
@@ -430,6 +458,18 @@ class Intake:
         except Exception as exc:  # noqa: BLE001 - no proof, never a failed mail
             log.warning("proof_error", error_type=type(exc).__name__)
         return frozenset(found)
+
+    def _gate(self, d: _Decision, account: Account, env: Envelope, proof: frozenset[str]
+              ) -> Callable[[bool, Callable[[], bool]], bool]:
+        """The account's password check, counted and bounded by the guard: a wrong one
+        sets the delay of the reply; without proof and past the budget, Deferred."""
+        def gate(verified: bool, verify: Callable[[], bool]) -> bool:
+            right, delay = self.guard.check(account.email, env.client_ip, bool(proof), verify,
+                                            verified=verified)
+            d.delay = max(d.delay, delay)
+            return right
+
+        return gate
 
     def _repeat(self, d: _Decision, facts: MailFacts, account: Account,
                 lookups: StoreLookups) -> bool:

@@ -73,6 +73,17 @@ SMTP_TIMEOUTS = Counter(
     "mailgw_smtp_timeouts", "SMTP sessions closed for silence or slowness, by phase "
     "(greeting, command, data) and stress (yes, no)", ["phase", "stress"], registry=REGISTRY)
 
+PASSWORD_CHECKS = Counter(
+    "mailgw_password_checks", "argon2 password checks made (mail passwords and SMTP AUTH; a "
+    "pair already verified in this process is not checked again)", registry=REGISTRY)
+WRONG_PASSWORDS = Counter(
+    "mailgw_wrong_passwords", "Wrong passwords (mail and SMTP AUTH): guesses, or typos",
+    registry=REGISTRY)
+GUESSES_DEFERRED = Counter(
+    "mailgw_guesses_deferred", "Mails (4xx) and SMTP AUTH attempts (454) without proof turned "
+    "away unchecked, because their account's password checks for the minute were spent",
+    ["via"], registry=REGISTRY)
+
 
 ProcessCollector(registry=REGISTRY)  # process_cpu_seconds_total, resident memory, open fds
 PlatformCollector(registry=REGISTRY)  # python_info
@@ -90,6 +101,8 @@ for _result in ("sent", "failed", "dead"):
     OUTBOX_RESULTS.labels(result=_result)
 for _reason in ("full", "per_client", "rate"):
     SMTP_REFUSED.labels(reason=_reason)
+for _via in ("mail", "auth"):
+    GUESSES_DEFERRED.labels(via=_via)
 
 
 # -- hooks: the lead calls these from intake, the dispatcher and the outbox ---------------
@@ -157,6 +170,29 @@ def smtp_refused(reason: str) -> None:
 
 def smtp_timeout(phase: str, stressed: bool) -> None:
     SMTP_TIMEOUTS.labels(phase=phase, stress="yes" if stressed else "no").inc()
+
+
+def password_checked() -> None:
+    """One argon2 check ran (right or wrong)."""
+    try:
+        PASSWORD_CHECKS.inc()
+    except Exception:  # noqa: BLE001
+        log.exception("metrics_hook_failed", hook="password_checked")
+
+
+def wrong_password() -> None:
+    try:
+        WRONG_PASSWORDS.inc()
+    except Exception:  # noqa: BLE001
+        log.exception("metrics_hook_failed", hook="wrong_password")
+
+
+def guess_deferred(via: str) -> None:
+    """A mail or an AUTH attempt without proof was turned away unchecked (budget spent)."""
+    try:
+        GUESSES_DEFERRED.labels(via=via).inc()
+    except Exception:  # noqa: BLE001
+        log.exception("metrics_hook_failed", hook="guess_deferred")
 
 
 # -- gauges from the store, read at scrape time -------------------------------------------

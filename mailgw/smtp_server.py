@@ -5,7 +5,9 @@ Policy lives here, the decision in intake:
 - SIZE is advertised and enforced; connections, idle time and DATA time are bounded;
 - floods meet per-client caps and, near the connection limit, short timeouts (flood.py);
 - STARTTLS with the configured certificate; AUTH only after TLS, checked in memory;
-- repeated wrong passwords from one address or IP are tempfailed with growing delays;
+- wrong passwords are slowed, never a lockout (mailgw.guessing): the reply to a wrong
+  guess is held (a tarpit), an address with wrong guesses gets few DATA at once, and SMTP
+  AUTH failures delay that client only;
 - DATA is answered once intake has committed; our own failures answer 451, never a traceback.
 """
 
@@ -29,15 +31,17 @@ from aiosmtpd.smtp import (
     syntax,
 )
 
-from mailgw.accounts import AuthCache
+from mailgw import metrics
+from mailgw.accounts import AuthCache, normalize_address
 from mailgw.config import SmtpSettings, split_hostport
 from mailgw.errors import EX_CONFIG, OperatorError, listen_error
 from mailgw.flood import FULL, Connections
+from mailgw.guessing import AUTH_DEFERRED, CLIENT_BUSY, ClientSlots, Guard
 from mailgw.intake import Envelope as IntakeEnvelope
 from mailgw.intake import Intake
+from mailgw.known_clients import Known, KnownClients
 from mailgw.relay import TrustedRelays, greeting_name, told_to_relay
 from mailgw.smtp_timers import StressTimers
-from mailgw.throttle import Throttle
 from mailgw.translit import to_ascii
 
 log = structlog.get_logger("mailgw.smtp")
@@ -45,7 +49,7 @@ log = structlog.get_logger("mailgw.smtp")
 MAX_RCPT = 100
 TEMPFAIL = "451 4.3.0 Internal error, please try again later"
 RELAY_DENIED = "550 5.7.1 Relaying denied: not a gateway address"
-THROTTLED = "450 4.7.1 Too many failed attempts, please try again later"
+AUTH_INVALID = "535 5.7.8 Authentication credentials invalid"
 TOO_MANY_CONNECTIONS = FULL
 DATA_TIMEOUT = "421 4.4.2 DATA took too long, closing the connection"
 NUL_REFUSED = "554 5.6.0 NUL characters are not allowed in mail"
@@ -57,12 +61,11 @@ TOO_MUCH_DATA = "552 Error: Too much mail data"
 
 
 class GatewayHandler:
-    def __init__(self, intake: Intake, *, on_accepted: Callable[[], None] | None = None,
-                 throttle: Throttle | None = None):
+    def __init__(self, intake: Intake, *, on_accepted: Callable[[], None] | None = None):
         self.intake = intake
         self.on_accepted = on_accepted
-        self.throttle = throttle or Throttle()
         self.relays = TrustedRelays.of(intake.settings.smtp.trusted_relays)
+        self.guard: Guard = intake.guard
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, mail_options: list[str]) -> str:
@@ -103,12 +106,6 @@ class GatewayHandler:
         client_ip = self.relays.client_ip(peer, raw) if relayed else peer
         if b"\x00" in raw:
             return told_to_relay(NUL_REFUSED, None, False, client_ip) if relayed else NUL_REFUSED
-        keys = [client_ip, (envelope.mail_from or "").lower() or None]
-        delay = self.throttle.delay(keys)
-        if delay is not None:
-            log.warning("throttled", peer=peer, client=client_ip, delay=delay)
-            await asyncio.sleep(delay)
-            return THROTTLED
         env = IntakeEnvelope(mail_from=envelope.mail_from or "",
                              rcpt_tos=tuple(envelope.rcpt_tos),
                              auth_login=_login(session), smtputf8=bool(envelope.smtp_utf8),
@@ -116,8 +113,8 @@ class GatewayHandler:
         box = [raw]
         del raw
         result = await asyncio.to_thread(_hand_over, self.intake, box, env)
-        if result.code == 82:
-            self.throttle.failed(keys)
+        if result.delay and isinstance(server, GatewaySMTP):
+            server.tarpit = result.delay  # held once the DATA slot is free (smtp_DATA)
         if (result.job_ids or result.proven) and self.on_accepted is not None:
             self.on_accepted()  # a job to dispatch, or an ack waiting in the outbox
         reply = result.reply
@@ -153,26 +150,39 @@ def _login(session: Session) -> str | None:
 
 
 class Authenticator:
-    """aiosmtpd's synchronous authenticator, answering from the in-memory AuthCache."""
+    """aiosmtpd's synchronous authenticator, answering from the in-memory AuthCache.
 
-    def __init__(self, cache: AuthCache, throttle: Throttle):
+    A login from an address that proved the account before (GatewaySMTP.smtp_AUTH reads
+    which, before this runs) is always checked; any other takes one of the account's
+    password checks for the minute, or gets 454 unchecked. A failure's 535 is held by the
+    client's own delay (its address and network), never by the account's."""
+
+    def __init__(self, cache: AuthCache, guard: Guard):
         self.cache = cache
-        self.throttle = throttle
+        self.guard = guard
 
     def __call__(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str,
                  auth_data: Any) -> AuthResult:
         if not isinstance(auth_data, LoginPassword):
             return AuthResult(success=False, handled=False)
         login = auth_data.login.decode("utf-8", "replace")
-        keys = [_ip(session), login.lower()]
-        if self.throttle.delay(keys) is not None:
-            log.warning("auth_throttled", peer=_ip(session))
-            return AuthResult(success=False, handled=False)
-        email = self.cache.check(login, auth_data.password.decode("utf-8", "replace"))
+        password = auth_data.password.decode("utf-8", "replace")
+        account = normalize_address(login) if self.cache.has(login) else None
+        ip = _ip(session)
+        known = server.known if isinstance(server, GatewaySMTP) else Known()
+        if account and not self.guard.may_check(account, account in known.logins,
+                                                self.cache.verified(login, password)):
+            metrics.guess_deferred("auth")
+            log.warning("auth_deferred", peer=ip, reason="password checks spent")
+            return AuthResult(success=False, handled=False, message=AUTH_DEFERRED)
+        email = self.cache.check(login, password)
         if email is None:
-            self.throttle.failed(keys)
-            log.info("auth_failed", peer=_ip(session), login=login[:200])
-            return AuthResult(success=False, handled=False)
+            self.guard.failed(account, ip)
+            log.info("auth_failed", peer=ip, login=login[:200])
+            if not isinstance(server, GatewaySMTP):
+                return AuthResult(success=False, handled=False)
+            server.tarpit, server.auth_refusal = self.guard.client_delay(ip), AUTH_INVALID
+            return AuthResult(success=False, handled=True)
         # Keep only the login: the password must not live on in the session.
         return AuthResult(success=True, auth_data=email)
 
@@ -215,11 +225,15 @@ class GatewaySMTP(StressTimers):
         return address, rest
 
     def __init__(self, handler: GatewayHandler, *, connections: Connections,
-                 data_timeout: float, **kwargs: Any):
+                 data_timeout: float, known: KnownClients | None = None, **kwargs: Any):
         super().__init__(handler, connections=connections, **kwargs)
         if self._decode_data:
             raise ValueError("GatewaySMTP hands intake bytes: decode_data must be off")
         self.data_timeout = data_timeout
+        self.known_clients = known
+        self.known = Known()  # what this client proved, read before an AUTH is checked
+        self.tarpit = 0.0  # hold the next reply this long (a wrong guess)
+        self.auth_refusal: str | None = None  # set by the authenticator, answered here
         self._counted = False
         self._data_timer: asyncio.TimerHandle | None = None
 
@@ -243,6 +257,22 @@ class GatewaySMTP(StressTimers):
             return
         super().connection_lost(error)
 
+    @syntax("AUTH <mechanism>")
+    async def smtp_AUTH(self, arg: str) -> None:
+        # aiosmtpd's AUTH, with what the client address proved read first (the
+        # authenticator is synchronous: no store there), and a failure's 535 held by the
+        # client's delay (the authenticator sets `tarpit`).
+        if self.known_clients is not None and self.session is not None:
+            self.known = await asyncio.to_thread(self.known_clients.of, _ip(self.session))
+        self.tarpit, self.auth_refusal = 0.0, None
+        await super().smtp_AUTH(arg)
+        delay, refusal = self.tarpit, self.auth_refusal
+        self.tarpit, self.auth_refusal = 0.0, None
+        if refusal is not None:
+            if delay:
+                await asyncio.sleep(delay)
+            await self.push(refusal)
+
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
         # aiosmtpd 1.4's smtp_DATA, but with the mail received into one buffer. aiosmtpd keeps
@@ -261,6 +291,20 @@ class GatewaySMTP(StressTimers):
         if arg:
             await self.push("501 Syntax: DATA")
             return
+        clients = self.connections.clients
+        if clients is None or self.session is None or (
+                isinstance(self.event_handler, GatewayHandler)
+                and _ip(self.session) in self.event_handler.relays):  # its clients count apart
+            await self._data()
+            return
+        async with clients.hold(_ip(self.session)) as free:
+            if not free:
+                await self.push(CLIENT_BUSY)
+                return
+            await self._data()
+
+    async def _data(self) -> None:
+        assert self.envelope is not None
         # A slot before the 354: a flood of large mails waits here instead of in memory.
         slots = self.connections.data_slots
         if slots.locked():  # wait_for costs a task: only when there is something to wait for
@@ -288,13 +332,17 @@ class GatewaySMTP(StressTimers):
             self._suspend()  # intake decides: no client timer meanwhile
             status = await self._call_handler_hook("DATA")
             self._set_post_data_state()
-            self._end_data()  # the reply is the client's to read: its timer runs again
-            await self.push("250 OK" if status is MISSING else status)
         finally:
             self.cancel_data_timer()
             self.connections.data_slots.release()
             if self.in_data():
-                self._end_data()
+                self._end_data()  # the reply is the client's to read: its timer runs again
+        # A wrong guess's reply is held here, its DATA slot free for others' mail (the
+        # client's own slot, if it has guessed wrong before, stays taken).
+        delay, self.tarpit = self.tarpit, 0.0
+        if delay:
+            await asyncio.sleep(delay)
+        await self.push("250 OK" if status is MISSING else status)
 
     async def _receive_data(self) -> bytes | None:
         """The mail, dot-unstuffed; None once a 500 or 552 has been answered."""
@@ -373,19 +421,21 @@ async def start_smtp(settings: SmtpSettings, handler: GatewayHandler,
     loop = asyncio.get_running_loop()
     host, port = split_hostport(settings.listen)
     context = tls_context(settings)
-    authenticator = Authenticator(auth_cache, handler.throttle) if auth_cache else None
+    authenticator = Authenticator(auth_cache, handler.guard) if auth_cache else None
     auth_without_tls = settings.allow_auth_without_tls
     connections = Connections(
         settings.max_connections, settings.max_concurrent_data,
         per_client=settings.max_connections_per_client, rate=settings.max_connection_rate,
         threshold=settings.stress_threshold,
         exceptions=[*settings.client_limit_exceptions, *settings.trusted_relays],
-        evict_after=settings.stress_timeout / 2)
+        evict_after=settings.stress_timeout / 2,
+        clients=ClientSlots(handler.guard, DATA_WAIT))
+    known = handler.intake.known
     hostname = greeting_name(settings.hostname, handler.intake.settings.gateway.domain)
 
     def factory() -> Any:
         return GatewaySMTP(
-            handler, connections=connections,
+            handler, connections=connections, known=known,
             data_timeout=settings.data_timeout, stress_timeout=settings.stress_timeout,
             data_size_limit=settings.max_message_size,
             hostname=hostname, timeout=settings.idle_timeout,

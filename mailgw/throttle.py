@@ -1,7 +1,8 @@
-"""A throttle on repeated wrong passwords, per sender address and per client IP.
+"""Failures counted per key (an account, a client address, a network) over a sliding window.
 
-Past `limit` failures in `window` seconds a key is tempfailed, with a delay that grows
-with each further failure (a tarpit), so guessing a gateway password is slow and visible.
+Past `limit` failures in `window` seconds a key earns a delay that doubles with each further
+failure, up to `max_delay` (a tarpit). It only counts and tells: what to hold back, and
+never whom to shut out, is mailgw.guessing's business.
 """
 
 from __future__ import annotations
@@ -46,14 +47,15 @@ class Throttle:
                     self._recent(k, now)
                     self._failures.setdefault(k, deque()).append(now)
 
-    def delay(self, keys: Iterable[str | None]) -> float | None:
-        """None when every key may try again; else how long to hold the tempfail."""
+    def count(self, keys: Iterable[str | None]) -> int:
+        """The most failures any of the keys has within the window."""
         now = self.clock()
-        worst = 0
         with self._lock:
-            for key in keys:
-                if key:
-                    worst = max(worst, len(self._recent(key, now)))
-        if worst < self.limit:
+            return max((len(self._recent(k, now)) for k in keys if k), default=0)
+
+    def delay(self, keys: Iterable[str | None]) -> float | None:
+        """None below `limit` failures for every key; else how long to hold the reply."""
+        worst = self.count(keys)
+        if worst < max(self.limit, 1):
             return None
-        return min(self.base_delay * 2 ** (worst - self.limit), self.max_delay)
+        return min(self.base_delay * 2 ** min(worst - self.limit, 40), self.max_delay)

@@ -49,7 +49,8 @@ class MailFacts:
     mail: InboundMail
     rcpts: tuple[str, ...]  # the envelope's recipients (`parse --to`, or the fax address)
     auth_login: str | None = None  # the SMTP AUTH account, already checked
-    proof: frozenset[str] = frozenset()  # proofs beyond the password: "auth", "dmarc", "known_client"
+    # proofs beyond the password: "auth", "dmarc", "known_client"
+    proof: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

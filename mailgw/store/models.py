@@ -292,3 +292,17 @@ class ProviderEvent(Base):
     rank: Mapped[int] = mapped_column(Integer)  # 100 and more: final
     payload: Mapped[str | None] = mapped_column(Text)  # JSON: the facts, never a credential
     received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class KnownClient(Base):
+    """A client address that delivered an account's right password (or passed its SMTP
+    AUTH): a proof for its later mail, while guessers are slowed (mailgw.known_clients).
+    Forgotten `[limits] known_client_ttl` after it was last seen."""
+
+    __tablename__ = "known_client"
+    __table_args__ = (UniqueConstraint("account_id", "address"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"))
+    address: Mapped[str] = mapped_column(String(45), index=True)  # as mailgw.guessing writes it
+    network: Mapped[str] = mapped_column(String(49), index=True)  # its /24 or /64
+    seen_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
