@@ -34,10 +34,12 @@ Reader = Callable[[], AbstractContextManager[Session]]
 
 
 class SandboxChecks:
-    """Documents and sounds, checked in the sandbox (as intake does)."""
+    """Documents and sounds, checked in the sandbox (as intake does). Documents are rendered
+    to fax pages at `quality` (the page count is the pages rendered)."""
 
-    def __init__(self, limits: Limits):
+    def __init__(self, limits: Limits, quality: str = "high"):
         self.limits = limits
+        self.quality = quality
         self.checked: dict[int, tuple[bytes, DocumentCheck]] = {}  # by id: the bytes kept
 
     def pdf(self, data: bytes) -> DocumentCheck:
@@ -45,6 +47,12 @@ class SandboxChecks:
         if id(data) not in self.checked:
             self.checked[id(data)] = (data, documents.check_pdf(data, self.limits))
         return self.checked[id(data)][1]
+
+    def picture(self, data: bytes) -> DocumentCheck:
+        return documents.check_picture(data, self.limits, self.quality)
+
+    def office(self, data: bytes, filename: str | None) -> DocumentCheck:
+        return documents.check_office(data, filename, self.limits)
 
     def merge(self, parts: list[bytes]) -> bytes | None:
         return documents.merge_pdfs(parts, self.limits)

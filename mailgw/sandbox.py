@@ -52,11 +52,13 @@ class Limits:
     memory: int = 512_000_000
     wall_seconds: float | None = None  # None: twice the CPU limit plus 5 s
     fork_per_document: bool = False  # each document in a fresh fork of the worker
+    max_pages: int = 200  # a document with more pages is counted, never rendered
 
     @classmethod
     def of(cls, limits: LimitsSettings) -> Limits:
         return cls(limits.sandbox_cpu_seconds, limits.sandbox_memory,
-                   fork_per_document=limits.sandbox_fork_per_document)
+                   fork_per_document=limits.sandbox_fork_per_document,
+                   max_pages=limits.max_pages)
 
     @property
     def wall(self) -> float:

@@ -40,7 +40,7 @@ import time
 import wave
 from collections.abc import Callable
 
-from mailgw import audio
+from mailgw import audio, render
 
 
 def pdf_info(data: bytes) -> dict[str, object]:
@@ -144,6 +144,7 @@ def _selftest_echo(data: bytes) -> dict[str, object]:
 
 TASKS: dict[str, Callable[[bytes], object]] = {
     "pdf": pdf_info, "wav": wav_info, "pdfmerge": pdf_merge, "audio": audio.audio_info,
+    "render": render.render_task,
     "_selftest_spin": _selftest_spin, "_selftest_alloc": _selftest_alloc,
     "_selftest_sleep": _selftest_sleep, "_selftest_garbage": _selftest_garbage,
     "_selftest_crash": _selftest_crash, "_selftest_echo": _selftest_echo,
@@ -185,8 +186,12 @@ def _warm_up() -> None:
     import logging
 
     import av  # noqa: F401 - FFmpeg's libraries, for the sound task
+    import img2pdf  # noqa: F401 - the rendering task's libraries
+    import pypdfium2  # noqa: F401
+    from PIL import Image, TiffImagePlugin  # noqa: F401
     from pypdf import PdfReader, PdfWriter  # noqa: F401
 
+    from mailgw import render_pdf  # noqa: F401
     from mailgw.samples import make_pdf, make_wav
 
     logging.disable(logging.CRITICAL)
@@ -196,6 +201,7 @@ def _warm_up() -> None:
         pdf_info(sample)
         pdf_merge(frame + frame)
         audio.audio_info(b'{"rate": 8000}\n' + make_wav(0.5))
+        render.render_task(b'{"kind": "pdf", "output": "pdf"}\n' + sample)
     except Exception:  # noqa: BLE001, S110 - only an optimisation; the forks import lazily
         pass
 
