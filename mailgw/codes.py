@@ -155,11 +155,11 @@ DETAILS: dict[str, dict[str, str]] = {
                      "en": "the PDF files could not be joined into one fax",
                      "ru": "PDF-файлы не удалось объединить в один факс"},
     # fax pages (mailgw.render): the caps against render-time bombs, and office files
-    "page_too_large": {"fr": "{name} : la page {page} mesure {w_cm} × {h_cm} cm, au plus "
+    "page_too_large": {"fr": "{name} : la page {page} mesure {w_cm} x {h_cm} cm, au plus "
                              "{limit_cm} cm de côté",
-                       "en": "{name}: page {page} is {w_in} × {h_in} in, at most {limit_in} in "
+                       "en": "{name}: page {page} is {w_in} x {h_in} in, at most {limit_in} in "
                              "on a side",
-                       "ru": "{name}: страница {page} размером {w_cm} × {h_cm} см, не более "
+                       "ru": "{name}: страница {page} размером {w_cm} x {h_cm} см, не более "
                              "{limit_cm} см по стороне"},
     "bitmap_too_large": {"fr": "{name}, page {page} : l'image occuperait {mb} Mo une fois "
                                "décodée, au plus {limit} Mo",

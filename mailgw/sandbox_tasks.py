@@ -133,6 +133,15 @@ def _selftest_crash(data: bytes) -> dict[str, object]:
     return {}
 
 
+def _selftest_pdfium(data: bytes) -> dict[str, object]:
+    """A PDF handed to PDFium without mailgw.render's checks (what the checks prevent)."""
+    import pypdfium2
+
+    pdf = pypdfium2.PdfDocument(data)
+    pdf[0].render(scale=0.1)
+    return {}
+
+
 def _selftest_echo(data: bytes) -> dict[str, object]:
     """Answers with facts about its own process (for the tests of the limits)."""
     import resource
@@ -148,6 +157,7 @@ TASKS: dict[str, Callable[[bytes], object]] = {
     "_selftest_spin": _selftest_spin, "_selftest_alloc": _selftest_alloc,
     "_selftest_sleep": _selftest_sleep, "_selftest_garbage": _selftest_garbage,
     "_selftest_crash": _selftest_crash, "_selftest_echo": _selftest_echo,
+    "_selftest_pdfium": _selftest_pdfium,
 }
 
 # -- the worker ----------------------------------------------------------------------------

@@ -4,6 +4,7 @@ page, a 10,000-page tree, a huge image), each small on disk."""
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 import zlib
@@ -58,6 +59,7 @@ def flate_of_spaces(head: bytes, size: int, chunk: int = 1 << 20) -> bytes:
     return b"\x78\xda" + first + block * (size // chunk) + tail + struct.pack(">I", adler)
 
 
+@functools.cache
 def flate_bomb_pdf(size: int = 1 << 30) -> bytes:
     """One page whose content stream decompresses to `size` bytes (default 1 GB)."""
     data = flate_of_spaces(b"0 0 0 rg 72 720 200 50 re f\n", size)
@@ -68,6 +70,7 @@ def huge_page_pdf(inches: float = 200) -> bytes:
     return one_page_pdf(b"0 0 0 rg 0 0 100 100 re f", inches * 72, inches * 72)
 
 
+@functools.cache
 def page_tree_pdf(pages: int = 10_000) -> bytes:
     from pypdf import PdfWriter
 
