@@ -44,15 +44,19 @@ class SandboxChecks:
 
     def pdf(self, data: bytes) -> DocumentCheck:
         """Checked once per mail, though `parse` lists a PDF and the decision reads it."""
-        if id(data) not in self.checked:
-            self.checked[id(data)] = (data, documents.check_pdf(data, self.limits))
-        return self.checked[id(data)][1]
+        return self._once(data, lambda: documents.check_pdf(data, self.limits))
 
     def picture(self, data: bytes) -> DocumentCheck:
-        return documents.check_picture(data, self.limits, self.quality)
+        return self._once(data, lambda: documents.check_picture(data, self.limits,
+                                                                 self.quality))
 
     def office(self, data: bytes, filename: str | None) -> DocumentCheck:
-        return documents.check_office(data, filename, self.limits)
+        return self._once(data, lambda: documents.check_office(data, filename, self.limits))
+
+    def _once(self, data: bytes, check: Callable[[], DocumentCheck]) -> DocumentCheck:
+        if id(data) not in self.checked:
+            self.checked[id(data)] = (data, check())
+        return self.checked[id(data)][1]
 
     def merge(self, parts: list[bytes]) -> bytes | None:
         return documents.merge_pdfs(parts, self.limits)

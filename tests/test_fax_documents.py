@@ -215,3 +215,18 @@ def _jobs(app) -> list[tuple[int, str, bytes]]:  # type: ignore[no-untyped-def]
         jobs = [(j.pages, j.document_type, j.document)
                 for j in s.scalars(select(Job).order_by(Job.id))]
         return jobs if len(jobs) >= 2 else []
+
+
+def test_parse_lists_pictures_with_their_rendered_pages() -> None:
+    from datetime import UTC, datetime
+
+    from mailgw.config import Settings
+    from mailgw.parse_report import examine
+
+    msg = mail("FGB45L:0170709901", attach=(("scan.tif", samples.fax_tiff(2), "image/tiff"),
+                                            ("a.pdf", make_pdf([["x"]]), "application/pdf")))
+    seen = examine(msg.as_bytes(), Settings(), now=datetime(2026, 6, 1, tzinfo=UTC),
+                   to="fax@localhost")
+    assert [(d["filename"], d["pages"]) for d in seen.documents] == [("scan.tif", 2),
+                                                                     ("a.pdf", 1)]
+    assert seen.code == Code.SENDING and seen.found.pages == 3
