@@ -38,7 +38,7 @@ QUALITIES = {"normal": 98, "high": 196, "best": 392}  # lines per inch, OVH's na
 PAPERS = {"a4": 297 / 25.4, "letter": 11.0}  # length in inches
 FAX_INCHES = FAX_WIDTH / XDPI  # 8.47 in, the scan line
 MAX_PAGE_INCHES = 50.0  # a side longer than this is refused (A0 is 33.1 × 46.8 in)
-MAX_BITMAP_BYTES = 160 << 20  # one decoded bitmap: a 600 dpi A4 colour scan is 100 MB
+MAX_BITMAP_BYTES = 128 << 20  # one decoded bitmap: a 600 dpi A4 colour scan is 100 MB
 MAX_CONTENT_BYTES = 64 << 20  # a page's decoded drawing instructions
 DITHER_MIDTONES = 0.15  # share of mid-grey pixels above which a page is dithered
 FAX_READY_YDPI = (98, 196, 391, 392)
@@ -159,26 +159,34 @@ _EXIF_TURNS = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "
 
 
 def picture_page(frame: object, quality: str) -> bytes:
-    """One picture frame → one fax page: alpha flattened on white, greyscale first (the
-    cheap way round), then turned upright per its EXIF orientation, scaled to the fax page
-    (turned a quarter left when it is landscape) and made bilevel."""
+    """One picture frame → one fax page: first reduced by a whole factor towards the page's
+    size (so that flattening and greyscale work on a few MB, not the whole photo), alpha
+    flattened on white, greyscale, turned upright per its EXIF orientation, scaled to the
+    fax page (turned a quarter left when it is landscape) and made bilevel."""
     from PIL import Image
 
     assert isinstance(frame, Image.Image)
     orientation = frame.getexif().get(0x0112, 1)
+    swap = orientation in _EXIF_TURNS and orientation >= 5
     dpi = frame.info.get("dpi") or (72, 72)
+    xd, yd = (float(dpi[0]) or 72.0), (float(dpi[1]) or 72.0)
+    w, h = (frame.height / yd, frame.width / xd) if swap else (frame.width / xd,
+                                                               frame.height / yd)
+    g = geometry(w, h, quality)
+    size = (g.height, g.width) if g.turn else (g.width, g.height)  # before the quarter turn
+    stored = (size[1], size[0]) if swap else size
+    factor = min(frame.width // stored[0], frame.height // stored[1])
+    if factor >= 2:
+        frame = frame.reduce(factor)
     if frame.mode in ("RGBA", "LA", "PA") or (frame.mode == "P" and "transparency" in
                                               frame.info):
-        rgba = frame.convert("RGBA")
-        frame = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-    gray = frame.convert("L")
+        la = frame.convert("LA")
+        gray = Image.new("L", la.size, 255)
+        gray.paste(la.getchannel("L"), (0, 0), la.getchannel("A"))
+    else:
+        gray = frame.convert("L")
     if orientation in _EXIF_TURNS:
         gray = gray.transpose(Image.Transpose[_EXIF_TURNS[orientation]])
-        if orientation >= 5:
-            dpi = (dpi[1], dpi[0])
-    xd, yd = (float(dpi[0]) or 72.0), (float(dpi[1]) or 72.0)
-    g = geometry(gray.width / xd, gray.height / yd, quality)
-    size = (g.height, g.width) if g.turn else (g.width, g.height)
     grows = size[0] > gray.width or size[1] > gray.height
     gray = gray.resize(size, Image.Resampling.BICUBIC if grows else Image.Resampling.BOX)
     if g.turn:

@@ -404,7 +404,10 @@ _env: dict[str, str] | None = None
 def _child_env() -> dict[str, str]:
     global _env
     if _env is None:
-        _env = {"PYTHONPATH": _package_root(), "PATH": os.environ.get("PATH", "")}
+        # One malloc arena: RLIMIT_AS counts reserved address space, and glibc reserves
+        # 64 MB for each thread's arena (the worker has a watchdog thread).
+        _env = {"PYTHONPATH": _package_root(), "PATH": os.environ.get("PATH", ""),
+                "MALLOC_ARENA_MAX": "1"}
     return _env
 
 

@@ -112,6 +112,24 @@ def test_bombs_are_refused_with_their_reason(name: str) -> None:
     assert_workers_sound()
 
 
+def test_the_largest_picture_under_the_bitmap_cap_renders_within_the_memory_limit() -> None:
+    """The cap is there to give a reason, not to let through what then dies on the
+    sandbox's memory limit: an RGBA PNG of exactly 128 MB decoded renders; a larger one
+    is refused with the cap's sentence."""
+    from PIL import Image
+
+    from mailgw.render import MAX_BITMAP_BYTES
+
+    side = int((MAX_BITMAP_BYTES // 4) ** 0.5)
+    largest = samples.picture(Image.new("RGBA", (side, side), (10, 200, 30, 128)), "PNG",
+                              compress_level=1)
+    got = check(largest, "picture", LIMITS)
+    assert got.usable and got.pages == 1, got
+    over = samples.picture(Image.new("RGBA", (side + 8, side + 8)), "PNG", compress_level=1)
+    assert check(over, "picture", LIMITS).reason == "bitmap_too_large"
+    assert_workers_sound()
+
+
 @pytest.mark.parametrize("limits", [LIMITS, FORKED], ids=["in-worker", "forked"])
 def test_the_flate_bomb_in_both_sandbox_modes(limits: Limits) -> None:
     got = check(samples.flate_bomb_pdf(), "pdf", limits)
