@@ -2,8 +2,9 @@
 
 `python -m mailgw.sandbox_tasks TASK` runs one task on stdin and answers one JSON object on
 stdout (the original one-shot mode, kept for debugging). `python -m mailgw.sandbox_tasks
---worker FD` is what `mailgw.sandbox` keeps warm: a long-lived process with pypdf and PyAV
-(mailgw.audio) already imported. Each request says how to run its document:
+--worker FD` is what `mailgw.sandbox` keeps warm: a long-lived process with pypdf, PyAV
+(mailgw.audio), PDFium, Pillow and img2pdf (mailgw.render) already imported. Each request
+says how to run its document:
 
 - in the worker itself (the default): RLIMIT_AS and a CPU soft limit (the CPU used so far
   plus the document's allowance) are set before the task, a wall-clock timer after which

@@ -219,3 +219,12 @@ def test_not_a_picture_and_other_formats_are_refused() -> None:
     assert not broken.usable and broken.reason == "broken"
     gif = samples.picture(Image.new("L", (10, 10)), "GIF")
     assert documents.check_picture(gif, LIMITS).reason == "broken"
+
+
+def test_pages_over_the_limit_are_counted_not_drawn() -> None:
+    small = Limits(max_pages=2)
+    for data, kind in ((samples.fax_tiff(3), "picture"), (make_pdf([["a"], ["b"], ["c"]]),
+                                                          "pdf")):
+        answer = documents.render(data, kind, small, output="pdf")
+        assert answer["usable"] is True and answer["pages"] == 3
+        assert answer["rendered"] is False and "document" not in answer
