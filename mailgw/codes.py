@@ -155,6 +155,35 @@ DETAILS: dict[str, dict[str, str]] = {
     "merge_failed": {"fr": "les PDF n'ont pas pu être réunis en un seul fax",
                      "en": "the PDF files could not be joined into one fax",
                      "ru": "PDF-файлы не удалось объединить в один факс"},
+    # fax pages (mailgw.render): the caps against render-time bombs, and office files
+    "page_too_large": {"fr": "{name} : la page {page} mesure {w_cm} x {h_cm} cm, au plus "
+                             "{limit_cm} cm de côté",
+                       "en": "{name}: page {page} is {w_in} x {h_in} in, at most {limit_in} in "
+                             "on a side",
+                       "ru": "{name}: страница {page} размером {w_cm} x {h_cm} см, не более "
+                             "{limit_cm} см по стороне"},
+    "bitmap_too_large": {"fr": "{name}, page {page} : l'image occuperait {mb} Mo une fois "
+                               "décodée, au plus {limit} Mo",
+                         "en": "{name}, page {page}: the image would take {mb} MB once decoded, "
+                               "at most {limit} MB",
+                         "ru": "{name}, страница {page}: изображение заняло бы {mb} МБ после "
+                               "распаковки, не более {limit} МБ"},
+    "content_too_large": {"fr": "{name}, page {page} : les instructions de dessin dépassent "
+                                "{limit} Mo une fois décompressées",
+                          "en": "{name}, page {page}: its drawing instructions expand to more "
+                                "than {limit} MB",
+                          "ru": "{name}, страница {page}: команды рисования после распаковки "
+                                "больше {limit} МБ"},
+    "office_unavailable": {"fr": "{name} : les fichiers Word, Excel, OpenDocument et RTF ne "
+                                 "sont pas acceptés ici ; envoyez un PDF, TIFF, JPEG ou PNG",
+                           "en": "{name}: Word, Excel, OpenDocument and RTF files are not "
+                                 "accepted here; send a PDF, TIFF, JPEG or PNG",
+                           "ru": "{name}: файлы Word, Excel, OpenDocument и RTF здесь не "
+                                 "принимаются; отправьте PDF, TIFF, JPEG или PNG"},
+    "office_failed": {"fr": "{name} n'a pas pu être converti en PDF ; envoyez-le en PDF",
+                      "en": "{name} could not be converted to PDF; send it as a PDF",
+                      "ru": "{name} не удалось преобразовать в PDF; отправьте его в формате "
+                            "PDF"},
     "sound_format": {"fr": "{name} : format de son non accepté ; envoyez un fichier WAV, MP3, "
                            "M4A, OGG ou AMR",
                      "en": "{name}: sound format not accepted; send a WAV, MP3, M4A, OGG or AMR "

@@ -20,6 +20,7 @@ from datetime import datetime
 
 from mailgw import voice
 from mailgw.codes import DETAILS, Code, Detail, is_accepted
+from mailgw.fax_input import LIMIT_REASONS, fax_documents, fax_kind
 from mailgw.inbound import Attachment, InboundMail
 from mailgw.proof import missing as missing_proof
 from mailgw.recipients import ListEntry, normalize_number, parse_list
@@ -258,31 +259,44 @@ def _note_ignored(f: Found, mail: InboundMail) -> None:
 
 def _fax(f: Found, mail: InboundMail, lookups: Lookups, policy: Policy, code: Code
          ) -> Verdict:
-    docs = mail.documents()
+    """The documents rendered to fax pages (mailgw.fax_input says which); one PDF to send.
+    An office file LibreOffice cannot convert here is left out when other documents come
+    with it (the ack names it), refused (93) when it is the only one."""
+    docs = fax_documents(mail)
     if not docs:
-        return _refuse(f, Code.NO_DOCUMENT, "no PDF attached")
+        return _refuse(f, Code.NO_DOCUMENT, "no PDF attached (nor TIFF, JPEG, PNG or office "
+                       "file)")
+    others = any(fax_kind(d) != "office" for d in docs)
     parts: list[bytes] = []
     pages = 0
     for doc in docs:
-        name = doc.filename or "PDF"
-        check = lookups.pdf(doc.data)
+        kind = fax_kind(doc)
+        name = doc.filename or ("PDF" if kind == "pdf" else "document")
+        check = lookups.pdf(doc.data) if kind == "pdf" else lookups.picture(doc.data) \
+            if kind == "picture" else lookups.office(doc.data, doc.filename)
+        if check.reason == "office_unavailable" and others:
+            f.steps.append(f"{name}: {check.error}; faxed without it")
+            continue
         if not check.usable:
-            return _refuse(f, Code.BAD_DOCUMENT, f"{name}: {check.error or 'not usable'}",
-                           Detail.of(check.reason or "broken", name=name))
+            over = check.reason in LIMIT_REASONS
+            return _refuse(f, Code.OVER_LIMIT if over else Code.BAD_DOCUMENT,
+                           f"{name}: {check.error or 'not usable'}",
+                           Detail.of(check.reason or "broken", name=name, **dict(check.params)))
         pages += check.pages or 0
-        parts.append(doc.data)
+        if pages > policy.max_pages:
+            return _refuse(f, Code.OVER_LIMIT, f"{pages} pages, more than {policy.max_pages}",
+                           Detail.of("too_many_pages", pages=pages, limit=policy.max_pages))
+        parts.append(check.document or doc.data)
         f.used_parts.add(doc.part)
         f.used_nested = f.used_nested or doc.nested
         f.used.append(f"{name} ({check.pages} p.)")
-    if pages > policy.max_pages:
-        return _refuse(f, Code.OVER_LIMIT, f"{pages} pages, more than {policy.max_pages}",
-                       Detail.of("too_many_pages", pages=pages, limit=policy.max_pages))
     merged = lookups.merge(parts)
     if merged is None:
         return _refuse(f, Code.BAD_DOCUMENT, "the PDFs could not be joined",
                        Detail.of("merge_failed"))
     f.pages = pages
-    document = Document(merged, docs[0].filename if len(docs) == 1 else f"{len(docs)} documents",
+    names = [d.filename for d in docs if d.part in f.used_parts]
+    document = Document(merged, names[0] if len(names) == 1 else f"{len(names)} documents",
                         "application/pdf", pages=pages)
     return _accept(f, Plan("send", code, document))
 

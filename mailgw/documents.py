@@ -1,6 +1,9 @@
-"""Document checks: is this PDF usable, how many pages; is this sound usable, how long.
+"""Document checks: can this document become fax pages, how many; is this sound usable.
 
-The parsing itself runs in the sandbox (a child process with limits).
+The parsing and the rendering run in the sandbox (a child process with limits): a PDF or
+picture is rendered to fax pages there (mailgw.render), so the page count is the number of
+pages rendered. An office file is first converted by LibreOffice (mailgw.office), when it
+is installed, then rendered like any PDF.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import json
 import struct
 from dataclasses import dataclass, field, replace
 
+from mailgw import office
 from mailgw.sandbox import Limits, SandboxFailure, run
 
 
@@ -20,6 +24,9 @@ class DocumentCheck:
     duration: float | None = None
     error: str | None = None  # for logs and `mailgw parse`, in English
     reason: str | None = None  # a key of mailgw.codes.DETAILS, for the user
+    params: tuple[tuple[str, object], ...] = ()  # for the reason's sentence (page, limit)
+    document: bytes | None = field(default=None, repr=False)  # the PDF to send, when it
+    # is not the attachment itself (a picture's pages, an office file converted)
 
 
 def _reason(error: str) -> str:
@@ -34,18 +41,55 @@ def _reason(error: str) -> str:
 
 
 def check_pdf(data: bytes, limits: Limits) -> DocumentCheck:
+    """Rendered to fax pages in the sandbox: a render check, the PDF itself is sent (so the
+    quality does not matter here)."""
     if b"%PDF-" not in data[:1024]:
         return DocumentCheck(False, error="not a PDF", reason="not_pdf")
+    return _checked(render(data, "pdf", limits))
+
+
+def check_picture(data: bytes, limits: Limits, quality: str = "high") -> DocumentCheck:
+    """A JPEG, PNG or TIFF rendered to fax pages; `document` is their PDF (lossless)."""
+    return _checked(render(data, "picture", limits, quality, output="pdf"))
+
+
+def check_office(data: bytes, filename: str | None, limits: Limits) -> DocumentCheck:
+    """Converted to PDF by LibreOffice when it is installed (refused with the accepted
+    types when it is not), then rendered like any PDF; `document` is that PDF."""
+    if office.soffice() is None:
+        return DocumentCheck(False, error="LibreOffice (soffice) is not installed",
+                             reason="office_unavailable")
     try:
-        answer = run("pdf", data, limits)
+        pdf = office.to_pdf(data, filename, timeout=limits.wall)
+    except office.OfficeError as exc:
+        return DocumentCheck(False, error=str(exc), reason="office_failed")
+    return replace(check_pdf(pdf, limits), document=pdf)
+
+
+def render(data: bytes, kind: str, limits: Limits, quality: str = "high",
+           output: str = "auto") -> dict[str, object]:
+    """The sandbox's answer for one document (mailgw.render.render_task); a sandbox that
+    stopped the work answers {"usable": False, "reason": "unreadable"}."""
+    params = {"kind": kind, "quality": quality, "max_pages": limits.max_pages,
+              "output": output}
+    try:
+        return run("render", json.dumps(params).encode() + b"\n" + data, limits)
     except SandboxFailure as exc:
-        return DocumentCheck(False, error=f"the PDF could not be read: {exc}",
-                             reason="unreadable")
+        return {"usable": False, "pages": None, "reason": "unreadable",
+                "error": f"the document could not be rendered: {exc}"}
+
+
+def _checked(answer: dict[str, object]) -> DocumentCheck:
     pages = answer.get("pages")
     usable = bool(answer.get("usable"))
     error = str(answer["error"]) if answer.get("error") else None
-    return DocumentCheck(usable, pages if isinstance(pages, int) else None, error=error,
-                         reason=None if usable else _reason(error or "broken"))
+    params = answer.get("params")
+    document = answer.get("document")
+    return DocumentCheck(
+        usable, pages if isinstance(pages, int) else None, error=error,
+        reason=None if usable else str(answer.get("reason") or _reason(error or "broken")),
+        params=tuple(params.items()) if isinstance(params, dict) else (),
+        document=base64.b64decode(document) if isinstance(document, str) else None)
 
 
 @dataclass(frozen=True)

@@ -37,16 +37,28 @@ Gate = Callable[[bool, Callable[[], bool]], bool]
 
 
 class SandboxChecks:
-    """Documents and sounds, checked in the sandbox (as intake does)."""
+    """Documents and sounds, checked in the sandbox (as intake does). Documents are rendered
+    to fax pages at `quality` (the page count is the pages rendered)."""
 
-    def __init__(self, limits: Limits):
+    def __init__(self, limits: Limits, quality: str = "high"):
         self.limits = limits
+        self.quality = quality
         self.checked: dict[int, tuple[bytes, DocumentCheck]] = {}  # by id: the bytes kept
 
     def pdf(self, data: bytes) -> DocumentCheck:
         """Checked once per mail, though `parse` lists a PDF and the decision reads it."""
+        return self._once(data, lambda: documents.check_pdf(data, self.limits))
+
+    def picture(self, data: bytes) -> DocumentCheck:
+        return self._once(data, lambda: documents.check_picture(data, self.limits,
+                                                                 self.quality))
+
+    def office(self, data: bytes, filename: str | None) -> DocumentCheck:
+        return self._once(data, lambda: documents.check_office(data, filename, self.limits))
+
+    def _once(self, data: bytes, check: Callable[[], DocumentCheck]) -> DocumentCheck:
         if id(data) not in self.checked:
-            self.checked[id(data)] = (data, documents.check_pdf(data, self.limits))
+            self.checked[id(data)] = (data, check())
         return self.checked[id(data)][1]
 
     def merge(self, parts: list[bytes]) -> bytes | None:

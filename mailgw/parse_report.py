@@ -27,6 +27,7 @@ from mailgw.facts import (
     as_scheduled,
     scheduled_jobs,
 )
+from mailgw.fax_input import fax_documents, fax_kind
 from mailgw.inbound import InboundMail, parse_mail
 from mailgw.sandbox import Limits
 from mailgw.subject_parser import Command, masked_subject, parse_subject
@@ -117,13 +118,16 @@ def examine(raw: bytes, settings: Settings, *, now: datetime, to: str | None = N
 
 
 def _documents(mail: InboundMail, lookups: Lookups) -> list[dict[str, Any]]:
-    """Each PDF attachment checked (and a forwarded mail's PDFs intake would use)."""
+    """Each document intake would fax (PDF, TIFF, JPEG, PNG, office file), checked and
+    rendered, and the mail's other PDFs (a forwarded mail's when intake would use them)."""
     listed = []
-    used = {id(d) for d in mail.documents()}
+    used = {id(d) for d in fax_documents(mail)}
     for att in [*mail.attachments, *mail.nested_attachments]:
-        if att.kind != "pdf" or (att.nested and id(att) not in used):
+        kind = fax_kind(att)
+        if kind is None or (id(att) not in used and (kind != "pdf" or att.nested)):
             continue
-        check = lookups.pdf(att.data)
+        check = lookups.pdf(att.data) if kind == "pdf" else lookups.picture(att.data) \
+            if kind == "picture" else lookups.office(att.data, att.filename)
         entry = {"filename": att.filename, "pages": check.pages, "usable": check.usable,
                  "error": check.error}
         if att.nested:

@@ -52,11 +52,13 @@ class Limits:
     memory: int = 512_000_000
     wall_seconds: float | None = None  # None: twice the CPU limit plus 5 s
     fork_per_document: bool = False  # each document in a fresh fork of the worker
+    max_pages: int = 200  # a document with more pages is counted, never rendered
 
     @classmethod
     def of(cls, limits: LimitsSettings) -> Limits:
         return cls(limits.sandbox_cpu_seconds, limits.sandbox_memory,
-                   fork_per_document=limits.sandbox_fork_per_document)
+                   fork_per_document=limits.sandbox_fork_per_document,
+                   max_pages=limits.max_pages)
 
     @property
     def wall(self) -> float:
@@ -402,7 +404,10 @@ _env: dict[str, str] | None = None
 def _child_env() -> dict[str, str]:
     global _env
     if _env is None:
-        _env = {"PYTHONPATH": _package_root(), "PATH": os.environ.get("PATH", "")}
+        # One malloc arena: RLIMIT_AS counts reserved address space, and glibc reserves
+        # 64 MB for each thread's arena (the worker has a watchdog thread).
+        _env = {"PYTHONPATH": _package_root(), "PATH": os.environ.get("PATH", ""),
+                "MALLOC_ARENA_MAX": "1"}
     return _env
 
 

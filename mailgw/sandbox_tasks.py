@@ -2,8 +2,9 @@
 
 `python -m mailgw.sandbox_tasks TASK` runs one task on stdin and answers one JSON object on
 stdout (the original one-shot mode, kept for debugging). `python -m mailgw.sandbox_tasks
---worker FD` is what `mailgw.sandbox` keeps warm: a long-lived process with pypdf and PyAV
-(mailgw.audio) already imported. Each request says how to run its document:
+--worker FD` is what `mailgw.sandbox` keeps warm: a long-lived process with pypdf, PyAV
+(mailgw.audio), PDFium, Pillow and img2pdf (mailgw.render) already imported. Each request
+says how to run its document:
 
 - in the worker itself (the default): RLIMIT_AS and a CPU soft limit (the CPU used so far
   plus the document's allowance) are set before the task, a wall-clock timer after which
@@ -40,7 +41,7 @@ import time
 import wave
 from collections.abc import Callable
 
-from mailgw import audio
+from mailgw import audio, render
 
 
 def pdf_info(data: bytes) -> dict[str, object]:
@@ -133,6 +134,15 @@ def _selftest_crash(data: bytes) -> dict[str, object]:
     return {}
 
 
+def _selftest_pdfium(data: bytes) -> dict[str, object]:
+    """A PDF handed to PDFium without mailgw.render's checks (what the checks prevent)."""
+    import pypdfium2
+
+    pdf = pypdfium2.PdfDocument(data)
+    pdf[0].render(scale=0.1)
+    return {}
+
+
 def _selftest_echo(data: bytes) -> dict[str, object]:
     """Answers with facts about its own process (for the tests of the limits)."""
     import resource
@@ -144,9 +154,11 @@ def _selftest_echo(data: bytes) -> dict[str, object]:
 
 TASKS: dict[str, Callable[[bytes], object]] = {
     "pdf": pdf_info, "wav": wav_info, "pdfmerge": pdf_merge, "audio": audio.audio_info,
+    "render": render.render_task,
     "_selftest_spin": _selftest_spin, "_selftest_alloc": _selftest_alloc,
     "_selftest_sleep": _selftest_sleep, "_selftest_garbage": _selftest_garbage,
     "_selftest_crash": _selftest_crash, "_selftest_echo": _selftest_echo,
+    "_selftest_pdfium": _selftest_pdfium,
 }
 
 # -- the worker ----------------------------------------------------------------------------
@@ -185,8 +197,12 @@ def _warm_up() -> None:
     import logging
 
     import av  # noqa: F401 - FFmpeg's libraries, for the sound task
+    import img2pdf  # noqa: F401 - the rendering task's libraries
+    import pypdfium2  # noqa: F401
+    from PIL import Image, TiffImagePlugin  # noqa: F401
     from pypdf import PdfReader, PdfWriter  # noqa: F401
 
+    from mailgw import render_pdf  # noqa: F401
     from mailgw.samples import make_pdf, make_wav
 
     logging.disable(logging.CRITICAL)
@@ -196,6 +212,7 @@ def _warm_up() -> None:
         pdf_info(sample)
         pdf_merge(frame + frame)
         audio.audio_info(b'{"rate": 8000}\n' + make_wav(0.5))
+        render.render_task(b'{"kind": "pdf", "output": "pdf"}\n' + sample)
     except Exception:  # noqa: BLE001, S110 - only an optimisation; the forks import lazily
         pass
 

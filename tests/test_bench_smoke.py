@@ -33,3 +33,9 @@ def test_notify_bench_smoke() -> None:
     done = run_bench("bench/notify.py", "--smoke")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "| mailgw |" in done.stdout
+
+
+def test_render_bench_smoke() -> None:
+    done = run_bench("bench/render.py", "--smoke")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "| text PDF |" in done.stdout and "| photo JPEG (12 MP) |" in done.stdout

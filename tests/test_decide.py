@@ -73,6 +73,15 @@ class Plain:
         self.asked.append("pdf")
         return self.pdfs.get(data, DocumentCheck(True, pages=1))
 
+    def picture(self, data: bytes) -> DocumentCheck:
+        self.asked.append("picture")
+        return self.pdfs.get(data, DocumentCheck(True, pages=1, document=b"%PDF-picture"))
+
+    def office(self, data: bytes, filename: str | None) -> DocumentCheck:
+        self.asked.append("office")
+        return self.pdfs.get(data, DocumentCheck(False, error="no LibreOffice",
+                                                 reason="office_unavailable"))
+
     def merge(self, parts: list[bytes]) -> bytes | None:
         self.asked.append("merge")
         return parts[0] if len(parts) == 1 else self.merged
