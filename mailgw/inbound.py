@@ -23,6 +23,8 @@ from email.policy import EmailPolicy
 from email.utils import getaddresses
 from typing import Any, TypeVar
 
+from mailgw import tnef_guard
+
 __all__ = ["Attachment", "InboundMail", "parse_mail"]
 
 TEXT_BODY_MAX_CHARS = 64 * 1024
@@ -184,7 +186,7 @@ def _charset_candidates(charset: str | None) -> tuple[str, ...]:
         return _CHARSET_ALIASES[name]
     try:
         codec = codecs.lookup(name).name
-    except LookupError:
+    except (LookupError, ValueError):  # unknown, or a NUL in the label (fuzz finding)
         return _FALLBACK_CODECS
     if codec in ("latin-1", "iso8859-1", "ascii"):
         return _CHARSET_ALIASES["us-ascii"] if codec == "ascii" else ("cp1252", "latin-1")
@@ -691,6 +693,8 @@ def _tnef_attachments(att: Attachment) -> list[Attachment]:
     """Outlook's winmail.dat: the files it wraps, as if forwarded (nested). A winmail.dat that
     is not TNEF (mail 79 holds a PNG) decodes to nothing, never to an exception."""
     if len(att.data) > MAX_TNEF_BYTES or att.data[:4] != b"\x78\x9f\x3e\x22":
+        return []
+    if not tnef_guard.plausible(att.data):  # counts that would make tnefparse spin for hours
         return []
     try:
         from tnefparse import TNEF

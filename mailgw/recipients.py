@@ -191,7 +191,10 @@ def _parse_csv(text: str, region: str) -> RecipientList:
 
     first = text.split("\n", 1)[0]
     delimiter = ";" if first.count(";") >= first.count(",") else ","
-    rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
+    try:
+        rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
+    except csv.Error:  # a lone CR in a line, a field over 128 KB (fuzz finding)
+        return RecipientList((), (), error="the list is not a readable CSV")
     rows = [r for r in rows if any(cell.strip() for cell in r)]
     if not rows:
         return RecipientList((), (), error="the list is empty")
