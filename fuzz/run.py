@@ -94,10 +94,11 @@ def summary(log: Path) -> dict[str, str]:
     return out
 
 
-def run_all(names: list[str], seconds: int, keep_going: bool, extra: list[str]) -> int:
+def run_all(names: list[str], seconds: int, keep_going: bool, extra: list[str],
+            logs: Path) -> int:
     """Each target in its own process (libFuzzer exits when done); a summary per target."""
-    logs = HERE / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+    started = time.time()
     failed = []
     for name in names:
         log = logs / f"{name}.log"
@@ -116,7 +117,8 @@ def run_all(names: list[str], seconds: int, keep_going: bool, extra: list[str]) 
                 execs += int(summary(log).get("execs", 0) or 0)
                 if code == 0 or not keep_going:
                     break
-        found = sorted(p.name for p in (HERE / "artifacts" / name).glob("*-*"))
+        found = sorted(p.name for p in (HERE / "artifacts" / name).glob("*-*")
+                       if p.stat().st_mtime >= started)
         stats = summary(log)
         print(f"{name}: exit {code}, runs {runs}, execs {execs if runs > 1 else stats.get('execs')}"
               f", cov {stats.get('cov')}, ft {stats.get('ft')}, corpus {stats.get('corpus')}"
@@ -141,12 +143,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seconds", type=int, default=60, help="per target (default 60)")
     parser.add_argument("--keep-going", action="store_true",
                         help="with --all: restart a target after a finding (up to 5 times)")
+    parser.add_argument("--logs", type=Path, default=HERE / "logs", help="with --all")
     parser.add_argument("--minimize", type=Path, metavar="FINDING",
                         help="shrink a finding of TARGET (written next to it as .min)")
     args = parser.parse_args(argv)
     if args.all:
         names = [n for n in TARGETS if not args.only or n in args.only.split(",")]
-        return run_all(names, args.seconds, args.keep_going, extra)
+        return run_all(names, args.seconds, args.keep_going, extra, args.logs)
     if not args.target:
         parser.error("name a target or use --all")
     if args.minimize:
