@@ -820,6 +820,8 @@ def _text_body(part: Message | None) -> str:
     data = _leaf_bytes(part)[: TEXT_BODY_MAX_CHARS * 4]
     charset = _safe(lambda: part.get_content_charset(), None)
     text = decode_bytes(data, charset or "us-ascii")
+    if not text.isascii():  # UTF-7 decodes to lone surrogates the store refuses (fuzz finding)
+        text = _clean_text(text)
     return text.replace("\r\n", "\n").replace("\r", "\n")[:TEXT_BODY_MAX_CHARS]
 
 
