@@ -465,7 +465,7 @@ def _message_id(msg: Message) -> str | None:
 def _content_type(part: Message) -> str:
     ctype = _safe(part.get_content_type, None)
     if ctype:
-        return ctype
+        return _clean_text(ctype)  # 8-bit bytes in a long header stay surrogates (fuzz finding)
     raw = _raw_header(part, "content-type") or ""
     m = re.match(r"\s*([!-~]+/[!-~]+?)\s*(?:;|$)", _unfold(raw))
     return m.group(1).lower() if m else "text/plain"
