@@ -107,11 +107,11 @@ def run_all(names: list[str], seconds: int, keep_going: bool, extra: list[str],
         with log.open("w") as sink:
             while True:
                 left = int(deadline - time.monotonic())
-                if left < 5 or runs > 5:
+                if runs and (left < 5 or runs > 5):
                     break
                 runs += 1
                 code = subprocess.run([sys.executable, "-m", "fuzz.run", name, "--seconds",
-                                       str(left), "--", *extra], cwd=ROOT, stdout=sink,
+                                       str(max(left, 1)), "--", *extra], cwd=ROOT, stdout=sink,
                                       stderr=subprocess.STDOUT).returncode
                 sink.flush()
                 execs += int(summary(log).get("execs", 0) or 0)
