@@ -38,3 +38,12 @@ lint: install-test
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+
+# Coverage-guided fuzzing (docs/fuzzing.md): each target for FUZZ_SECONDS.
+FUZZ_SECONDS ?= 60
+.PHONY: fuzz
+fuzz: install
+	$(BIN)/pip install --quiet -e ".[test,fuzz]"
+	$(BIN)/ruff check fuzz
+	$(BIN)/mypy fuzz
+	$(BIN)/python -m fuzz.run --all --seconds $(FUZZ_SECONDS)

@@ -23,6 +23,8 @@ from email.policy import EmailPolicy
 from email.utils import getaddresses
 from typing import Any, TypeVar
 
+from mailgw import tnef_guard
+
 __all__ = ["Attachment", "InboundMail", "parse_mail"]
 
 TEXT_BODY_MAX_CHARS = 64 * 1024
@@ -184,7 +186,7 @@ def _charset_candidates(charset: str | None) -> tuple[str, ...]:
         return _CHARSET_ALIASES[name]
     try:
         codec = codecs.lookup(name).name
-    except LookupError:
+    except (LookupError, ValueError):  # unknown, or a NUL in the label (fuzz finding)
         return _FALLBACK_CODECS
     if codec in ("latin-1", "iso8859-1", "ascii"):
         return _CHARSET_ALIASES["us-ascii"] if codec == "ascii" else ("cp1252", "latin-1")
@@ -463,7 +465,7 @@ def _message_id(msg: Message) -> str | None:
 def _content_type(part: Message) -> str:
     ctype = _safe(part.get_content_type, None)
     if ctype:
-        return ctype
+        return _clean_text(ctype)  # 8-bit bytes in a long header stay surrogates (fuzz finding)
     raw = _raw_header(part, "content-type") or ""
     m = re.match(r"\s*([!-~]+/[!-~]+?)\s*(?:;|$)", _unfold(raw))
     return m.group(1).lower() if m else "text/plain"
@@ -692,6 +694,8 @@ def _tnef_attachments(att: Attachment) -> list[Attachment]:
     is not TNEF (mail 79 holds a PNG) decodes to nothing, never to an exception."""
     if len(att.data) > MAX_TNEF_BYTES or att.data[:4] != b"\x78\x9f\x3e\x22":
         return []
+    if not tnef_guard.plausible(att.data):  # counts that would make tnefparse spin for hours
+        return []
     try:
         from tnefparse import TNEF
 
@@ -816,6 +820,8 @@ def _text_body(part: Message | None) -> str:
     data = _leaf_bytes(part)[: TEXT_BODY_MAX_CHARS * 4]
     charset = _safe(lambda: part.get_content_charset(), None)
     text = decode_bytes(data, charset or "us-ascii")
+    if not text.isascii():  # UTF-7 decodes to lone surrogates the store refuses (fuzz finding)
+        text = _clean_text(text)
     return text.replace("\r\n", "\n").replace("\r", "\n")[:TEXT_BODY_MAX_CHARS]
 
 

@@ -251,8 +251,11 @@ def _parse_csv(text: str, region: str) -> RecipientList:
     import io
 
     first = text.split("\n", 1)[0]
-    delimiter = max((";", ",", "\t"), key=first.count)  # the first on a tie: `;`
-    rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
+    delimiter = max((";", ",", "	"), key=first.count)  # the first on a tie: `;`
+    try:
+        rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
+    except csv.Error:  # a lone CR in a line, a field over 128 KB (fuzz finding)
+        return RecipientList((), (), error="the list is not a readable CSV")
     rows = [r for r in rows if any(cell.strip() for cell in r)]
     if not rows:
         return RecipientList((), (), error="the list is empty")

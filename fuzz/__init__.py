@@ -1,0 +1,1 @@
+"""Coverage-guided fuzzing of mailgw's readers of untrusted input (docs/fuzzing.md)."""
