@@ -30,9 +30,8 @@ class Finding(AssertionError):
 
 
 def corpus_dir() -> Path | None:
-    """The shared test corpus: $MAILGW_CORPUS, else tests/corpus, else ../shared/corpus."""
-    for candidate in (os.environ.get("MAILGW_CORPUS"), ROOT / "tests" / "corpus",
-                      ROOT.parent / "shared" / "corpus"):
+    """The test corpus: $MAILGW_CORPUS, else tests/corpus."""
+    for candidate in (os.environ.get("MAILGW_CORPUS"), ROOT / "tests" / "corpus"):
         if candidate and Path(candidate).is_dir():
             return Path(candidate)
     return None
