@@ -57,6 +57,33 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def serve_config(tmp_path: Path, port: int, sink_port: int) -> Path:
+    """A config file for a real `mailgw serve` subprocess: both gateway addresses, a SQLite
+    store in tmp_path, the sink as smarthost, fast polling and simulator, JSON logs."""
+    cfg = tmp_path / "serve.toml"
+    cfg.write_text(f'''
+[gateway]
+fax_address = "fax@gw.example.org"
+voice_address = "voice@gw.example.org"
+domain = "gw.example.org"
+[smtp]
+listen = "127.0.0.1:{port}"
+[store]
+url = "sqlite:///{tmp_path / 'serve.db'}"
+[notify]
+smarthost = "127.0.0.1:{sink_port}"
+poll_interval = "100ms"
+[dispatch]
+poll_interval = "100ms"
+[drivers.simulator]
+time_scale = 0.002
+[log]
+level = "debug"
+format = "json"
+''')
+    return cfg
+
+
 @pytest.fixture(scope="session")
 def corpus() -> Path:
     need(CORPUS.is_dir(), f"corpus not found at {CORPUS} (set MAILGW_CORPUS)")

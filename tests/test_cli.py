@@ -164,30 +164,11 @@ def test_password_never_in_logs_of_a_full_run(tmp_path: Path, corpus: Path) -> N
     import smtplib
     import time
 
-    from tests.conftest import Sink, fax_message, free_port, wait_until
+    from tests.conftest import Sink, fax_message, free_port, serve_config, wait_until
 
     sink = Sink().start()
     port = free_port()
-    cfg = tmp_path / "serve.toml"
-    cfg.write_text(f'''
-[gateway]
-fax_address = "fax@gw.example.org"
-domain = "gw.example.org"
-[smtp]
-listen = "127.0.0.1:{port}"
-[store]
-url = "sqlite:///{tmp_path / 'serve.db'}"
-[notify]
-smarthost = "127.0.0.1:{sink.port}"
-poll_interval = "100ms"
-[dispatch]
-poll_interval = "100ms"
-[drivers.simulator]
-time_scale = 0.002
-[log]
-level = "debug"
-format = "json"
-''')
+    cfg = serve_config(tmp_path, port, sink.port)
     add = mailgw("account", "add", "alice@example.com", "--password-stdin", "--config",
                  str(cfg), stdin=PASSWORD + "\n")
     assert add.returncode == 0, add.stderr

@@ -19,7 +19,7 @@ import pytest
 
 from mailgw import config, tools
 from mailgw.samples import make_wav
-from tests.conftest import PASSWORD, Sink, free_port, wait_until
+from tests.conftest import PASSWORD, Sink, free_port, serve_config, wait_until
 
 
 def bare_path(tmp_path: Path, *programs: str) -> str:
@@ -113,25 +113,7 @@ def test_a_voice_mail_is_accepted_over_smtp_without_any_sound_tool(tmp_path: Pat
     """`serve` with a PATH of nothing: an 8 kHz mono WAV is accepted (250) and called."""
     sink = Sink().start()
     port = free_port()
-    cfg = tmp_path / "serve.toml"
-    cfg.write_text(f'''
-[gateway]
-voice_address = "voice@gw.example.org"
-domain = "gw.example.org"
-[smtp]
-listen = "127.0.0.1:{port}"
-[store]
-url = "sqlite:///{tmp_path / 'serve.db'}"
-[notify]
-smarthost = "127.0.0.1:{sink.port}"
-poll_interval = "100ms"
-[dispatch]
-poll_interval = "100ms"
-[drivers.simulator]
-time_scale = 0.002
-[log]
-format = "json"
-''')
+    cfg = serve_config(tmp_path, port, sink.port)
     path = bare_path(tmp_path)
     add = subprocess.run([sys.executable, "-m", "mailgw", "account", "add", "alice@example.com",
                           "--password-stdin", "--config", str(cfg)], input=PASSWORD + "\n",
