@@ -46,9 +46,8 @@ class Deferred(Exception):
     """A mail without proof, for an account whose password checks are spent: a 4xx."""
 
 
-def network_of(ip: str | None) -> str | None:
-    """The client's network: the /24 of an IPv4 address, the /64 of an IPv6 one (an
-    IPv4-mapped IPv6 address counts as IPv4). None for anything that is not an address."""
+def _address(ip: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address (an IPv4-mapped IPv6 address as IPv4); None for anything else."""
     if not ip:
         return None
     try:
@@ -56,22 +55,24 @@ def network_of(ip: str | None) -> str | None:
     except ValueError:
         return None
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
+        return addr.ipv4_mapped
+    return addr
+
+
+def network_of(ip: str | None) -> str | None:
+    """The client's network: the /24 of an IPv4 address, the /64 of an IPv6 one (an
+    IPv4-mapped IPv6 address counts as IPv4). None for anything that is not an address."""
+    addr = _address(ip)
+    if addr is None:
+        return None
     prefix = 24 if addr.version == 4 else 64
     return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False))
 
 
 def client_address(ip: str | None) -> str | None:
     """The address in its one written form (an IPv4-mapped IPv6 address as IPv4)."""
-    if not ip:
-        return None
-    try:
-        addr = ipaddress.ip_address(ip.split("%", 1)[0])
-    except ValueError:
-        return None
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        return str(addr.ipv4_mapped)
-    return str(addr)
+    addr = _address(ip)
+    return None if addr is None else str(addr)
 
 
 @dataclass(frozen=True)

@@ -41,28 +41,15 @@ import time
 import wave
 from collections.abc import Callable
 
-from mailgw import audio, render
+from mailgw import audio, render, render_pdf
 
 
 def pdf_info(data: bytes) -> dict[str, object]:
     """Pages by walking the page tree (never trusting /Count); usable = opens without password."""
-    import logging
-
-    from pypdf import PdfReader
-
-    logging.disable(logging.CRITICAL)  # pypdf warns on stderr about every repaired xref
-    if b"%PDF-" not in data[:1024]:
-        return {"usable": False, "pages": None, "error": "not a PDF"}
     try:
-        reader = PdfReader(io.BytesIO(data), strict=False)
-        if reader.is_encrypted:
-            try:
-                ok = bool(reader.decrypt(""))
-            except Exception:  # noqa: BLE001 - unsupported algorithms raise many types
-                ok = False
-            if not ok:
-                return {"usable": False, "pages": None, "error": "encrypted with a password"}
-        pages = len(reader.pages)
+        pages = len(render_pdf.open_pdf(data).pages)
+    except render.Refusal as refusal:
+        return {"usable": False, "pages": None, "error": refusal.error}
     except Exception as exc:  # noqa: BLE001 - any parser failure means "broken"
         return {"usable": False, "pages": None, "error": f"broken PDF ({type(exc).__name__})"}
     if pages < 1:
