@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 
 from mailgw import quality
+from mailgw.dispatch.drivers.base import CallRequest
+from mailgw.dispatch.drivers.simulator import CONNECT, cancelled, outcome, page_seconds
 from mailgw.notify.messages import quality_words
 from mailgw.notify.render import words
 
@@ -53,3 +55,26 @@ def test_the_ack_words() -> None:
                                                   "quality_dpi": "204×392"}
     assert quality_words("normal", words("ru"))["quality_dpi"] == "204×98"
     assert quality_words(None, words("en")) == {"quality": "", "quality_dpi": ""}
+
+
+# -- the drivers get it ---------------------------------------------------------------------
+
+def _fax(quality: str, number: str = "+33170709901") -> CallRequest:
+    return CallRequest(1, 1, "fax", number, "k", pages_total=4, quality=quality)
+
+
+def test_the_simulator_takes_longer_for_more_lines() -> None:
+    normal, high, best = (outcome(_fax(q)) for q in quality.NAMES)
+    assert normal.duration < high.duration < best.duration
+    assert best.duration - CONNECT == 2 * (high.duration - CONNECT) == 4 * (
+        normal.duration - CONNECT)
+    assert normal.pages_sent == high.pages_sent == best.pages_sent == 4  # same pages
+    dropped = outcome(_fax("best", "+33170709992"))  # the line drops after page 1
+    assert dropped.pages_sent == 1 and dropped.duration == CONNECT + 1.5 * page_seconds("best")
+
+
+def test_a_cancel_counts_the_pages_at_the_quality_speed() -> None:
+    best = outcome(_fax("best"))
+    # 60 s a page at best, after 15 s connecting: page 1 is confirmed at 75 s, page 2 at 135 s
+    assert [cancelled(best, t, page_seconds("best")).pages_sent
+            for t in (70, 80, 76 + 60, 300)] == [0, 1, 2, 4]
