@@ -3,6 +3,9 @@ account's, and the ack's words."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from mailgw import quality
@@ -10,6 +13,7 @@ from mailgw.dispatch.drivers.base import CallRequest
 from mailgw.dispatch.drivers.simulator import CONNECT, cancelled, outcome, page_seconds
 from mailgw.notify.messages import quality_words
 from mailgw.notify.render import words
+from tests.test_cli import mailgw
 
 
 @pytest.mark.parametrize(("written", "expected"), [
@@ -78,3 +82,26 @@ def test_a_cancel_counts_the_pages_at_the_quality_speed() -> None:
     # 60 s a page at best, after 15 s connecting: page 1 is confirmed at 75 s, page 2 at 135 s
     assert [cancelled(best, t, page_seconds("best")).pages_sent
             for t in (70, 80, 76 + 60, 300)] == [0, 1, 2, 4]
+
+
+# -- the account's quality, from the CLI (migration 0012 on a fresh store) ------------------
+
+def test_account_add_set_and_list_the_quality(tmp_path: Path) -> None:
+    cfg = tmp_path / "mailgw.toml"
+    cfg.write_text(f'[store]\nurl = "sqlite:///{tmp_path / "db.sqlite"}"\n', encoding="utf-8")
+    conf = ("--config", str(cfg))
+    r = mailgw(*conf, "account", "add", "a@example.com", "--password-stdin", "--quality",
+               "normal", stdin="Pw-12345678\n")
+    assert r.returncode == 0 and "quality normal" in r.stdout, r.stderr
+    r = mailgw(*conf, "account", "add", "b@example.com", "--password-stdin", stdin="Pw-123456\n")
+    assert r.returncode == 0 and "quality high" in r.stdout, r.stderr
+    r = mailgw(*conf, "account", "set", "b@example.com", "--quality", "best")
+    assert r.returncode == 0 and "quality best" in r.stdout, r.stderr
+    assert mailgw(*conf, "account", "set", "b@example.com", "--quality", "ultra"
+                  ).returncode == 2  # argparse: not one of the choices
+    listed = mailgw(*conf, "account", "list")
+    assert "a@example.com" in listed.stdout and "quality=normal" in listed.stdout
+    assert "quality=best" in listed.stdout
+    as_json = {a["email"]: a["quality"] for a in json.loads(
+        mailgw(*conf, "account", "list", "--json").stdout)}
+    assert as_json == {"a@example.com": "normal", "b@example.com": "best"}
