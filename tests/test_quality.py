@@ -3,10 +3,12 @@ account's, and the ack's words."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from mailgw import quality
 from mailgw.dispatch.drivers.base import CallRequest
@@ -105,3 +107,29 @@ def test_account_add_set_and_list_the_quality(tmp_path: Path) -> None:
     as_json = {a["email"]: a["quality"] for a in json.loads(
         mailgw(*conf, "account", "list", "--json").stdout)}
     assert as_json == {"a@example.com": "normal", "b@example.com": "best"}
+
+
+# -- the rendering at intake: same pages, more lines ----------------------------------------
+
+def test_a_picture_renders_to_the_same_pages_at_every_quality() -> None:
+    """Rendered in the sandbox as intake does (mailgw.facts.SandboxChecks): the page count
+    is the same at every quality; the fax pages sent have the quality's scan lines."""
+    from pypdf import PdfReader
+
+    from mailgw.documents import check_picture
+    from mailgw.facts import SandboxChecks
+    from mailgw.sandbox import Limits
+    from tests.render_samples import picture
+
+    png = picture(Image.new("L", (1200, 1700), 255), "PNG")
+    heights = {}
+    for name in quality.NAMES:
+        check = SandboxChecks(Limits()).picture(png, name)
+        assert check.usable and check.pages == 1 and check.document, name
+        image = next(iter(PdfReader(io.BytesIO(check.document)).pages[0]["/Resources"]
+                          ["/XObject"].values())).get_object()
+        assert image["/Width"] == 1728
+        heights[name] = image["/Height"]
+    assert heights["normal"] * 2 == pytest.approx(heights["high"], abs=2)
+    assert heights["high"] * 2 == pytest.approx(heights["best"], abs=2)
+    assert check_picture(png, Limits()).pages == 1  # the default: high
