@@ -28,7 +28,8 @@ after `-- ` and quoted or forwarded text are never read):
 123-Vocal's HTTP names are understood too (`transfert`, `emetteur`, `depot: 1` = voicemail
 only). An account sets defaults with `mailgw voice options ACCOUNT key=value…`; a mail's
 options override them. Unknown keys and unusable values are reported in the ack (never
-silently ignored) and the call goes without them.
+silently ignored) and the call goes without them. A fax mail's `quality:` line is read by
+the same block reader (mailgw.quality).
 """
 
 from __future__ import annotations
