@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from mailgw import metrics
 from mailgw.codes import LANGS
 from mailgw.proof import REQUIRES
+from mailgw.quality import check as quality_check
 from mailgw.store.models import Account, SenderAddress
 from mailgw.subject_parser import strip_prefixes
 
@@ -49,12 +50,13 @@ class AccountView:
     credits: int | None
     senders: tuple[str, ...]
     require: str = "password"
+    quality: str = "high"  # the fax quality (mailgw.quality)
 
     @classmethod
     def of(cls, a: Account, senders: list[str] | None = None) -> AccountView:
         return cls(a.id, a.email, a.region, a.lang, a.tz, a.credits,
                    tuple(senders if senders is not None else [s.address for s in a.senders]),
-                   a.require or "password")
+                   a.require or "password", a.quality or "high")
 
 
 def hash_password(password: str) -> str:
@@ -155,8 +157,17 @@ def check_require(require: str) -> str:
     return require
 
 
+def check_quality(value: str) -> str:
+    """normal | high | best (or their fr/ru names, mailgw.quality), canonical."""
+    try:
+        return quality_check(value)
+    except ValueError as exc:
+        raise AccountError(str(exc)) from None
+
+
 def add_account(session: Session, email: str, password: str, *, region: str, lang: str,
-                tz: str, credits: int | None, require: str = "password") -> AccountView:
+                tz: str, credits: int | None, require: str = "password",
+                quality: str = "high") -> AccountView:
     email = normalize_address(email)
     if not valid_address(email):
         raise AccountError(f"not a valid address: {email}")
@@ -173,10 +184,12 @@ def add_account(session: Session, email: str, password: str, *, region: str, lan
     if credits is not None and credits < 0:
         raise AccountError("credits must be zero or more")
     check_require(require)
+    quality = check_quality(quality)
     if session.scalar(select(SenderAddress.id).where(SenderAddress.address == email)):
         raise AccountError(f"{email} is already an account or a sender address")
     account = Account(email=email, password_hash=hash_password(password), region=region,
-                      lang=lang, tz=tz, credits=credits, require=require)
+                      lang=lang, tz=tz, credits=credits, require=require,
+                      quality=quality)
     session.add(account)
     session.flush()
     session.add(SenderAddress(account_id=account.id, address=email))
@@ -208,13 +221,16 @@ def update_account(session: Session, email: str, *, region: str | None = None,
                    lang: str | None = None, tz: str | None = None, credits: str | None = None,
                    window: str | None = None, notice_address: str | None = None,
                    webhook_url: str | None = None, webhook_secret: str | None = None,
-                   retry: str | None = None, require: str | None = None) -> AccountView:
+                   retry: str | None = None, require: str | None = None,
+                   quality: str | None = None) -> AccountView:
     """Change what is given; credits accept N, +N, -N or 'unlimited' (never below zero)."""
     account = find_by_email(session, email)
     if account is None:
         raise AccountError(f"no account {email}")
     if require is not None:
         account.require = check_require(require)
+    if quality is not None:
+        account.quality = check_quality(quality)
     if region is not None:
         if region.upper() not in phonenumbers.SUPPORTED_REGIONS:
             raise AccountError(f"unknown region {region!r}")

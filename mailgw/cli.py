@@ -22,6 +22,9 @@ REQUIRE_CHOICES = tuple(REQUIRES)
 REQUIRE_HELP = ("what proves the sender beyond the Subject's password: password (nothing "
                 "more), password+dmarc (a DMARC-aligned DKIM or SPF pass for the From domain) "
                 "or password+auth (SMTP AUTH); a mail without it gets 82")
+QUALITY_CHOICES = ("normal", "high", "best")  # mailgw.quality.NAMES (not imported: cheap CLI)
+QUALITY_HELP = ("fax quality: normal 204x98, high 204x196 (default), best 204x392 dpi; "
+                "a mail's body line 'quality: …' overrides it")
 
 
 def _common() -> argparse.ArgumentParser:
@@ -77,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--credits", type=int, help="credits (default: no limit)")
     p.add_argument("--require", choices=REQUIRE_CHOICES, default="password",
                    help=REQUIRE_HELP)
+    p.add_argument("--quality", choices=QUALITY_CHOICES, default="high", help=QUALITY_HELP)
     p = asub.add_parser("list", parents=[common], help="list accounts")
     p.add_argument("--json", action="store_true")
     p = asub.add_parser("passwd", parents=[common], help="change an account's password")
@@ -94,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--webhook-secret-stdin", action="store_true",
                    help="read the webhook's HMAC secret from standard input")
     p.add_argument("--require", choices=REQUIRE_CHOICES, help=REQUIRE_HELP)
+    p.add_argument("--quality", choices=QUALITY_CHOICES, help=QUALITY_HELP)
     p.add_argument("--retry", help="this account's retry policy over [dispatch.retry], e.g. "
                    "'busy=2m,no_answer=10m,max_attempts=3,kill_time=6h' (or 'default')")
     p = asub.add_parser("allow", parents=[common], help="let another address send for an "
@@ -335,11 +340,11 @@ def cmd_account(args: argparse.Namespace, settings: config.Settings) -> int:
                 view = accounts.add_account(
                     s, args.email, password, region=args.region or a.default_region,
                     lang=args.lang or a.default_lang, tz=args.tz or a.default_tz,
-                    credits=credits, require=args.require)
+                    credits=credits, require=args.require, quality=args.quality)
             print(f"account {view.email} created (id {view.id}, region {view.region}, "
                   f"lang {view.lang}, tz {view.tz}, credits "
                   f"{'unlimited' if view.credits is None else view.credits}, "
-                  f"require {view.require})")
+                  f"require {view.require}, quality {view.quality})")
         elif args.account_command == "passwd":
             password = _read_password()
             with store.tx() as s:
@@ -352,10 +357,10 @@ def cmd_account(args: argparse.Namespace, settings: config.Settings) -> int:
                     credits=args.credits, window=args.window,
                     notice_address=args.notice_address, webhook_url=args.webhook_url,
                     webhook_secret=_read_password() if args.webhook_secret_stdin else None,
-                    retry=args.retry, require=args.require)
+                    retry=args.retry, require=args.require, quality=args.quality)
             print(f"account {view.email}: region {view.region}, lang {view.lang}, tz {view.tz},"
                   f" credits {'unlimited' if view.credits is None else view.credits},"
-                  f" require {view.require}")
+                  f" require {view.require}, quality {view.quality}")
         elif args.account_command == "allow":
             with store.tx() as s:
                 accounts.allow_sender(s, args.email, args.other_sender)
@@ -370,7 +375,8 @@ def cmd_account(args: argparse.Namespace, settings: config.Settings) -> int:
                 for v in views:
                     credits = "unlimited" if v.credits is None else str(v.credits)
                     print(f"{v.id:>5}  {v.email:<32} {v.region}  {v.lang}  {v.tz:<20} "
-                          f"credits={credits}  senders={','.join(v.senders)}")
+                          f"credits={credits}  quality={v.quality}  "
+                          f"senders={','.join(v.senders)}")
     except accounts.AccountError as exc:
         print(f"mailgw: {exc}", file=sys.stderr)
         return EXIT_REFUSED

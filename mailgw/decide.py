@@ -18,6 +18,7 @@ import dataclasses
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
+from mailgw import quality as qualities
 from mailgw import voice
 from mailgw.codes import DETAILS, Code, Detail, is_accepted
 from mailgw.fax_input import LIMIT_REASONS, fax_documents, fax_kind
@@ -148,7 +149,7 @@ def decide(mail: MailFacts, account: AccountFacts | None, lookups: Lookups | Non
     if m.partial:
         return _refuse(f, Code.BAD_DOCUMENT, "a fragment (message/partial) cannot be used",
                        Detail.of("partial_message"))
-    verdict = _fax(f, m, lookups, policy, code) if f.channel == "fax" else \
+    verdict = _fax(f, m, lookups, policy, code, account.quality) if f.channel == "fax" else \
         _voice(f, m, account, lookups, policy, code)
     _note_ignored(f, m)
     return verdict
@@ -257,11 +258,15 @@ def _note_ignored(f: Found, mail: InboundMail) -> None:
         f.ignored.append(att.filename or att.content_type)
 
 
-def _fax(f: Found, mail: InboundMail, lookups: Lookups, policy: Policy, code: Code
-         ) -> Verdict:
+def _fax(f: Found, mail: InboundMail, lookups: Lookups, policy: Policy, code: Code,
+         account_quality: str = qualities.DEFAULT) -> Verdict:
     """The documents rendered to fax pages (mailgw.fax_input says which); one PDF to send.
     An office file LibreOffice cannot convert here is left out when other documents come
-    with it (the ack names it), refused (93) when it is the only one."""
+    with it (the ack names it), refused (93) when it is the only one. The quality is the
+    body's `quality:` line, else the account's (mailgw.quality); pictures are rendered at
+    it, and the job keeps it in its options for the driver."""
+    quality, problems = qualities.resolve(mail.text_body or "", account_quality)
+    f.steps.append(f"quality {quality} ({qualities.dpi(quality)} dpi)")
     docs = fax_documents(mail)
     if not docs:
         return _refuse(f, Code.NO_DOCUMENT, "no PDF attached (nor TIFF, JPEG, PNG or office "
@@ -272,7 +277,7 @@ def _fax(f: Found, mail: InboundMail, lookups: Lookups, policy: Policy, code: Co
     for doc in docs:
         kind = fax_kind(doc)
         name = doc.filename or ("PDF" if kind == "pdf" else "document")
-        check = lookups.pdf(doc.data) if kind == "pdf" else lookups.picture(doc.data) \
+        check = lookups.pdf(doc.data) if kind == "pdf" else lookups.picture(doc.data, quality) \
             if kind == "picture" else lookups.office(doc.data, doc.filename)
         if check.reason == "office_unavailable" and others:
             f.steps.append(f"{name}: {check.error}; faxed without it")
@@ -298,7 +303,8 @@ def _fax(f: Found, mail: InboundMail, lookups: Lookups, policy: Policy, code: Co
     names = [d.filename for d in docs if d.part in f.used_parts]
     document = Document(merged, names[0] if len(names) == 1 else f"{len(names)} documents",
                         "application/pdf", pages=pages)
-    return _accept(f, Plan("send", code, document))
+    notes = tuple(Detail.of(p.key, **p.params) for p in problems)
+    return _accept(f, Plan("send", code, document, {qualities.KEY: quality}, notes=notes))
 
 
 def _accept(f: Found, plan: Plan) -> Accept:

@@ -49,9 +49,10 @@ class SandboxChecks:
         """Checked once per mail, though `parse` lists a PDF and the decision reads it."""
         return self._once(data, lambda: documents.check_pdf(data, self.limits))
 
-    def picture(self, data: bytes) -> DocumentCheck:
+    def picture(self, data: bytes, quality: str | None = None) -> DocumentCheck:
+        """Rendered at the mail's quality (the lossless PDF sent holds pages of that dpi)."""
         return self._once(data, lambda: documents.check_picture(data, self.limits,
-                                                                 self.quality))
+                                                                 quality or self.quality))
 
     def office(self, data: bytes, filename: str | None) -> DocumentCheck:
         return self._once(data, lambda: documents.check_office(data, filename, self.limits))

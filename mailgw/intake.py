@@ -109,6 +109,7 @@ class _Decision:
     pages: int | None = None
     duration: float | None = None
     options: dict[str, str] = field(default_factory=dict)  # voice call options (mailgw.voice)
+    # or a fax's quality (mailgw.quality)
     store_ref: str | None = None  # voice: store the sound in the library under this ref
     decided: tuple[int, str] = (0, "")  # (code, detail) before the commit, for a retry
     answered: IntakeResult | None = None  # a repeat of a mail this process answered
@@ -672,7 +673,8 @@ class Intake:
             documents=d.documents_used, ignored=d.ignored,
             send_at=cmd.when_utc if cmd is not None else None,
             ref=cmd.ref if cmd else None, comment=cmd.comment if cmd else None,
-            detail=d.detail)
+            detail=d.detail,
+            quality=d.options.get("quality") if d.channel == "fax" and job_ids else None)
         return ack_mail(self.renderer, facts)
 
 

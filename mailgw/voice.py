@@ -28,7 +28,8 @@ after `-- ` and quoted or forwarded text are never read):
 123-Vocal's HTTP names are understood too (`transfert`, `emetteur`, `depot: 1` = voicemail
 only). An account sets defaults with `mailgw voice options ACCOUNT key=value…`; a mail's
 options override them. Unknown keys and unusable values are reported in the ack (never
-silently ignored) and the call goes without them.
+silently ignored) and the call goes without them. A fax mail's `quality:` line is read by
+the same block reader (mailgw.quality).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import json
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -184,10 +185,14 @@ class OptionsBlock:
     problems: tuple[Problem, ...] = ()
 
 
-def parse_block(body: str) -> OptionsBlock:
+def parse_block(body: str, known: Collection[str] = OPTIONS,
+                aliases: Mapping[str, str] = ALIASES, *, report_unknown: bool = True
+                ) -> OptionsBlock:
     """The options block of a mail body: the first run of `key: value` lines (pure).
 
-    Unknown keys and lines inside the run that are not `key: value` are reported.
+    Unknown keys are reported (unless `report_unknown` is off: a fax mail's body is free
+    text, read only for the fax's own options, mailgw.quality). The voice options are the
+    default `known`; a fax mail reads `quality` with the same reader.
     """
     values: dict[str, str] = {}
     problems: list[Problem] = []
@@ -203,10 +208,11 @@ def parse_block(body: str) -> OptionsBlock:
             continue
         started = True
         key, value = m.group(1).lower(), m.group(2)
-        canonical = ALIASES.get(key, key)
-        if canonical not in OPTIONS:
-            problems.append(Problem("option_unknown", {"option": key[:40],
-                                                       "known": ", ".join(OPTIONS)}))
+        canonical = aliases.get(key, key)
+        if canonical not in known:
+            if report_unknown:
+                problems.append(Problem("option_unknown", {"option": key[:40],
+                                                           "known": ", ".join(known)}))
             continue
         if key in ("depot", "dépôt"):  # 123-Vocal's depot=1: a voicemail drop
             value = "only" if value.strip() in ("1", "oui", "yes") else "leave"

@@ -212,6 +212,9 @@ class FakeSinch(_Server):
         if "to" not in form or not isinstance(form.get("file"), bytes):
             return self.answer(h, 400, {"code": "400", "error": "Bad Request",
                                         "message": "to and file are required"})
+        if form.get("resolution", "FINE") not in ("FINE", "STANDARD"):  # Sinch's two values
+            return self.answer(h, 400, {"code": "400", "error": "Bad Request",
+                                        "message": "resolution must be FINE or STANDARD"})
         from pypdf import PdfReader
 
         pages = len(PdfReader(io.BytesIO(form["file"])).pages)
@@ -221,6 +224,7 @@ class FakeSinch(_Server):
                "numberOfPages": pages, "status": "IN_PROGRESS", "createTime": _now(),
                "maxRetries": int(form.get("maxRetries", 3)), "retryCount": 0,
                "labels": labels, "projectId": self.project, "serviceId": "svc-1",
+               "resolution": form.get("resolution", "FINE"),
                "pagesSentSuccessfully": 0, "_n": sum(1 for f in self.sent
                                                      if f["to"] == form["to"]) + 1}
         if form.get("callbackUrl"):

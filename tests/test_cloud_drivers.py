@@ -252,6 +252,18 @@ def test_sinch_polls_when_no_callback_comes(store: Store, sinch: FakeSinch) -> N
     assert sum(1 for m, p in sinch.requests if m == "GET" and p.count("/") == 5) >= 2
 
 
+@pytest.mark.parametrize(("quality", "resolution"), [
+    ("normal", "STANDARD"), ("high", "FINE"), ("best", "FINE")])
+def test_sinch_gets_the_quality_as_its_resolution(store: Store, sinch: FakeSinch,
+                                                  quality: str, resolution: str) -> None:
+    result = run_sinch(store, sinch, fax_request(quality=quality), public_url="",
+                       poll_interval="300ms")
+    assert result.result == DELIVERED
+    assert sinch.sent[0]["resolution"] == resolution
+    (fax,) = sinch.faxes.values()
+    assert fax["resolution"] == resolution
+
+
 def test_sinch_without_public_url_polls(store: Store, sinch: FakeSinch) -> None:
     result = run_sinch(store, sinch, fax_request(), public_url="", poll_interval="300ms")
     assert result.result == DELIVERED

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -50,6 +51,7 @@ class Plain:
     sounds: dict[bytes, SoundCheck] = field(default_factory=dict)
     merged: bytes | None = b"%PDF-merged"
     asked: list[str] = field(default_factory=list)
+    qualities: list[str] = field(default_factory=list)  # what pictures were rendered at
 
     def password_ok(self, password: str) -> bool:
         self.asked.append("password")
@@ -73,8 +75,9 @@ class Plain:
         self.asked.append("pdf")
         return self.pdfs.get(data, DocumentCheck(True, pages=1))
 
-    def picture(self, data: bytes) -> DocumentCheck:
+    def picture(self, data: bytes, quality: str = "high") -> DocumentCheck:
         self.asked.append("picture")
+        self.qualities.append(quality)
         return self.pdfs.get(data, DocumentCheck(True, pages=1, document=b"%PDF-picture"))
 
     def office(self, data: bytes, filename: str | None) -> DocumentCheck:
@@ -281,6 +284,43 @@ def test_too_many_recipients() -> None:
     small = Policy(**{**POLICY.__dict__, "max_recipients": 1})
     v = run(mail("FGB45L:0170709901,0170709902", attach=A_PDF), policy=small)
     assert isinstance(v, Refuse) and v.code == Code.OVER_LIMIT
+
+
+def test_a_fax_has_the_account_quality_unless_its_body_names_one() -> None:
+    v = run(mail("FGB45L:0170709901", attach=A_PDF))
+    assert isinstance(v, Accept) and v.plan.options == {"quality": "high"} and not v.plan.notes
+    normal = dataclasses.replace(ACCOUNT, quality="normal")
+    v = run(mail("FGB45L:0170709901", attach=A_PDF), account=normal)
+    assert isinstance(v, Accept) and v.plan.options == {"quality": "normal"}
+    body = "Bonjour,\n\nqualité : meilleure\nNote: see the invoice\n\n-- \nquality: normal\n"
+    v = run(mail("FGB45L:0170709901", attach=A_PDF, body=body), account=normal)
+    assert isinstance(v, Accept) and v.plan.options == {"quality": "best"}
+    assert not v.plan.notes  # "Note:" is the mail's text, not an unknown option
+
+
+def test_an_unusable_quality_is_told_and_the_account_quality_used() -> None:
+    normal = dataclasses.replace(ACCOUNT, quality="normal")
+    v = run(mail("FGB45L:0170709901", attach=A_PDF, body="quality: ultra\n"), account=normal)
+    assert isinstance(v, Accept) and v.plan.options == {"quality": "normal"}
+    assert [n.key for n in v.plan.notes] == ["option_value"]
+    assert "ultra" in v.plan.notes[0].text("en") and "best" in v.plan.notes[0].text("en")
+    assert "ultra" in v.plan.notes[0].text("ru") and "ultra" in v.plan.notes[0].text("fr")
+
+
+def test_pictures_are_rendered_at_the_mail_quality() -> None:
+    lookups = Plain()
+    png = (("scan.png", b"\x89PNG\r\n\x1a\nfake", "image/png"),)
+    v = run(mail("FGB45L:0170709901", attach=png, body="качество: лучшее\n"), lookups)
+    assert isinstance(v, Accept) and v.plan.options == {"quality": "best"}
+    assert lookups.qualities == ["best"]
+
+
+def test_a_voice_mail_has_no_quality() -> None:
+    lookups = Plain(library={"promo": 12.0})
+    v = run(mail("FGB45L:0170709901:promo", body="quality: best\n"), lookups,
+            to="voice@localhost")
+    assert isinstance(v, Accept) and "quality" not in v.plan.options
+    assert [n.key for n in v.plan.notes] == ["option_unknown"]
 
 
 def test_voice() -> None:

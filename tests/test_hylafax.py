@@ -10,6 +10,7 @@ code 1 in the fixture) dial them as 011 33 1 70 70 99 xx, and the modems match t
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import shutil
 import smtplib
 import subprocess
@@ -30,6 +31,7 @@ from mailgw.dispatch.drivers.base import CallRequest, CallResult
 from mailgw.dispatch.drivers.hylafax import (
     HylafaxDriver,
     classify,
+    job_params,
     lasttime,
     line_seconds,
     parse_qfile,
@@ -132,6 +134,19 @@ def test_lasttime_is_relative_ddhhmm() -> None:
 def test_statuses_map_to_results(status: str, pages: int, csid: str,
                                  expected: tuple[str, bool]) -> None:
     assert classify(status, pages, csid) == expected
+
+
+@pytest.mark.parametrize(("quality", "cap", "vres"), [
+    ("normal", 391, "98"), ("high", 391, "196"), ("best", 391, "391"),
+    ("best", 196, "196"), ("high", 98, "98"), ("unknown", 391, "196")])
+def test_the_job_asks_the_quality_as_vres(quality: str, cap: int, vres: str) -> None:
+    req = dataclasses.replace(request("+33170709901", first_page=2), quality=quality)
+    params = dict(job_params(req, HylafaxSettings(vres=cap), "mailgw-d1-a1",
+                             mailgw_retries=True))
+    assert params["VRES"] == vres
+    assert params["PAGERANGE"] == "2-3" and params["JOBINFO"] == "mailgw-d1-a1"
+    assert params["DIALSTRING"] == "+33170709901" and params["MAXDIALS"] == "1"
+    assert HylafaxSettings().vres == 391  # the default lets best through
 
 
 def test_qfile_and_session_log_parsing() -> None:

@@ -26,10 +26,11 @@ from mailgw.dispatch.states import parse_retry_overrides, with_overrides
 from mailgw.idle import until_woken
 from mailgw.notify.messages import notice_on_final
 from mailgw.notify.render import Renderer
+from mailgw.quality import of_options as quality_of
 from mailgw.store import Store, utcnow
 
 log = structlog.get_logger("mailgw.dispatch")
-Prepared = dict[int, tuple[bytes | None, dict[str, str]]]  # by job: document, call options
+Prepared = dict[int, tuple[bytes | None, dict[str, str]]]  # by job: document, options
 
 
 class Dispatcher:
@@ -152,8 +153,7 @@ class Dispatcher:
         claims = queries.claim(self.store, self.owner, limit, self.lease)
         new = {c.job_id: c.channel for c in claims if c.job_id not in known}
         fax = sorted(j for j, ch in new.items() if ch == "fax")
-        prepared: Prepared = {
-            j: (doc, {}) for j, doc in queries.load_documents(self.store, fax).items()}
+        prepared: Prepared = dict(queries.load_documents(self.store, fax))
         for job_id, channel in new.items():
             if channel == "voice":
                 prepared[job_id] = voice.load_call(self.store, job_id)
@@ -181,14 +181,16 @@ class Dispatcher:
             self.prepared.move_to_end(c.job_id)
             document, options = prepared
         elif c.channel == "fax":
-            document = await asyncio.to_thread(queries.load_document, self.store, c.job_id)
+            document, options = await asyncio.to_thread(queries.load_document, self.store,
+                                                         c.job_id)
         elif c.channel == "voice":  # the converted sound (WAV) and the call options
             document, options = await asyncio.to_thread(voice.load_call, self.store, c.job_id)
         request = CallRequest(delivery_id=c.delivery_id, attempt=c.attempt, channel=c.channel,
                               number=c.number, idempotency_key=c.idempotency_key,
                               document=document, pages_total=c.pages_total,
                               first_page=c.first_page, sound_seconds=c.sound_seconds,
-                              options=options)
+                              options=options if c.channel == "voice" else {},
+                              quality=quality_of(options) if c.channel == "fax" else "high")
         started = utcnow()
         bound.info("call_started", driver=self.driver.name, first_page=c.first_page)
         result = await self._place(c, request, started)

@@ -7,6 +7,7 @@ transaction-scoped advisory lock; on SQLite, BEGIN IMMEDIATE serialises claimers
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -205,18 +206,28 @@ def claim(store: Store, owner: str, limit: int, lease_seconds: float) -> list[Cl
                 for r in chosen if r.id in held]
 
 
-def load_document(store: Store, job_id: int) -> bytes | None:
-    with store.read() as s:
-        return s.scalar(select(Job.document).where(Job.id == job_id))
+def load_document(store: Store, job_id: int) -> tuple[bytes | None, dict[str, str]]:
+    """A fax job's document and options (its quality, mailgw.quality)."""
+    return load_documents(store, [job_id]).get(job_id, (None, {}))
 
 
-def load_documents(store: Store, job_ids: Sequence[int]) -> dict[int, bytes | None]:
-    """The documents of several jobs, in one query (a job's document never changes)."""
+def load_documents(store: Store, job_ids: Sequence[int]
+                   ) -> dict[int, tuple[bytes | None, dict[str, str]]]:
+    """The documents and options of several fax jobs, in one query (they never change)."""
     if not job_ids:
         return {}
     with store.read() as s:
-        return {i: doc for i, doc in s.execute(select(_J.c.id, _J.c.document)
-                                                .where(_J.c.id.in_(list(job_ids))))}
+        rows = s.execute(select(_J.c.id, _J.c.document, _J.c.options)
+                         .where(_J.c.id.in_(list(job_ids))))
+        return {i: (doc, _options(options)) for i, doc, options in rows}
+
+
+def _options(text: str | None) -> dict[str, str]:
+    try:
+        data = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
 def heartbeat(store: Store, owner: str, ids: list[int], lease_seconds: float

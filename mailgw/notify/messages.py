@@ -14,12 +14,14 @@ import phonenumbers
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
+from mailgw import quality as qualities
 from mailgw.codes import is_accepted, sentence
 from mailgw.config import Settings
 from mailgw.notify.outbox import enqueue
 from mailgw.notify.render import Rendered, Renderer, local_time, words
 from mailgw.store.models import Account, Attempt, Delivery, Job
 from mailgw.voice import describe as describe_voice
+from mailgw.voice import job_options
 
 
 @lru_cache(maxsize=4096)
@@ -52,6 +54,15 @@ class AckFacts:
     ref: str | None = None
     comment: str | None = None
     detail: str = ""
+    quality: str | None = None  # an accepted fax's (mailgw.quality)
+
+
+def quality_words(quality: str | None, w: dict[str, str]) -> dict[str, str]:
+    """The template's `quality` ("high", or its fr/ru name) and `quality_dpi` ("204×196");
+    empty for a voice job or a refusal."""
+    if not quality:
+        return {"quality": "", "quality_dpi": ""}
+    return {"quality": w.get("quality_" + quality, quality), "quality_dpi": qualities.dpi(quality)}
 
 
 def ack_mail(renderer: Renderer, f: AckFacts) -> Rendered:
@@ -65,7 +76,7 @@ def ack_mail(renderer: Renderer, f: AckFacts) -> Rendered:
         "invalid_numbers": list(f.invalid_numbers), "duplicates": f.duplicates,
         "pages": f.pages, "documents": list(f.documents), "ignored": list(f.ignored),
         "send_at": local_time(f.send_at, f.tz, f.lang) if f.send_at else "",
-        "ref": f.ref, "comment": f.comment,
+        "ref": f.ref, "comment": f.comment, **quality_words(f.quality, w),
     }
     headers = {"X-Mailgw-Code": str(f.code)}
     if f.job_ids:
@@ -139,6 +150,8 @@ def notice_mail(renderer: Renderer, job: Job, delivery: Delivery, attempts: Sequ
         "duration": _duration(sum(a.duration for a in attempts), lang),
         "job_id": job.id, "attempts": rows, "failure": failure, "detail": detail or "",
         "link": f"{base_url.rstrip('/')}/jobs/{job.id}" if base_url else "",
+        **quality_words(qualities.of_options(job_options(job))
+                        if job.channel == "fax" else None, w),
     }
     headers = {"X-Mailgw-Job": str(job.id), "X-Mailgw-State": delivery.state}
     return renderer.render("notice", "notice", lang, to or job.sender, ctx, headers,

@@ -36,6 +36,7 @@ WORDS: dict[str, dict[str, str]] = {
            "line_dropped": "ligne coupée", "not_fax": "ce n'est pas un fax (une voix a répondu)",
            "not_in_service": "numéro non attribué", "provider_error":
            "erreur temporaire du fournisseur", "timeout": "délai dépassé",
+           "quality_normal": "normale", "quality_high": "haute", "quality_best": "maximale",
            "ok": "remis", "pages": "pages {a}–{b}", "retried": "Nouvelles tentatives : {n}.",
            "retried_once": "Nouvelles tentatives : 1.", "minutes": "{m} min {s:02d} s",
            "gave_up": "Abandon le {t}.", "seconds": "{s} s",
@@ -64,6 +65,7 @@ WORDS: dict[str, dict[str, str]] = {
            "not_fax": "not a fax machine (a voice answered)",
            "not_in_service": "number not in service",
            "provider_error": "provider error (temporary)", "timeout": "timed out",
+           "quality_normal": "normal", "quality_high": "high", "quality_best": "best",
            "ok": "delivered", "pages": "pages {a}–{b}", "retried": "Retried {n} times.",
            "retried_once": "Retried once.", "minutes": "{m} min {s:02d} s",
            "gave_up": "Gave up at {t}.", "seconds": "{s} s",
@@ -90,6 +92,7 @@ WORDS: dict[str, dict[str, str]] = {
            "no_answer": "нет ответа", "line_dropped": "обрыв связи",
            "not_fax": "это не факс (ответил голос)", "not_in_service": "номер не обслуживается",
            "provider_error": "временная ошибка оператора", "timeout": "превышено время",
+           "quality_normal": "обычное", "quality_high": "высокое", "quality_best": "наилучшее",
            "ok": "доставлено", "pages": "стр. {a}–{b}", "retried": "Повторных попыток: {n}.",
            "retried_once": "Повторных попыток: 1.", "minutes": "{m} мин {s:02d} с",
            "gave_up": "Попытки прекращены {t}.", "seconds": "{s} с",

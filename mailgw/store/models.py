@@ -84,6 +84,8 @@ class Account(Base):
     # What proves the sender beyond the password: password | password+dmarc | password+auth
     require: Mapped[str] = mapped_column(String(20), default="password",
                                          server_default="password")
+    # The fax quality (mailgw.quality): normal | high | best; a mail's `quality:` overrides it
+    quality: Mapped[str] = mapped_column(String(10), default="high", server_default="high")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     senders: Mapped[list[SenderAddress]] = relationship(back_populates="account")
 

@@ -40,6 +40,9 @@ class CallRequest:
     # a verified number to show), retries (digits; the dispatcher applies it), voicemail
     # ("no": hang up on answering machines; "only": drop in the voicemail without ringing).
     options: dict[str, str] = field(default_factory=dict)
+    # Fax quality (mailgw.quality): normal 204×98, high 204×196, best 204×392 dpi. The
+    # document is the same PDF whatever it is; the driver asks its line for this resolution.
+    quality: str = "high"
 
 
 @dataclass(frozen=True)

@@ -172,6 +172,38 @@ def line_seconds(session_log: str) -> float | None:
     return seconds if seconds >= 0 else seconds + 86400 * 366  # across a new year: rare
 
 
+# The job's VRES for each quality (mailgw.quality): lines per inch as HylaFAX counts them
+# (superfine is 391, T.30's "R8 × 15.4 l/mm"). `vres` in the settings caps it.
+VRES = {"normal": 98, "high": 196, "best": 391}
+
+
+def vres_for(quality: str, cap: int) -> int:
+    """The VRES a job is sent at: its quality's, at most the server's `vres` (pure)."""
+    return min(VRES.get(quality, VRES["high"]), cap)
+
+
+def job_params(req: CallRequest, cfg: HylafaxSettings, tag: str, *, mailgw_retries: bool
+               ) -> list[tuple[str, str]]:
+    """The JPARM lines of one call's job (pure; `_submit` sends them in this order)."""
+    digits = req.number.lstrip("+")
+    params = [
+        ("LASTTIME", lasttime(cfg.max_call_time)),
+        ("MAXDIALS", "1" if mailgw_retries else str(cfg.max_dials)),
+        ("MAXTRIES", "1" if mailgw_retries else str(cfg.max_tries)),
+        ("DIALSTRING", cfg.dialstring.format(e164=f"+{digits}", digits=digits)),
+        ("NOTIFY", "NONE"),
+        ("VRES", str(vres_for(req.quality, cfg.vres))),
+        ("SENDTIME", "NOW"),
+        ("JOBINFO", tag),
+    ]
+    if cfg.modem and cfg.modem != "any":
+        params.append(("MODEM", cfg.modem))
+    if req.first_page > 1:
+        last = req.pages_total or 9999
+        params.append(("PAGERANGE", f"{req.first_page}-{last}"))
+    return params
+
+
 class HylafaxDriver:
     name = "hylafax"
     channels = frozenset({"fax"})
@@ -256,22 +288,7 @@ class HylafaxDriver:
 
     def _submit(self, req: CallRequest, tag: str) -> int:
         assert req.document is not None
-        digits = req.number.lstrip("+")
-        params = [
-            ("LASTTIME", lasttime(self.cfg.max_call_time)),
-            ("MAXDIALS", "1" if self.mailgw_retries else str(self.cfg.max_dials)),
-            ("MAXTRIES", "1" if self.mailgw_retries else str(self.cfg.max_tries)),
-            ("DIALSTRING", self.cfg.dialstring.format(e164=f"+{digits}", digits=digits)),
-            ("NOTIFY", "NONE"),
-            ("VRES", str(self.cfg.vres)),
-            ("SENDTIME", "NOW"),
-            ("JOBINFO", tag),
-        ]
-        if self.cfg.modem and self.cfg.modem != "any":
-            params.append(("MODEM", self.cfg.modem))
-        if req.first_page > 1:
-            last = req.pages_total or 9999
-            params.append(("PAGERANGE", f"{req.first_page}-{last}"))
+        params = job_params(req, self.cfg, tag, mailgw_retries=self.mailgw_retries)
         with self._session() as ftp:
             ftp.voidcmd("TYPE I")
             reply = ftp.storbinary("STOT", io.BytesIO(req.document))

@@ -1,7 +1,8 @@
 """The embedded driver: realistic timings, CSIDs and failures, chosen by the number.
 
 The last two digits pick the case (DESIGN, "Drivers"), so any test, demo or acceptance
-check can ask for one by dialling it. Calls last real fax speed times `time_scale`.
+check can ask for one by dialling it. Calls last real fax speed times `time_scale`; a fax
+page takes 30 s at the `high` quality, 15 s at `normal`, 60 s at `best` (its scan lines).
 
 Voice (DESIGN's voice column, with the call options of mailgw.voice):
   00–87  a person answers; the message is played in full (with `welcome: yes`, after *)
@@ -40,7 +41,15 @@ from mailgw.dispatch.drivers.base import (
     CallResult,
 )
 
-SECONDS_PER_PAGE = 30.0  # about 30 s a page at 14.4 kbit/s
+SECONDS_PER_PAGE = 30.0  # about 30 s a page at 14.4 kbit/s, at the `high` quality
+# A page takes time in proportion to its scan lines (mailgw.quality): normal has half of
+# high's, best twice as many.
+LINES = {"normal": 0.5, "high": 1.0, "best": 2.0}
+
+
+def page_seconds(quality: str) -> float:
+    """Seconds one page takes on the line at `quality` (pure)."""
+    return SECONDS_PER_PAGE * LINES.get(quality, 1.0)
 CONNECT = 15.0  # dialling, ringing, T.30 handshake
 RING_NO_ANSWER = 45.0
 BUSY_TONE = 5.0
@@ -65,7 +74,8 @@ def outcome(req: CallRequest) -> CallResult:
         return voice_outcome(req, case)
     remaining = max((req.pages_total or 1) - req.first_page + 1, 0)
     voice = req.channel == "voice"
-    body = (req.sound_seconds or 10.0) if voice else SECONDS_PER_PAGE * remaining
+    per_page = page_seconds(req.quality)
+    body = (req.sound_seconds or 10.0) if voice else per_page * remaining
     ref = f"sim-{req.idempotency_key}"
     csid = None if voice else csid_for(req.number)
 
@@ -82,7 +92,7 @@ def outcome(req: CallRequest) -> CallResult:
         if pages == 0 and not voice:
             where = f"during page {req.first_page}"
         return CallResult(LINE_DROPPED, pages_sent=pages, csid=csid, provider_ref=ref,
-                          duration=CONNECT + SECONDS_PER_PAGE * (pages + 0.5), retryable=True,
+                          duration=CONNECT + per_page * (pages + 0.5), retryable=True,
                           error_code=f"SIM-{case:02d}", error_text=f"line dropped {where}")
 
     n = req.attempt
@@ -185,19 +195,20 @@ class SimulatorDriver:
             await asyncio.sleep(result.duration * self.time_scale)
         except asyncio.CancelledError:  # an operator's cancel: say what had gone through
             elapsed = time.monotonic() - started
-            return replace(cancelled(result, elapsed / (self.time_scale or 1.0)),
-                           duration=elapsed)
+            return replace(cancelled(result, elapsed / (self.time_scale or 1.0),
+                                     page_seconds(request.quality)), duration=elapsed)
         return replace(result, duration=result.duration * self.time_scale)
 
 
-def cancelled(result: CallResult, elapsed: float) -> CallResult:
+def cancelled(result: CallResult, elapsed: float, per_page: float = SECONDS_PER_PAGE
+              ) -> CallResult:
     """The call hung up `elapsed` simulated seconds in: the pages whose time had passed were
-    delivered (a fax machine keeps every page it confirmed)."""
+    delivered (a fax machine keeps every page it confirmed); a page takes `per_page`."""
     pages = 0
     if result.pages_sent and result.duration > 0:
-        scale = result.duration / (CONNECT + SECONDS_PER_PAGE * result.pages_sent)
+        scale = result.duration / (CONNECT + per_page * result.pages_sent)
         on_pages = elapsed / scale - CONNECT
-        pages = min(result.pages_sent, max(0, int(on_pages // SECONDS_PER_PAGE)))
+        pages = min(result.pages_sent, max(0, int(on_pages // per_page)))
     text = "cancelled during the call"
     if pages:
         text += f" ({pages} page{'s' if pages > 1 else ''} sent before)"

@@ -178,6 +178,11 @@ def facts(fax: dict[str, Any], source: str) -> dict[str, Any]:
     return {**{k: fax[k] for k in KEEP if k in fax}, "source": source}
 
 
+# Sinch's `resolution` for each quality (mailgw.quality): it has STANDARD (98 lines per
+# inch) and FINE (196) only, so `best` goes FINE (docs/drivers-cloud.md).
+RESOLUTION = {"normal": "STANDARD", "high": "FINE", "best": "FINE"}
+
+
 class SinchDriver:
     name = NAME
     channels = frozenset({"fax"})
@@ -230,6 +235,7 @@ class SinchDriver:
     async def _send(self, request: CallRequest) -> dict[str, Any]:
         s = self.settings
         fields = [("to", request.number), ("maxRetries", "0"),
+                  ("resolution", RESOLUTION.get(request.quality, "FINE")),
                   (f"labels[{LABEL}]", request.idempotency_key)]
         if s.from_number:
             fields.append(("from", s.from_number))
