@@ -156,7 +156,7 @@ class HylafaxSettings:
     max_call_time: Duration = 7200.0  # a job not done by then is killed (also LASTTIME)
     modem: str = "any"  # JPARM MODEM: a device, a modem class or "any"
     dialstring: str = "{e164}"  # {e164} (+33…, HylaFAX's dial rules localise it) or {digits}
-    vres: int = 391  # the highest VRES sent: a job's quality asks 98, 196 or 391 (best)
+    vres: int = 196  # the highest VRES sent (391 lets `best` go superfine: docs/drivers.md)
     retry_owner: str = "mailgw"  # mailgw: one dial per attempt | hylafax: HylaFAX retries
     max_dials: int = 3  # only with retry_owner = "hylafax"
     max_tries: int = 3  # only with retry_owner = "hylafax"

@@ -146,7 +146,7 @@ def test_the_job_asks_the_quality_as_vres(quality: str, cap: int, vres: str) -> 
     assert params["VRES"] == vres
     assert params["PAGERANGE"] == "2-3" and params["JOBINFO"] == "mailgw-d1-a1"
     assert params["DIALSTRING"] == "+33170709901" and params["MAXDIALS"] == "1"
-    assert HylafaxSettings().vres == 391  # the default lets best through
+    assert HylafaxSettings().vres == 196  # superfine only when the operator allows it
 
 
 def test_qfile_and_session_log_parsing() -> None:
