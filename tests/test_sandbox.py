@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import os
 import resource
@@ -21,6 +20,7 @@ from mailgw import sandbox
 from mailgw.samples import make_pdf
 from mailgw.sandbox import Limits, SandboxFailure
 from tests.conftest import wait_until
+from tests.render_samples import raw_pdf
 
 LIMITS = Limits(cpu_seconds=20, memory=512_000_000)
 HOSTILE = Limits(cpu_seconds=1, memory=300_000_000, wall_seconds=3)
@@ -79,19 +79,7 @@ def small_pdf() -> bytes:
 
 
 def _pdf(objects: list[bytes]) -> bytes:
-    out = io.BytesIO()
-    out.write(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(out.tell())
-        out.write(b"%d 0 obj\n" % number + body + b"\nendobj\n")
-    xref = out.tell()
-    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
-    for off in offsets:
-        out.write(b"%010d 00000 n \n" % off)
-    out.write(b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n"
-              % (len(objects) + 1, xref))
-    return out.getvalue()
+    return raw_pdf(objects)  # a hand-made object list: the hostile trees below
 
 
 def self_referencing_pdf() -> bytes:
