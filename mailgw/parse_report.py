@@ -128,8 +128,8 @@ def _documents(mail: InboundMail, lookups: Lookups) -> list[dict[str, Any]]:
             continue
         check = lookups.pdf(att.data) if kind == "pdf" else lookups.picture(att.data) \
             if kind == "picture" else lookups.office(att.data, att.filename)
-        entry = {"filename": att.filename, "pages": check.pages, "usable": check.usable,
-                 "error": check.error}
+        entry = {"filename": att.filename, "kind": kind, "pages": check.pages,
+                 "usable": check.usable, "error": check.error}
         if att.nested:
             entry["nested"] = True
         listed.append(entry)
@@ -152,7 +152,10 @@ def as_json(e: Examined) -> dict[str, Any]:
         "is_auto_reply": mail.is_auto_reply, "auto_reply_reason": mail.auto_reply_reason,
         "attachments": [{"filename": a.filename, "content_type": a.content_type,
                          "size": a.size, "kind": a.kind} for a in mail.attachments],
-        "documents": e.documents,
+        # DESIGN's `documents`: the PDFs, with DESIGN's keys (pictures and office files
+        # intake would fax are in the text view and in the verdict's pages).
+        "documents": [{k: v for k, v in d.items() if k != "kind"}
+                      for d in e.documents if d["kind"] == "pdf"],
     }
     v = e.verdict
     if isinstance(v, Refuse) or (e.code is not None and e.code == Code.NOTHING_TO_CANCEL):
@@ -188,7 +191,7 @@ def text(e: Examined, *, explain: bool = False) -> str:
     for a in r["attachments"]:
         lines.append(f"  - {a['filename'] or '(no name)'}  {a['content_type']}  "
                      f"{a['size']} bytes  [{a['kind']}]")
-    for d in r["documents"]:
+    for d in e.documents:
         state = f"{d['pages']} page(s)" if d["usable"] else f"not usable: {d['error']}"
         nested = " (in a forwarded mail)" if d.get("nested") else ""
         lines.append(f"Document:    {d['filename'] or '(no name)'}{nested}: {state}")

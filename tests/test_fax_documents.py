@@ -221,7 +221,7 @@ def test_parse_lists_pictures_with_their_rendered_pages() -> None:
     from datetime import UTC, datetime
 
     from mailgw.config import Settings
-    from mailgw.parse_report import examine
+    from mailgw.parse_report import as_json, examine
 
     msg = mail("FGB45L:0170709901", attach=(("scan.tif", samples.fax_tiff(2), "image/tiff"),
                                             ("a.pdf", make_pdf([["x"]]), "application/pdf")))
@@ -230,3 +230,6 @@ def test_parse_lists_pictures_with_their_rendered_pages() -> None:
     assert [(d["filename"], d["pages"]) for d in seen.documents] == [("scan.tif", 2),
                                                                      ("a.pdf", 1)]
     assert seen.code == Code.SENDING and seen.found.pages == 3
+    shown = as_json(seen)  # `documents` stays DESIGN's list of PDFs
+    assert [d["filename"] for d in shown["documents"]] == ["a.pdf"]
+    assert set(shown["documents"][0]) == {"filename", "pages", "usable", "error"}
