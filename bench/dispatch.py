@@ -55,9 +55,9 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import event, text  # noqa: E402
 
-from mailgw import config  # noqa: E402
 from mailgw.dispatch import queries  # noqa: E402
 from mailgw.dispatch.drivers.base import CallRequest, CallResult  # noqa: E402
+from mailgw.ops import config  # noqa: E402
 from mailgw.store import Account, Store  # noqa: E402
 
 PG_ADMIN = os.environ.get("MAILGW_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -286,9 +286,9 @@ class NoopDriver:
 
 def _dispatcher_worker(url: str, lines: int, owner: str, start: Any, deadline: float
                        ) -> tuple[int, float, float]:
-    from mailgw import logs
     from mailgw.dispatch.dispatcher import Dispatcher
     from mailgw.notify.render import renderer_for
+    from mailgw.ops import logs
 
     # JSON lines as in production, written to /dev/null: formatted, not shown
     logs.setup("info", "json", open(os.devnull, "w"))  # noqa: SIM115

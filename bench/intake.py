@@ -43,8 +43,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mailgw import sandbox, sandbox_tasks  # noqa: E402
-from mailgw.samples import make_pdf  # noqa: E402
+from mailgw.documents import sandbox  # noqa: E402
+from mailgw.documents import tasks as sandbox_tasks  # noqa: E402
+from mailgw.documents.samples import make_pdf  # noqa: E402
 
 SMTP_SOURCE = "/usr/sbin/smtp-source"
 SMTP_SINK = "/usr/sbin/smtp-sink"
@@ -408,7 +409,7 @@ def _oneshot(task: str, data: bytes, limits: sandbox.Limits) -> dict[str, object
         resource.setrlimit(resource.RLIMIT_AS, (limits.memory, limits.memory))
         os.setsid()
 
-    proc = subprocess.run([sys.executable, "-P", "-m", "mailgw.sandbox_tasks", task],
+    proc = subprocess.run([sys.executable, "-P", "-m", "mailgw.documents.tasks", task],
                           input=data, capture_output=True, preexec_fn=limit, check=True,
                           env={"PYTHONPATH": str(ROOT)}, timeout=60)
     return dict(json.loads(proc.stdout))
@@ -519,11 +520,13 @@ def profile(workdir: Path, mails: Mails, n: int) -> dict[str, float]:
 
     import structlog
 
-    from mailgw import accounts, config, documents
+    from mailgw.accounts import accounts
     from mailgw.app import prepare_store
-    from mailgw.inbound import parse_mail
-    from mailgw.intake import Envelope, Intake
+    from mailgw.documents import checks as documents
+    from mailgw.inbound.mail import parse_mail
+    from mailgw.intake.service import Envelope, Intake
     from mailgw.notify.render import Renderer
+    from mailgw.ops import config
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     os.environ["MAILGW_STORE__URL"] = f"sqlite:///{workdir / 'profile.db'}"

@@ -47,10 +47,10 @@ import aiosmtplib  # noqa: E402
 from jinja2 import Environment, FileSystemLoader  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
-from mailgw import config  # noqa: E402
 from mailgw.notify import outbox  # noqa: E402
 from mailgw.notify.messages import notice_on_final  # noqa: E402
 from mailgw.notify.render import TEMPLATES, renderer_for  # noqa: E402
+from mailgw.ops import config  # noqa: E402
 from mailgw.store import Account, Attempt, Delivery, Job, OutboxMail, Store  # noqa: E402
 
 SMTP_SINK = "/usr/sbin/smtp-sink"
@@ -289,7 +289,7 @@ def main() -> int:
         return 2
     info = machine()
     log("machine:", info)
-    from mailgw import logs
+    from mailgw.ops import logs
 
     # JSON lines as in production, written to /dev/null: formatted, not shown
     logs.setup("info", "json", open(os.devnull, "w"))  # noqa: SIM115

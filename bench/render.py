@@ -6,8 +6,8 @@
 * photo        a 12 MP JPEG (4032 × 3024, quality 90), made here: gradients and noise
 
 Each is rendered to G4 fax pages at every quality, `--runs` times (median), two ways:
-`in process` calls mailgw.render.render_task directly (the work alone); `sandbox` goes
-through mailgw.documents.render, as intake does (a warm worker, the document handed over
+`in process` calls mailgw.documents.render.render_task directly (the work alone); `sandbox` goes
+through mailgw.documents.checks.render, as intake does (a warm worker, the document handed over
 in a memfd, limits set, the JSON answer with the PDF back). Time is wall-clock per page.
 
     nice .venv/bin/python bench/render.py             # 20 runs, about a minute
@@ -32,9 +32,10 @@ sys.path.insert(0, str(ROOT))
 
 from PIL import Image, ImageDraw, ImageFilter  # noqa: E402
 
-from mailgw import documents, sandbox  # noqa: E402
-from mailgw.render import QUALITIES, render_task  # noqa: E402
-from mailgw.sandbox import Limits  # noqa: E402
+from mailgw.documents import checks as documents  # noqa: E402
+from mailgw.documents import sandbox  # noqa: E402
+from mailgw.documents.render import QUALITIES, render_task  # noqa: E402
+from mailgw.documents.sandbox import Limits  # noqa: E402
 
 CORPUS = Path(os.environ.get("MAILGW_CORPUS") or ROOT.parent / "shared" / "corpus")
 TEXT_PDF = "multipage-4-pages-pdflatex-outline.pdf"
@@ -45,7 +46,7 @@ def text_pdf() -> bytes:
         path = base / "pdfs" / TEXT_PDF
         if path.is_file():
             return path.read_bytes()
-    from mailgw.samples import make_pdf
+    from mailgw.documents.samples import make_pdf
 
     print(f"({TEXT_PDF} not found: a generated 4-page text PDF instead)", file=sys.stderr)
     return make_pdf([[f"line {n} of page {p}" for n in range(40)] for p in range(4)])

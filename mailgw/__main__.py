@@ -1,3 +1,3 @@
-from mailgw.cli import main
+from mailgw.ops.cli import main
 
 raise SystemExit(main())

@@ -11,16 +11,16 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from mailgw import sandbox
-from mailgw.accounts import AuthCache
-from mailgw.config import Settings
+from mailgw.accounts.accounts import AuthCache
 from mailgw.dispatch.dispatcher import Dispatcher
 from mailgw.dispatch.drivers import callback_handlers, make_driver
-from mailgw.http_api import HttpApi
-from mailgw.intake import Intake
+from mailgw.documents import sandbox
+from mailgw.http.api import HttpApi
+from mailgw.intake.service import Intake
 from mailgw.notify.outbox import OutboxSender
 from mailgw.notify.render import renderer_for
-from mailgw.smtp_server import Connections, GatewayHandler, start_smtp
+from mailgw.ops.config import Settings
+from mailgw.smtp.server import Connections, GatewayHandler, start_smtp
 from mailgw.store import Store
 
 log = structlog.get_logger("mailgw")
@@ -81,7 +81,7 @@ class App:
                                          owner=owner, on_outbox=outbox_event)
             self.tasks.append(asyncio.create_task(self.dispatcher.run(self.stop_event)))
         if "imap" in self.roles:
-            from mailgw.imap_poller import start_pollers
+            from mailgw.imap.poller import start_pollers
 
             if self.intake is None:
                 self.intake = Intake(self.store, s, renderer)

@@ -155,7 +155,7 @@ DETAILS: dict[str, dict[str, str]] = {
     "merge_failed": {"fr": "les PDF n'ont pas pu être réunis en un seul fax",
                      "en": "the PDF files could not be joined into one fax",
                      "ru": "PDF-файлы не удалось объединить в один факс"},
-    # fax pages (mailgw.render): the caps against render-time bombs, and office files
+    # fax pages (mailgw.documents.render): the caps against render-time bombs, and office files
     "page_too_large": {"fr": "{name} : la page {page} mesure {w_cm} x {h_cm} cm, au plus "
                              "{limit_cm} cm de côté",
                        "en": "{name}: page {page} is {w_in} x {h_in} in, at most {limit_in} in "
@@ -243,7 +243,7 @@ DETAILS: dict[str, dict[str, str]] = {
     "ref_unknown": {"fr": "aucun message enregistré sous la référence {ref}",
                     "en": "no recorded message under ref {ref}",
                     "ru": "нет записанного сообщения со ссылкой {ref}"},
-    # voice: the message library and the call options (mailgw.voice)
+    # voice: the message library and the call options (mailgw.accounts.voice)
     "ref_name": {"fr": "« {ref} » ne peut pas nommer un message : lettres, chiffres, - et _ "
                        "(au plus 40)",
                  "en": "\"{ref}\" cannot name a message: letters, digits, - and _ (at most 40)",

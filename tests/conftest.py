@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from mailgw import accounts, config
+from mailgw.accounts import accounts
 from mailgw.app import App, prepare_store
+from mailgw.ops import config
 from mailgw.store import Store
 
 REQUIRE_ALL = os.environ.get("MAILGW_REQUIRE_ALL") == "1"

@@ -19,7 +19,7 @@ import dns.rrset
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from mailgw.proof_dns import DnsError
+from mailgw.intake.proof_dns import DnsError
 
 Zone = dict[tuple[str, str], list[str]]  # (name, type) -> values in zone-file text
 
@@ -50,7 +50,7 @@ def txt(value: str) -> str:
 
 
 class ZoneResolver:
-    """mailgw.proof_dns.Resolver answering from a dict, as the real one would."""
+    """mailgw.intake.proof_dns.Resolver answering from a dict, as the real one would."""
 
     def __init__(self, zone: Zone, *, broken: bool = False):
         self.zone = {(n.lower().rstrip("."), t.upper()): v for (n, t), v in zone.items()}

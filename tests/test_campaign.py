@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from mailgw import groups
-from mailgw.samples import make_pdf
+from mailgw.accounts import groups
+from mailgw.documents.samples import make_pdf
 from mailgw.store import Job, OutboxMail
 from tests.conftest import PASSWORD, SENDER, RunningApp, Sink, fax_message, wait_until
 from tests.test_end_to_end import send

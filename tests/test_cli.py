@@ -113,8 +113,8 @@ def python_only_path(tmp_path: Path) -> str:
 def test_demo_runs_both_halves_on_python_alone(tmp_path: Path) -> None:
     """`mailgw demo` as a new user runs it, on a PATH without ffmpeg, sox, gs or espeak-ng:
     a fax and a voice mail, each with its ack and its notice, exit 0."""
-    from mailgw.demo import TIME_SCALE
     from mailgw.dispatch.drivers.simulator import CONNECT, RING, SECONDS_PER_PAGE
+    from mailgw.ops.demo import TIME_SCALE
 
     path = python_only_path(tmp_path)
     exe = str(Path(path) / "mailgw")

@@ -29,7 +29,6 @@ import pytest
 from pypdf import PdfWriter
 from sqlalchemy import func, select
 
-from mailgw import config
 from mailgw.dispatch.drivers import callback_handlers, cloud, make_driver
 from mailgw.dispatch.drivers.base import (
     BUSY,
@@ -43,7 +42,8 @@ from mailgw.dispatch.drivers.base import (
     CallRequest,
     CallResult,
 )
-from mailgw.http_api import HttpApi
+from mailgw.http.api import HttpApi
+from mailgw.ops import config
 from mailgw.store import Delivery, Job, Store
 from mailgw.store.models import ProviderEvent
 from tests.conftest import PASSWORD, free_port, wait_until

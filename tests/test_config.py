@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mailgw import config
+from mailgw.ops import config
 
 
 def write(tmp_path: Path, text: str) -> Path:

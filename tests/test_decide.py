@@ -1,4 +1,4 @@
-"""The decision alone (mailgw.decide): no store, no sandbox, no clock; plain facts in."""
+"""The decision alone (mailgw.intake.decide): no store, no sandbox, no clock; plain facts in."""
 
 from __future__ import annotations
 
@@ -10,18 +10,16 @@ from email.message import EmailMessage
 import pytest
 
 from mailgw.codes import Code, Detail
-from mailgw.config import Settings
-from mailgw.decide import (
+from mailgw.documents.checks import DocumentCheck, SoundCheck
+from mailgw.inbound.mail import parse_mail
+from mailgw.intake.decide import (
     cancel_code,
     cancel_matches,
     channel_of,
     credit_refusal,
     decide,
 )
-from mailgw.documents import DocumentCheck, SoundCheck
-from mailgw.inbound import parse_mail
-from mailgw.recipients import ListEntry
-from mailgw.verdict import (
+from mailgw.intake.verdict import (
     Accept,
     AccountFacts,
     Ignore,
@@ -32,6 +30,8 @@ from mailgw.verdict import (
     Scheduled,
     Verdict,
 )
+from mailgw.ops.config import Settings
+from mailgw.recipients import ListEntry
 
 NOW = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)  # 12:00 in Paris, as in subjects.tsv
 POLICY = Policy.of(Settings())  # fax@localhost, voice@localhost, domain localhost

@@ -11,11 +11,11 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from mailgw import accounts
+from mailgw.accounts import accounts
 from mailgw.dispatch import queries
+from mailgw.documents.samples import make_pdf
 from mailgw.notify.messages import notice_on_final
 from mailgw.notify.render import Renderer
-from mailgw.samples import make_pdf
 from mailgw.store import Account, Attempt, Delivery, Job
 from tests.conftest import PASSWORD, SENDER, fax_message, wait_until
 from tests.test_cli import mailgw
@@ -258,7 +258,7 @@ def test_record_many_mixed_batch_equals_one_at_a_time(store_url: str) -> None:
     """Delivered, busy (queued again), partial, final failure, cancelled, a lost lease,
     several deliveries of one job: one record_many gives the same delivery states, attempt
     rows, job outcomes, credits and on_final views as recording them one by one."""
-    from mailgw.config import RetrySettings
+    from mailgw.ops.config import RetrySettings
     from mailgw.store import Store, utcnow
 
     policy = RetrySettings(busy=180, no_answer=300, line_dropped=60, provider_error=30,

@@ -25,7 +25,7 @@ import pytest
 from pypdf import PdfWriter
 from sqlalchemy import select
 
-from mailgw import accounts, groups, voice
+from mailgw.accounts import accounts, groups, voice
 from mailgw.store.models import Delivery, Job
 from tests.conftest import PASSWORD, RunningApp, Sink, make_settings
 

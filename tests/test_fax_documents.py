@@ -17,13 +17,14 @@ from PIL import Image
 from pypdf import PdfReader
 from sqlalchemy import select
 
-from mailgw import documents, office, sandbox
 from mailgw.codes import Code, Detail
-from mailgw.documents import DocumentCheck
-from mailgw.samples import make_pdf
-from mailgw.sandbox import Limits
+from mailgw.documents import checks as documents
+from mailgw.documents import office, sandbox
+from mailgw.documents.checks import DocumentCheck
+from mailgw.documents.samples import make_pdf
+from mailgw.documents.sandbox import Limits
+from mailgw.intake.verdict import Accept, Refuse
 from mailgw.store import Job
-from mailgw.verdict import Accept, Refuse
 from tests import render_samples as samples
 from tests.conftest import PASSWORD, fax_message, wait_until
 from tests.test_decide import PDF, Plain, mail, run
@@ -220,8 +221,8 @@ def _jobs(app) -> list[tuple[int, str, bytes]]:  # type: ignore[no-untyped-def]
 def test_parse_lists_pictures_with_their_rendered_pages() -> None:
     from datetime import UTC, datetime
 
-    from mailgw.config import Settings
-    from mailgw.parse_report import as_json, examine
+    from mailgw.intake.parse_report import as_json, examine
+    from mailgw.ops.config import Settings
 
     msg = mail("FGB45L:0170709901", attach=(("scan.tif", samples.fax_tiff(2), "image/tiff"),
                                             ("a.pdf", make_pdf([["x"]]), "application/pdf")))

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from mailgw import config, metrics
-from mailgw import flood as flood_module
-from mailgw.flood import FULL, PER_CLIENT, RATE, Connections, client_key, stress_levels
+from mailgw.ops import config, metrics
+from mailgw.smtp import flood as flood_module
+from mailgw.smtp.flood import FULL, PER_CLIENT, RATE, Connections, client_key, stress_levels
 
 
 class FakeSession:

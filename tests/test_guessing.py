@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from mailgw import metrics
-from mailgw.intake import Envelope
+from mailgw.intake.service import Envelope
+from mailgw.ops import metrics
 from mailgw.store import OutboxMail
 from mailgw.store.models import KnownClient
 from tests.conftest import PASSWORD, SENDER, RunningApp, fax_message, wait_until
@@ -264,13 +264,13 @@ class Clock:
     ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"), ("fe80::1%eth0", "fe80::/64"),
     ("not-an-ip", None), (None, None)])
 def test_networks_are_ipv4_24_and_ipv6_64(ip: str | None, network: str | None) -> None:
-    from mailgw.guessing import network_of
+    from mailgw.intake.guessing import network_of
 
     assert network_of(ip) == network
 
 
 def test_wrong_guesses_earn_a_growing_delay_per_account_address_and_network() -> None:
-    from mailgw.guessing import Guard, GuessPolicy
+    from mailgw.intake.guessing import Guard, GuessPolicy
 
     clock = Clock()
     guard = Guard(GuessPolicy(failures=3, window=600, delay=1, max_delay=8), clock=clock)
@@ -287,7 +287,7 @@ def test_wrong_guesses_earn_a_growing_delay_per_account_address_and_network() ->
 
 
 def test_the_budget_bounds_checks_without_proof_but_never_proven_ones() -> None:
-    from mailgw.guessing import Deferred, Guard, GuessPolicy
+    from mailgw.intake.guessing import Deferred, Guard, GuessPolicy
 
     clock = Clock()
     guard = Guard(GuessPolicy(checks=3, checks_all=5, per=60), clock=clock)
@@ -319,7 +319,7 @@ def test_a_password_verified_before_passes_unchecked_unless_the_account_is_guess
     """A sender that sends often (over IMAP: no address to know) costs no check and no
     budget; during an attack its mail takes a check like any other, or a right guess would
     be told apart from a wrong one for free."""
-    from mailgw.guessing import Guard, GuessPolicy
+    from mailgw.intake.guessing import Guard, GuessPolicy
 
     guard = Guard(GuessPolicy(failures=3, checks=2, checks_all=100), clock=Clock())
     assert all(guard.may_check("alice@example.com", False, True) for _ in range(50))
@@ -344,8 +344,8 @@ def test_known_clients_on_postgresql(pg_url: str) -> None:
 def _known_clients(url: str) -> None:
     from datetime import timedelta
 
-    from mailgw import accounts
-    from mailgw.known_clients import KnownClients
+    from mailgw.accounts import accounts
+    from mailgw.intake.known_clients import KnownClients
     from mailgw.store import Store, utcnow
 
     store = Store(url)

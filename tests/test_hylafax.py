@@ -23,8 +23,6 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from mailgw import config
-from mailgw.config import HylafaxSettings, RetrySettings
 from mailgw.dispatch import states
 from mailgw.dispatch.drivers import make_driver
 from mailgw.dispatch.drivers.base import CallRequest, CallResult
@@ -36,6 +34,8 @@ from mailgw.dispatch.drivers.hylafax import (
     line_seconds,
     parse_qfile,
 )
+from mailgw.ops import config
+from mailgw.ops.config import HylafaxSettings, RetrySettings
 from mailgw.store import Attempt, Delivery
 from tests import hylafax_env
 from tests.conftest import PASSWORD, fax_message, need, wait_until

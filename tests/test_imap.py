@@ -17,9 +17,9 @@ import pytest
 import structlog
 from sqlalchemy import func, select
 
-from mailgw import config
 from mailgw.app import prepare_store
-from mailgw.imap_poller import MailboxPoller, is_loopback, quote_mailbox
+from mailgw.imap.poller import MailboxPoller, is_loopback, quote_mailbox
+from mailgw.ops import config
 from mailgw.store import Job, OutboxMail, ProcessedMessage, Store
 from tests.conftest import (
     PASSWORD,

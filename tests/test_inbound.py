@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from mailgw.inbound import (
+from mailgw.inbound.mail import (
     Attachment,
     InboundMail,
     decode_header_text,

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from mailgw import groups
-from mailgw.samples import make_pdf
+from mailgw.accounts import groups
+from mailgw.documents.samples import make_pdf
 from mailgw.store import Account, Delivery, Job, ProcessedMessage
 from tests.conftest import PASSWORD, SENDER, fax_message
 from tests.test_end_to_end import crlf, send
@@ -159,7 +159,7 @@ def test_credits_refilled_by_another_process_count_at_once(make_app, sink) -> No
 def test_a_credit_limit_set_in_this_process_applies_to_the_next_mail(make_app, sink) -> None:
     """An account without a limit is not read again at commit; a limit set here (an ORM
     flush: the remembered accounts are forgotten) still counts for the very next mail."""
-    from mailgw import accounts
+    from mailgw.accounts import accounts
 
     app = make_app()
     app.add_account()  # no credit limit
@@ -172,7 +172,7 @@ def test_a_credit_limit_set_in_this_process_applies_to_the_next_mail(make_app, s
 
 
 def test_the_account_of_a_mail_is_remembered_briefly(make_app) -> None:
-    from mailgw import accounts
+    from mailgw.accounts import accounts
 
     app = make_app()
     app.add_account()
@@ -227,7 +227,7 @@ def test_no_message_id_is_still_exactly_once(make_app, sink) -> None:
 def _lose_the_first_acceptance(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The listener drops the connection instead of sending the first 250 (as if the process
     died between commit and reply); the reply it did not send is kept in the list."""
-    from mailgw import smtp_server
+    from mailgw.smtp import server as smtp_server
 
     dropped: list[str] = []
     original_push = smtp_server.GatewaySMTP.push
@@ -298,7 +298,7 @@ def test_parse_budget_bounds_the_bytes_parsed_at_once() -> None:
     budget); small ones share it. A property of the admissions, whatever the timing."""
     import threading
 
-    from mailgw.intake import Budget
+    from mailgw.intake.service import Budget
 
     budget = Budget(10)
     lock = threading.Lock()
@@ -327,7 +327,7 @@ def test_a_repeat_is_answered_from_memory_only_with_the_right_password(
     """An MTA that lost our 250 sends the mail again: once the password is checked, the
     first answer comes back without reading the document again (still one job). The same
     Message-ID with a wrong password is not a repeat: it is refused (82) like any other."""
-    from mailgw import documents
+    from mailgw.documents import checks as documents
 
     app = make_app()
     app.add_account()

@@ -18,9 +18,9 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select, text
 
-from mailgw import accounts
-from mailgw.accounts import AccountError, check_password_rules
-from mailgw.inbound import parse_mail
+from mailgw.accounts import accounts
+from mailgw.accounts.accounts import AccountError, check_password_rules
+from mailgw.inbound.mail import parse_mail
 from mailgw.store import Account, Job, Store
 from mailgw.subject_parser import (
     MASK,

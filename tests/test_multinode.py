@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, insert, select
 
-from mailgw import accounts, config
+from mailgw.accounts import accounts
 from mailgw.app import prepare_store
+from mailgw.ops import config
 from mailgw.store import Attempt, Delivery, Job, utcnow
 from tests.conftest import need, wait_until
 

@@ -5,7 +5,7 @@ received is searched for the password. Runs on SQLite and on PostgreSQL.
 
 What is searched is decoded first: bytes columns leniently, stored outbox mails and sink
 mails part by part (RFC 2047 headers, base64 and quoted-printable bodies), log lines as
-the JSON the daemon writes (`mailgw.logs.setup`, debug level).
+the JSON the daemon writes (`mailgw.ops.logs.setup`, debug level).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ import pytest
 import structlog
 from sqlalchemy import MetaData, create_engine, func, select
 
-from mailgw import logs
-from mailgw.samples import make_pdf
+from mailgw.documents.samples import make_pdf
+from mailgw.ops import logs
 from mailgw.store import Delivery, Job, OutboxMail, Store
 from tests.conftest import RunningApp, Sink, make_settings, wait_until
 from tests.dovecot import MAIL_PASSWORD, MAIL_USER, Dovecot, dovecot_or_skip

@@ -20,13 +20,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from mailgw import accounts
+from mailgw.accounts import accounts
+from mailgw.documents.samples import make_pdf
 from mailgw.notify import render
 from mailgw.notify.messages import AckFacts, ack_mail, notice_mail
 from mailgw.notify.outbox import OutboxSender, enqueue
 from mailgw.notify.preview import _sample
 from mailgw.notify.render import Rendered, Renderer, compose, compose_email, header_text, words
-from mailgw.samples import make_pdf
 from mailgw.store import OutboxMail, Store, utcnow
 from tests.conftest import (
     PASSWORD,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from mailgw import cli
+from mailgw.ops import cli
 from tests.conftest import _pg_available, free_port, need
 
 SECRET = "S3cretPw"  # a store password: it must never be printed
@@ -219,8 +219,8 @@ def test_tls_files(tmp_path: Path, pem: dict[str, Path], cert: str, key: str, co
 
 def test_the_pair_that_matches_starts(tmp_path: Path, pem: dict[str, Path]) -> None:
     """The same files the test above refuses, paired right, pass check-config and load."""
-    from mailgw.config import SmtpSettings
-    from mailgw.smtp_server import tls_context
+    from mailgw.ops.config import SmtpSettings
+    from mailgw.smtp.server import tls_context
 
     env = {"MAILGW_STORE__URL": f"sqlite:///{tmp_path / 'gw.db'}",
            "MAILGW_SMTP__TLS_CERT": str(pem["a.crt"]), "MAILGW_SMTP__TLS_KEY": str(pem["a.key"])}

@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from mailgw import metrics
 from mailgw.codes import CODES
-from mailgw.samples import make_pdf
+from mailgw.documents.samples import make_pdf
+from mailgw.ops import metrics
 from tests.conftest import PASSWORD, fax_message, need, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,7 +57,7 @@ def _directives(name: str) -> dict[str, list[str]]:
 
 @pytest.mark.parametrize("name", ["mailgw.service", "mailgw@.service"])
 def test_units_are_hardened_and_wait_for_the_grace(name: str) -> None:
-    from mailgw.config import ServeSettings, parse_duration
+    from mailgw.ops.config import ServeSettings, parse_duration
 
     d = _directives(name)
     assert d["Type"] == ["notify"]
@@ -285,7 +285,7 @@ def test_healthz_names_an_unbound_listener(make_app: Any) -> None:
 
 
 def test_http_listen_is_checked() -> None:
-    from mailgw import config
+    from mailgw.ops import config
 
     with pytest.raises(config.ConfigError, match="http.listen"):
         config.load(search=False, environ={}, overrides={"http": {"listen": "9725"}})
@@ -381,8 +381,8 @@ def test_the_thread_pool_fits_every_role_at_once() -> None:
     import asyncio
     import threading
 
-    from mailgw import config
     from mailgw.app import _threads_for_every_role
+    from mailgw.ops import config
 
     settings = config.load(search=False, environ={}, overrides={
         "smtp": {"max_concurrent_data": 40}, "dispatch": {"workers": 8}})

@@ -10,13 +10,13 @@ from email.message import EmailMessage
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from mailgw import accounts
+from mailgw.accounts import accounts
 from mailgw.app import prepare_store
-from mailgw.config import Settings
-from mailgw.intake import Envelope, Intake
+from mailgw.documents.samples import make_pdf
+from mailgw.intake.parse_report import as_json, examine, text
+from mailgw.intake.service import Envelope, Intake
 from mailgw.notify.render import Renderer
-from mailgw.parse_report import as_json, examine, text
-from mailgw.samples import make_pdf
+from mailgw.ops.config import Settings
 from tests.conftest import PASSWORD, SENDER, fax_message, free_port, make_settings
 from tests.test_cli import mailgw
 

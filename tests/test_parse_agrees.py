@@ -24,14 +24,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from mailgw import accounts, groups, voice
+from mailgw.accounts import accounts, groups, voice
 from mailgw.app import prepare_store
-from mailgw.config import Settings
-from mailgw.facts import ReadOnlyStore
-from mailgw.intake import Envelope, Intake
+from mailgw.documents.samples import make_pdf
+from mailgw.intake.facts import ReadOnlyStore
+from mailgw.intake.parse_report import examine
+from mailgw.intake.service import Envelope, Intake
 from mailgw.notify.render import Renderer
-from mailgw.parse_report import examine
-from mailgw.samples import make_pdf
+from mailgw.ops.config import Settings
 from mailgw.store import Account, Store
 from tests.conftest import CORPUS, PASSWORD, SENDER, free_port, make_settings
 

@@ -21,7 +21,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
-from mailgw import cli
+from mailgw.ops import cli
 from mailgw.store import Job
 from tests.conftest import (
     PASSWORD,
@@ -274,6 +274,6 @@ def test_greeting_name_is_not_postfix_s_own() -> None:
     """Postfix refuses a next hop that greets with its own myhostname; mailgw's default
     name is the gateway domain."""
     settings = make_settings("sqlite:////nonexistent", 25)
-    from mailgw.relay import greeting_name
+    from mailgw.smtp.relay import greeting_name
 
     assert greeting_name(settings.smtp.hostname, settings.gateway.domain) == GW != MYHOSTNAME

@@ -1,4 +1,4 @@
-"""Proof of the sender (mailgw.proof, mailgw.proof_dns): trusted Authentication-Results
+"""Proof of the sender (intake.proof, intake.proof_dns): trusted Authentication-Results
 only, DKIM and SPF checked with a key and records made in the test, DMARC alignment
 (RFC 7489) relaxed and strict, and the decision that refuses an account's mail without
 the proof it requires (82, as a wrong password)."""
@@ -9,14 +9,14 @@ from email.message import EmailMessage
 
 import pytest
 
-from mailgw import proof
 from mailgw.codes import Code
-from mailgw.config import ConfigError, load
-from mailgw.decide import decide
-from mailgw.inbound import parse_mail
-from mailgw.proof import AuthResult, Policy, aligned, dmarc_aligned
-from mailgw.proof_dns import Prover, dkim_results, dmarc_policy, spf_result
-from mailgw.verdict import AccountFacts, MailFacts
+from mailgw.inbound.mail import parse_mail
+from mailgw.intake import proof
+from mailgw.intake.decide import decide
+from mailgw.intake.proof import AuthResult, Policy, aligned, dmarc_aligned
+from mailgw.intake.proof_dns import Prover, dkim_results, dmarc_policy, spf_result
+from mailgw.intake.verdict import AccountFacts, MailFacts
+from mailgw.ops.config import ConfigError, load
 from tests.dns_zone import Key, ZoneResolver, txt
 from tests.test_decide import A_PDF, NOW, POLICY, Plain, mail
 
@@ -307,7 +307,7 @@ def test_config_keys() -> None:
 def test_require_is_stored_and_migrated(store_url: str) -> None:
     from sqlalchemy import text
 
-    from mailgw import accounts
+    from mailgw.accounts import accounts
     from mailgw.store import Store
 
     store = Store(store_url)
@@ -354,9 +354,9 @@ def test_require_on_the_command_line(tmp_path) -> None:  # type: ignore[no-untyp
 
 
 def test_parse_reads_the_trusted_headers(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from mailgw import accounts
-    from mailgw.facts import ReadOnlyStore
-    from mailgw.parse_report import examine
+    from mailgw.accounts import accounts
+    from mailgw.intake.facts import ReadOnlyStore
+    from mailgw.intake.parse_report import examine
     from mailgw.store import Store
 
     url = f"sqlite:///{tmp_path / 'p.db'}"
@@ -383,7 +383,7 @@ def test_parse_reads_the_trusted_headers(tmp_path) -> None:  # type: ignore[no-u
 
 
 def test_one_mail_has_one_dns_time_budget(key: Key) -> None:
-    from mailgw.proof_dns import Deadline, DnsError
+    from mailgw.intake.proof_dns import Deadline, DnsError
 
     clock = [100.0]
     inner = zone_for(key)

@@ -1,4 +1,4 @@
-"""Fax qualities (mailgw.quality): the names in three languages, a mail's line over the
+"""Fax qualities (mailgw.documents.quality): the names in three languages, a mail's line over the
 account's, and the ack's words."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from mailgw import quality
 from mailgw.dispatch.drivers.base import CallRequest
 from mailgw.dispatch.drivers.simulator import CONNECT, cancelled, outcome, page_seconds
+from mailgw.documents import quality
 from mailgw.notify.messages import quality_words
 from mailgw.notify.render import words
 from tests.test_cli import mailgw
@@ -112,13 +112,13 @@ def test_account_add_set_and_list_the_quality(tmp_path: Path) -> None:
 # -- the rendering at intake: same pages, more lines ----------------------------------------
 
 def test_a_picture_renders_to_the_same_pages_at_every_quality() -> None:
-    """Rendered in the sandbox as intake does (mailgw.facts.SandboxChecks): the page count
+    """Rendered in the sandbox as intake does (mailgw.intake.facts.SandboxChecks): the page count
     is the same at every quality; the fax pages sent have the quality's scan lines."""
     from pypdf import PdfReader
 
-    from mailgw.documents import check_picture
-    from mailgw.facts import SandboxChecks
-    from mailgw.sandbox import Limits
+    from mailgw.documents.checks import check_picture
+    from mailgw.documents.sandbox import Limits
+    from mailgw.intake.facts import SandboxChecks
     from tests.render_samples import picture
 
     png = picture(Image.new("L", (1200, 1700), 255), "PNG")

@@ -9,9 +9,9 @@ from email.message import EmailMessage
 import pytest
 from sqlalchemy import select
 
-from mailgw import accounts
+from mailgw.accounts import accounts
 from mailgw.dispatch.drivers.simulator import CONNECT, page_seconds
-from mailgw.samples import make_pdf
+from mailgw.documents.samples import make_pdf
 from mailgw.store import Attempt, Job
 from tests.conftest import PASSWORD, SENDER, fax_message
 from tests.test_end_to_end import send

@@ -16,12 +16,13 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
-from mailgw import accounts, cli, config
-from mailgw.decide import channel_of
-from mailgw.postfix_config import nexthop, render
-from mailgw.relay import MAX_HOPS, TrustedRelays, received_from_ip, received_headers
+from mailgw.accounts import accounts
+from mailgw.intake.decide import channel_of
+from mailgw.intake.verdict import Policy
+from mailgw.ops import cli, config
+from mailgw.ops.postfix_config import nexthop, render
+from mailgw.smtp.relay import MAX_HOPS, TrustedRelays, received_from_ip, received_headers
 from mailgw.store import Delivery, Job
-from mailgw.verdict import Policy
 from tests.conftest import PASSWORD, SENDER, Sink, fax_message, wait_until
 from tests.test_cloud_drivers import pdf
 from tests.test_end_to_end import crlf

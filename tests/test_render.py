@@ -1,4 +1,4 @@
-"""Documents → fax pages (mailgw.render, in the sandbox): geometry, corpus PDFs against
+"""Documents → fax pages (mailgw.documents.render, in the sandbox): geometry, corpus PDFs against
 pypdfium2's own rendering, pictures (EXIF, alpha, TIFF), the output formats."""
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageChops
 
-from mailgw import documents, sandbox
-from mailgw.render import FAX_WIDTH, PAPERS, QUALITIES, XDPI, geometry
-from mailgw.samples import make_pdf
-from mailgw.sandbox import Limits
+from mailgw.documents import checks as documents
+from mailgw.documents import sandbox
+from mailgw.documents.render import FAX_WIDTH, PAPERS, QUALITIES, XDPI, geometry
+from mailgw.documents.samples import make_pdf
+from mailgw.documents.sandbox import Limits
 from tests import render_samples as samples
 
 LIMITS = Limits()

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from mailgw import documents, sandbox
-from mailgw.documents import DocumentCheck
-from mailgw.samples import make_pdf
-from mailgw.sandbox import Limits
+from mailgw.documents import checks as documents
+from mailgw.documents import sandbox
+from mailgw.documents.checks import DocumentCheck
+from mailgw.documents.samples import make_pdf
+from mailgw.documents.sandbox import Limits
 from tests import render_samples as samples
 from tests.conftest import PASSWORD, fax_message
 
@@ -118,7 +119,7 @@ def test_the_largest_picture_under_the_bitmap_cap_renders_within_the_memory_limi
     is refused with the cap's sentence."""
     from PIL import Image
 
-    from mailgw.render import MAX_BITMAP_BYTES
+    from mailgw.documents.render import MAX_BITMAP_BYTES
 
     side = int((MAX_BITMAP_BYTES // 4) ** 0.5)
     largest = samples.picture(Image.new("RGBA", (side, side), (10, 200, 30, 128)), "PNG",
@@ -150,7 +151,7 @@ def test_without_the_content_cap_pdfium_would_use_gigabytes() -> None:
     sandbox is stopped only by the memory limit, and the worker dies (then is replaced)."""
     answer = documents.render(samples.flate_bomb_pdf(), "pdf", LIMITS)
     assert answer["reason"] == "content_too_large"  # with the checks: a clear reason
-    from mailgw.sandbox import SandboxFailure
+    from mailgw.documents.sandbox import SandboxFailure
 
     with pytest.raises(SandboxFailure):  # without them: killed (SIGABRT in PDFium's alloc)
         sandbox.run("_selftest_pdfium", samples.flate_bomb_pdf(), LIMITS)

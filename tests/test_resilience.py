@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from mailgw import config
 from mailgw.app import prepare_store
 from mailgw.dispatch import queries
+from mailgw.ops import config
 from mailgw.store import Attempt, Delivery, Job, OutboxMail
 from tests.conftest import PASSWORD, Sink, fax_message, free_port, wait_until
 from tests.test_cli import mailgw
@@ -61,7 +61,7 @@ def test_reaper_returns_expired_leases(tmp_path: Path, corpus: Path) -> None:
     settings = config.load(search=False, environ={}, overrides={
         "store": {"url": f"sqlite:///{tmp_path / 'r.db'}"}})
     store = prepare_store(settings)
-    from mailgw import accounts
+    from mailgw.accounts import accounts
 
     with store.tx() as s:
         acc = accounts.add_account(s, "a@example.com", "pw", region="FR", lang="fr",
@@ -312,7 +312,7 @@ def test_one_failing_mail_does_not_fail_its_batch(make_app, sink, corpus: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """A mail whose insert fails gets 451 (the sender retries); the others of its batch are
     committed one by one and get their 250."""
-    from mailgw.intake import Intake
+    from mailgw.intake.service import Intake
 
     app = make_app()
     app.add_account()

@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
-from mailgw import retention
-from mailgw.samples import make_pdf
+from mailgw.documents.samples import make_pdf
+from mailgw.ops import retention
 from mailgw.store import Attempt, Delivery, Job, OutboxMail, ProcessedMessage, utcnow
 from tests.conftest import PASSWORD, fax_message
 from tests.test_cli import mailgw

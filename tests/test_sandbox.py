@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from mailgw import sandbox
-from mailgw.samples import make_pdf
-from mailgw.sandbox import Limits, SandboxFailure
+from mailgw.documents import sandbox
+from mailgw.documents.samples import make_pdf
+from mailgw.documents.sandbox import Limits, SandboxFailure
 from tests.conftest import wait_until
 from tests.render_samples import raw_pdf
 
@@ -110,13 +110,13 @@ def test_corpus_pdfs_give_the_expected_pages(corpus: Path) -> None:
 
 
 def test_wav_and_merge_tasks() -> None:
-    from mailgw.samples import make_wav
+    from mailgw.documents.samples import make_wav
 
     answer = sandbox.run("wav", make_wav(2.0), LIMITS)
     duration = answer["duration"]
     assert answer["usable"] is True and isinstance(duration, float)
     assert abs(duration - 2.0) < 0.01
-    from mailgw.documents import merge_pdfs
+    from mailgw.documents.checks import merge_pdfs
 
     merged = merge_pdfs([small_pdf(), make_pdf([["three"]])], LIMITS)
     assert merged is not None
@@ -302,8 +302,8 @@ def test_shutdown_kills_a_busy_worker_and_its_child() -> None:
 
 SCRIPT = textwrap.dedent("""
     import sys
-    from mailgw import sandbox
-    from mailgw.samples import make_pdf
+    from mailgw.documents import sandbox
+    from mailgw.documents.samples import make_pdf
     sandbox.configure(2)
     sandbox.prestart()
     assert sandbox.run("pdf", make_pdf([["x"]]), sandbox.Limits())["pages"] == 1

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mailgw.codes import CODES, DETAILS, LANGS, sentence, smtp_reply
-from mailgw.samples import make_pdf
+from mailgw.documents.samples import make_pdf
 from mailgw.translit import to_ascii
 from tests.conftest import PASSWORD, fax_message
 from tests.test_end_to_end import crlf

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from mailgw.samples import make_pdf
+from mailgw.documents.samples import make_pdf
 from mailgw.store import Job
 from tests.conftest import PASSWORD, SENDER, fax_message
 from tests.test_end_to_end import crlf
@@ -219,7 +219,7 @@ def _protocols() -> tuple[Any, Any]:
 
     from aiosmtpd.smtp import SMTP
 
-    from mailgw.smtp_server import Connections, GatewaySMTP
+    from mailgw.smtp.server import Connections, GatewaySMTP
 
     loop = asyncio.new_event_loop()
     try:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from mailgw.flood import PER_CLIENT, RATE
-from mailgw.samples import make_pdf
-from mailgw.smtp_server import TOO_MANY_CONNECTIONS
+from mailgw.documents.samples import make_pdf
+from mailgw.smtp.flood import PER_CLIENT, RATE
+from mailgw.smtp.server import TOO_MANY_CONNECTIONS
 from tests.conftest import PASSWORD, SENDER, fax_message, wait_until
 from tests.test_end_to_end import crlf
 
@@ -276,7 +276,7 @@ def test_a_slow_but_steady_data_outlives_idle_timeout(make_app) -> None:
 
 def test_http_slowloris_does_not_block_healthz_from_another_address(make_app,
                                                                      monkeypatch) -> None:
-    monkeypatch.setattr("mailgw.http_api.HEAD_TIMEOUT", 3.0)  # the held ones' end, sooner
+    monkeypatch.setattr("mailgw.http.api.HEAD_TIMEOUT", 3.0)  # the held ones' end, sooner
     app = make_app(http={"listen": "127.0.0.1:0"})
     host, port = app.app.http.address
     held: list[socket.socket] = []

@@ -83,7 +83,7 @@ def test_auth_required_refuses_unauthenticated_mail(make_app, tls_files) -> None
 def test_wrong_passwords_are_slowed_but_never_lock_the_owner_out(make_app, corpus: Path) -> None:
     """Past `auth_failures` wrong guesses with alice's From, her right password still works
     (a From is free to forge: a count of guesses must never turn her off, DESIGN)."""
-    from mailgw import metrics
+    from mailgw.ops import metrics
 
     app = make_app(limits={"auth_failures": 3, "auth_delay": "10ms", "auth_delay_max": "20ms"})
     app.add_account()

@@ -15,10 +15,11 @@ import wave
 
 import pytest
 
-from mailgw import documents, sandbox
 from mailgw.codes import DETAILS
-from mailgw.documents import SoundCheck
-from mailgw.sandbox import Limits
+from mailgw.documents import checks as documents
+from mailgw.documents import sandbox
+from mailgw.documents.checks import SoundCheck
+from mailgw.documents.sandbox import Limits
 from tests.sounds import FORMATS, encode, opus_bomb, wav_chunk
 
 LIMITS = Limits(20, 512_000_000)

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from mailgw.config import RetrySettings, SimulatorSettings
 from mailgw.dispatch import states
 from mailgw.dispatch.drivers.base import CallRequest, CallResult
 from mailgw.dispatch.drivers.simulator import SimulatorDriver, outcome
+from mailgw.ops.config import RetrySettings, SimulatorSettings
 
 T0 = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
 POLICY = RetrySettings(busy=180, no_answer=300, line_dropped=60, provider_error=30,

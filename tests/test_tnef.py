@@ -6,8 +6,8 @@ import struct
 from email.message import EmailMessage
 from pathlib import Path
 
-from mailgw.inbound import parse_mail
-from mailgw.samples import make_pdf
+from mailgw.documents.samples import make_pdf
+from mailgw.inbound.mail import parse_mail
 
 
 def _attr(level: int, name: int, typ: int, data: bytes) -> bytes:

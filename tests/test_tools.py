@@ -1,4 +1,4 @@
-"""What the host must provide (mailgw.tools), and a voice mail on a host with no sound tools.
+"""What the host must provide (mailgw.ops.tools), and a voice mail on a host with no sound tools.
 
 The processes here run with a PATH that holds none of ffmpeg, ffprobe, sox, espeak-ng or gs:
 a directory of our own, with at most a stub of the one program a case needs.
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from mailgw import config, tools
-from mailgw.samples import make_wav
+from mailgw.documents.samples import make_wav
+from mailgw.ops import config, tools
 from tests.conftest import PASSWORD, Sink, free_port, serve_config, wait_until
 
 

@@ -19,14 +19,16 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from mailgw import cli, documents, voice
+from mailgw.accounts import voice
 from mailgw.codes import DETAILS
 from mailgw.dispatch.drivers.base import CallRequest
 from mailgw.dispatch.drivers.simulator import outcome
 from mailgw.dispatch.pacing import TokenBucket
-from mailgw.inbound import parse_mail
+from mailgw.documents import checks as documents
+from mailgw.documents.sandbox import Limits
+from mailgw.inbound.mail import parse_mail
 from mailgw.notify.render import WORDS
-from mailgw.sandbox import Limits
+from mailgw.ops import cli
 from mailgw.store import Job
 from mailgw.store.models import VoiceMessage
 from tests.conftest import PASSWORD, SENDER
@@ -311,7 +313,7 @@ def test_voice_outcomes_reach_notices_and_the_report(make_app: Callable[..., Any
     with app.store.read() as s:
         job = s.scalar(select(Job))
         assert job is not None
-        from mailgw.reports import job_csv
+        from mailgw.jobs.reports import job_csv
 
         report = job_csv(s, job.id) or ""
     rows = {line.split(";")[2]: line.split(";") for line in report.splitlines()[1:]}
@@ -363,7 +365,7 @@ def test_cli_library_caller_ids_and_defaults(tmp_path: Path, sounds: dict[str, b
 def test_call_rate_retries_option_and_progress(make_app: Callable[..., Any], sink: Any,
                                                sounds: dict[str, bytes],
                                                capsys: pytest.CaptureFixture[str]) -> None:
-    from mailgw import views
+    from mailgw.jobs import views
     from mailgw.store import Attempt
 
     app = make_app(drivers={"simulator": {"time_scale": 0.001, "calls_per_second": 5}})

@@ -1,4 +1,4 @@
-"""Provider callbacks: the HTTP endpoint's request reader (mailgw.http_api) in front of the
+"""Provider callbacks: the HTTP endpoint's request reader (mailgw.http.api) in front of the
 Sinch and Twilio webhook handlers, and Sinch's body parser on its own.
 
 The endpoint answers every request; an exception out of `_route` is logged as
@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from fuzz.targets import Finding
-from mailgw.config import SinchSettings, TwilioSettings
 from mailgw.dispatch.drivers import cloud, sinch, twilio
-from mailgw.http_api import MAX_HEAD, HttpApi
+from mailgw.http.api import MAX_HEAD, HttpApi
+from mailgw.ops.config import SinchSettings, TwilioSettings
 
 ALLOWED: tuple[type[BaseException], ...] = ()
 PUBLIC = "https://gw.example.org"

@@ -1,4 +1,4 @@
-"""Raw mail bytes -> InboundMail (mailgw.inbound.parse_mail), auto-reply verdict included.
+"""Raw mail bytes -> InboundMail (mailgw.inbound.mail.parse_mail), auto-reply verdict included.
 
 parse_mail promises never to raise. Its last line of defence turns an internal error into
 an ``InternalError: ...`` defect and an empty mail (no sender, no Subject: the mail gets no
@@ -14,7 +14,7 @@ import tnefparse.tnef  # noqa: F401  # imported here, not on first use, so ather
 
 from fuzz.targets import Finding, corpus_dir, storable
 from fuzz.targets.tnef import make_tnef
-from mailgw.inbound import InboundMail, parse_mail
+from mailgw.inbound.mail import InboundMail, parse_mail
 
 ALLOWED: tuple[type[BaseException], ...] = ()  # parse_mail raises nothing
 ENVELOPES = (None, "", "alice@example.com", "MAILER-DAEMON@example.org")

@@ -1,4 +1,4 @@
-"""Outlook's winmail.dat (TNEF) -> the files it wraps (mailgw.inbound._tnef_attachments).
+"""Outlook's winmail.dat (TNEF) -> the files it wraps (mailgw.inbound.mail._tnef_attachments).
 
 The reader promises that a broken blob "decodes to nothing, never to an exception"; a hang,
 a memory blow-up or a file name the store cannot take is a finding.
@@ -14,7 +14,7 @@ from pathlib import Path
 import tnefparse.tnef  # noqa: F401  # imported here, not on first use, so atheris instruments it
 
 from fuzz.targets import Finding, storable
-from mailgw.inbound import Attachment, _tnef_attachments
+from mailgw.inbound.mail import Attachment, _tnef_attachments
 
 ALLOWED: tuple[type[BaseException], ...] = ()
 MAGIC = struct.pack("<I", 0x223E9F78)

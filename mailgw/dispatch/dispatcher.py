@@ -16,17 +16,18 @@ from typing import Any
 
 import structlog
 
-from mailgw import metrics, voice
-from mailgw.config import RetrySettings, Settings
+from mailgw.accounts import voice
 from mailgw.dispatch import queries
 from mailgw.dispatch.drivers.base import CANCELLED, CallRequest, CallResult, Driver
 from mailgw.dispatch.drivers.base import TIMEOUT as RESULT_TIMEOUT
 from mailgw.dispatch.pacing import TokenBucket
 from mailgw.dispatch.states import parse_retry_overrides, with_overrides
+from mailgw.documents.quality import of_options as quality_of
 from mailgw.idle import until_woken
 from mailgw.notify.messages import notice_on_final
 from mailgw.notify.render import Renderer
-from mailgw.quality import of_options as quality_of
+from mailgw.ops import metrics
+from mailgw.ops.config import RetrySettings, Settings
 from mailgw.store import Store, utcnow
 
 log = structlog.get_logger("mailgw.dispatch")

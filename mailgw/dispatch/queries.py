@@ -36,11 +36,11 @@ from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session, contains_eager
 from sqlalchemy.orm.attributes import set_committed_value
 
-from mailgw import metrics
-from mailgw.config import RetrySettings
 from mailgw.dispatch import states
 from mailgw.dispatch.drivers.base import PROVIDER_ERROR, CallResult
 from mailgw.dispatch.pacing import next_open, parse_window
+from mailgw.ops import metrics
+from mailgw.ops.config import RetrySettings
 from mailgw.store import Account, Attempt, Delivery, Job, OutboxMail, Store, utcnow
 from mailgw.store.models import UtcDateTime
 
@@ -207,7 +207,7 @@ def claim(store: Store, owner: str, limit: int, lease_seconds: float) -> list[Cl
 
 
 def load_document(store: Store, job_id: int) -> tuple[bytes | None, dict[str, str]]:
-    """A fax job's document and options (its quality, mailgw.quality)."""
+    """A fax job's document and options (its quality, mailgw.documents.quality)."""
     return load_documents(store, [job_id]).get(job_id, (None, {}))
 
 

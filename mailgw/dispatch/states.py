@@ -10,7 +10,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from mailgw.config import RetrySettings
 from mailgw.dispatch.drivers.base import (
     BUSY,
     CANCELLED,
@@ -21,6 +20,7 @@ from mailgw.dispatch.drivers.base import (
     PROVIDER_ERROR,
     CallResult,
 )
+from mailgw.ops.config import RetrySettings
 
 SCHEDULED, QUEUED, SENDING = "scheduled", "queued", "sending"
 FINAL = frozenset({"delivered", "partial", "failed", "cancelled", "expired"})
@@ -58,7 +58,7 @@ RETRY_KEYS = ("busy", "no_answer", "line_dropped", "provider_error", "max_attemp
 def parse_retry_overrides(text: str) -> dict[str, float]:
     """`busy=2m,max_attempts=3` → {"busy": 120.0, "max_attempts": 3}; ValueError names the
     bad part. Durations as in the config (30s, 3m, 3h)."""
-    from mailgw.config import parse_duration
+    from mailgw.ops.config import parse_duration
 
     out: dict[str, float] = {}
     for part in (p.strip() for p in text.split(",") if p.strip()):

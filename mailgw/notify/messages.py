@@ -14,14 +14,14 @@ import phonenumbers
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
-from mailgw import quality as qualities
+from mailgw.accounts.voice import describe as describe_voice
+from mailgw.accounts.voice import job_options
 from mailgw.codes import is_accepted, sentence
-from mailgw.config import Settings
+from mailgw.documents import quality as qualities
 from mailgw.notify.outbox import enqueue
 from mailgw.notify.render import Rendered, Renderer, local_time, words
+from mailgw.ops.config import Settings
 from mailgw.store.models import Account, Attempt, Delivery, Job
-from mailgw.voice import describe as describe_voice
-from mailgw.voice import job_options
 
 
 @lru_cache(maxsize=4096)
@@ -54,7 +54,7 @@ class AckFacts:
     ref: str | None = None
     comment: str | None = None
     detail: str = ""
-    quality: str | None = None  # an accepted fax's (mailgw.quality)
+    quality: str | None = None  # an accepted fax's (mailgw.documents.quality)
 
 
 def quality_words(quality: str | None, w: dict[str, str]) -> dict[str, str]:
@@ -97,7 +97,7 @@ def _duration(seconds: float, lang: str) -> str:
 
 def attempt_reason(a: Attempt, channel: str, w: dict[str, str]) -> str:
     """Why a call ended, in plain words of the account's language."""
-    if channel == "voice":  # who answered, what was heard or left (mailgw.voice)
+    if channel == "voice":  # who answered, what was heard or left (mailgw.accounts.voice)
         told = describe_voice(a.error_text, w)
         if told:
             return told
@@ -225,7 +225,7 @@ def notice_on_final(settings: Settings, renderer: Renderer
     account's webhook events go to the outbox."""
     import uuid
 
-    from mailgw.reports import job_csv
+    from mailgw.jobs.reports import job_csv
     from mailgw.store.models import OutboxMail
 
     def hook(s: Session, account: Account, event: str, job: Job,

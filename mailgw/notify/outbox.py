@@ -22,10 +22,10 @@ import structlog
 from sqlalchemy import Connection, Table, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from mailgw import metrics
-from mailgw.config import NotifySettings, split_hostport
 from mailgw.idle import until_woken
 from mailgw.notify.render import Rendered
+from mailgw.ops import metrics
+from mailgw.ops.config import NotifySettings, split_hostport
 from mailgw.store import Account, Job, OutboxMail, Store, utcnow
 
 log = structlog.get_logger("mailgw.notify")

@@ -84,7 +84,7 @@ class Account(Base):
     # What proves the sender beyond the password: password | password+dmarc | password+auth
     require: Mapped[str] = mapped_column(String(20), default="password",
                                          server_default="password")
-    # The fax quality (mailgw.quality): normal | high | best; a mail's `quality:` overrides it
+    # The fax quality (documents.quality): normal | high | best; a mail's `quality:` overrides it
     quality: Mapped[str] = mapped_column(String(10), default="high", server_default="high")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     senders: Mapped[list[SenderAddress]] = relationship(back_populates="account")
@@ -144,7 +144,7 @@ class Job(Base):
     document_name: Mapped[str | None] = mapped_column(String(400))
     document_type: Mapped[str | None] = mapped_column(String(100))
     document: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
-    options: Mapped[str | None] = mapped_column(Text)  # JSON: voice call options (mailgw.voice)
+    options: Mapped[str | None] = mapped_column(Text)  # JSON: voice call options (accounts.voice)
     # Numbers from an attached list or a contact group: a campaign, answered by one summary
     # (notify.summary_from), however few numbers it has.
     numbers_from_list: Mapped[bool] = mapped_column(Boolean, default=False,
@@ -298,13 +298,13 @@ class ProviderEvent(Base):
 
 class KnownClient(Base):
     """A client address that delivered an account's right password (or passed its SMTP
-    AUTH): a proof for its later mail, while guessers are slowed (mailgw.known_clients).
+    AUTH): a proof for its later mail, while guessers are slowed (mailgw.intake.known_clients).
     Forgotten `[limits] known_client_ttl` after it was last seen."""
 
     __tablename__ = "known_client"
     __table_args__ = (UniqueConstraint("account_id", "address"),)
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"))
-    address: Mapped[str] = mapped_column(String(45), index=True)  # as mailgw.guessing writes it
+    address: Mapped[str] = mapped_column(String(45), index=True)  # as intake.guessing writes it
     network: Mapped[str] = mapped_column(String(49), index=True)  # its /24 or /64
     seen_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)

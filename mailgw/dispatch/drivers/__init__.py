@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mailgw.config import Settings
 from mailgw.dispatch.drivers.base import CallRequest, CallResult, Driver
+from mailgw.ops.config import Settings
 
 if TYPE_CHECKING:
     from mailgw.store import Store

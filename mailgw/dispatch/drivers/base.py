@@ -35,12 +35,12 @@ class CallRequest:
     pages_total: int | None = None
     first_page: int = 1  # resume a partial fax from the first page not delivered
     sound_seconds: float | None = None
-    # Voice call options (mailgw.voice; a key is absent when off): transfer (E.164, dialled
+    # Voice call options (mailgw.accounts.voice; a key is absent when off): transfer (E.164, dialled
     # when the callee presses 9), welcome ("yes": ask for * before playing), callerid (E.164,
     # a verified number to show), retries (digits; the dispatcher applies it), voicemail
     # ("no": hang up on answering machines; "only": drop in the voicemail without ringing).
     options: dict[str, str] = field(default_factory=dict)
-    # Fax quality (mailgw.quality): normal 204×98, high 204×196, best 204×392 dpi. The
+    # Fax quality (mailgw.documents.quality): normal 204×98, high 204×196, best 204×392 dpi. The
     # document is the same PDF whatever it is; the driver asks its line for this resolution.
     quality: str = "high"
 

@@ -38,7 +38,6 @@ from pathlib import Path
 
 import structlog
 
-from mailgw.config import HylafaxSettings
 from mailgw.dispatch.drivers.base import (
     BUSY,
     CANCELLED,
@@ -52,6 +51,7 @@ from mailgw.dispatch.drivers.base import (
     CallRequest,
     CallResult,
 )
+from mailgw.ops.config import HylafaxSettings
 
 log = structlog.get_logger("mailgw.dispatch.hylafax")
 
@@ -172,7 +172,7 @@ def line_seconds(session_log: str) -> float | None:
     return seconds if seconds >= 0 else seconds + 86400 * 366  # across a new year: rare
 
 
-# The job's VRES for each quality (mailgw.quality): lines per inch as HylaFAX counts them
+# The job's VRES for each quality (mailgw.documents.quality): lines per inch as HylaFAX counts them
 # (superfine is 391, T.30's "R8 × 15.4 l/mm"). `vres` in the settings caps it.
 VRES = {"normal": 98, "high": 196, "best": 391}
 

@@ -4,7 +4,7 @@ The last two digits pick the case (DESIGN, "Drivers"), so any test, demo or acce
 check can ask for one by dialling it. Calls last real fax speed times `time_scale`; a fax
 page takes 30 s at the `high` quality, 15 s at `normal`, 60 s at `best` (its scan lines).
 
-Voice (DESIGN's voice column, with the call options of mailgw.voice):
+Voice (DESIGN's voice column, with the call options of mailgw.accounts.voice):
   00–87  a person answers; the message is played in full (with `welcome: yes`, after *)
   88     the person presses 9 halfway: transferred to the `transfer` number (else played)
   89     a person answers (with `welcome: yes`: never presses *, so nothing is played)
@@ -25,8 +25,7 @@ from dataclasses import replace
 
 import phonenumbers
 
-from mailgw import voice as voicelib
-from mailgw.config import SimulatorSettings
+from mailgw.accounts import voice as voicelib
 from mailgw.dispatch.drivers.base import (
     BUSY,
     CANCELLED,
@@ -40,9 +39,10 @@ from mailgw.dispatch.drivers.base import (
     CallRequest,
     CallResult,
 )
+from mailgw.ops.config import SimulatorSettings
 
 SECONDS_PER_PAGE = 30.0  # about 30 s a page at 14.4 kbit/s, at the `high` quality
-# A page takes time in proportion to its scan lines (mailgw.quality): normal has half of
+# A page takes time in proportion to its scan lines (mailgw.documents.quality): normal has half of
 # high's, best twice as many.
 LINES = {"normal": 0.5, "high": 1.0, "best": 2.0}
 

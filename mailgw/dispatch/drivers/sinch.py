@@ -31,7 +31,6 @@ from typing import Any
 
 import structlog
 
-from mailgw.config import SinchSettings
 from mailgw.dispatch.drivers import cloud
 from mailgw.dispatch.drivers.base import (
     BUSY,
@@ -46,6 +45,7 @@ from mailgw.dispatch.drivers.base import (
     CallRequest,
     CallResult,
 )
+from mailgw.ops.config import SinchSettings
 from mailgw.store import Store
 
 log = structlog.get_logger("mailgw.dispatch.sinch")
@@ -178,7 +178,7 @@ def facts(fax: dict[str, Any], source: str) -> dict[str, Any]:
     return {**{k: fax[k] for k in KEEP if k in fax}, "source": source}
 
 
-# Sinch's `resolution` for each quality (mailgw.quality): it has STANDARD (98 lines per
+# Sinch's `resolution` for each quality (mailgw.documents.quality): it has STANDARD (98 lines per
 # inch) and FINE (196) only, so `best` goes FINE (docs/drivers-cloud.md).
 RESOLUTION = {"normal": "STANDARD", "high": "FINE", "best": "FINE"}
 

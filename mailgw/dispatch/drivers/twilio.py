@@ -35,8 +35,7 @@ from xml.sax.saxutils import escape, quoteattr
 import structlog
 from sqlalchemy import select
 
-from mailgw import voice as voicelib
-from mailgw.config import TwilioSettings
+from mailgw.accounts import voice as voicelib
 from mailgw.dispatch.drivers import cloud
 from mailgw.dispatch.drivers.base import (
     BUSY,
@@ -53,6 +52,7 @@ from mailgw.dispatch.drivers.base import (
     CallResult,
 )
 from mailgw.dispatch.pacing import TokenBucket
+from mailgw.ops.config import TwilioSettings
 from mailgw.store import Delivery, Job, Store
 
 log = structlog.get_logger("mailgw.dispatch.twilio")
@@ -102,7 +102,7 @@ def _url_variants(url: str) -> list[str]:
 
 def result_for(found: list[cloud.Event], sid: str, length: float,
                options: dict[str, str]) -> CallResult:
-    """A finished call (its events, final first) as a call result, told with mailgw.voice's
+    """A finished call (its events, final first) as a call result, told with mailgw.accounts.voice's
     outcome sentences; `length` is the sound's, in seconds."""
     final = found[0]
     steps = {e.status: e.payload for e in found}
@@ -419,7 +419,7 @@ class TwilioDriver:
 
 
 def _options(options: dict[str, str]) -> dict[str, str]:
-    """The call options the TwiML needs (mailgw.voice's canonical ones), short, for the
+    """The call options the TwiML needs (mailgw.accounts.voice's canonical ones), short, for the
     signed callback token: t = transfer number, w = welcome prompt, v = voicemail mode."""
     out: dict[str, str] = {}
     if options.get("transfer"):
