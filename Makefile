@@ -9,7 +9,7 @@ PIP := $(BIN)/pip --disable-pip-version-check --quiet
 RUN_STAMP := $(VENV)/.mailgw-run
 TEST_STAMP := $(VENV)/.mailgw-test
 
-.PHONY: demo test install install-test lint clean
+.PHONY: demo test test-unit test-integration test-system install install-test lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -29,11 +29,23 @@ install-test: $(TEST_STAMP)
 demo: install
 	$(BIN)/mailgw demo
 
+# Three tiers (docs/testing.md): unit (pure, no store, seconds), integration (store, SMTP,
+# sandbox), system (Dovecot, HylaFAX, T.30, PostgreSQL multi-node, the wheel). `make test`
+# runs all three.
 test: install-test
 	$(BIN)/python -m pytest -q
 
+test-unit: install-test
+	$(BIN)/python -m pytest -q tests/unit
+
+test-integration: install-test
+	$(BIN)/python -m pytest -q tests/integration
+
+test-system: install-test
+	$(BIN)/python -m pytest -q tests/system
+
 lint: install-test
-	$(BIN)/ruff check mailgw tests
+	$(BIN)/ruff check mailgw tests bench tools
 	$(BIN)/mypy mailgw
 
 clean:

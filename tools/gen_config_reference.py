@@ -4,7 +4,7 @@ the comments of the example configuration (config/mailgw.toml).
     python tools/gen_config_reference.py          # rewrite docs/config-reference.md
     python tools/gen_config_reference.py --check  # exit 1 when the file is stale
 
-tests/test_ops.py fails when the committed file differs from what this script writes.
+tests/system/test_ops.py fails when the committed file differs from what this script writes.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Each module has ``one_input(data)``, which calls the product function the way in
 HTTP endpoint) calls it and raises only for a finding: an exception the API does not allow,
 or a broken promise (text that cannot be stored, a reply code that does not exist). It also
 has ``seeds()``, the starting corpus. Nothing here imports atheris, so
-tests/test_fuzz_regressions.py replays the findings in the normal test suite.
+tests/unit/test_fuzz_regressions.py replays the findings in the normal test suite.
 """
 
 from __future__ import annotations

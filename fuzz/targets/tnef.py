@@ -27,7 +27,7 @@ def _attr(level: int, name: int, typ: int, data: bytes) -> bytes:
 
 def make_tnef(files: list[tuple[str, bytes]]) -> bytes:
     """A minimal TNEF stream as Outlook writes it: version, then per file RendData, Title,
-    Data (the same layout as tests/test_tnef.py builds)."""
+    Data (the same layout as tests/unit/test_tnef.py builds)."""
     out = MAGIC + struct.pack("<H", 0x0001)
     out += _attr(1, 0x9006, 0x0008, struct.pack("<I", 0x00010000))
     for name, data in files:
