@@ -11,8 +11,6 @@ from enum import IntEnum
 
 from mailgw.translit import to_ascii
 
-LANGS = ("fr", "en", "ru")
-
 
 class Code(IntEnum):
     """The reply codes by name. An int everywhere it travels (SMTP reply, store, headers)."""

@@ -1,17 +1,14 @@
-"""Accounts: who may send, with which password (argon2 hash at rest), region, language, zone.
-
-The clear password only passes through `hash_password` and `verify_password`; it is never
-stored, logged or printed.
+"""Accounts: who may send, with which password (argon2 hash at rest, mailgw.accounts.passwords),
+region, language, zone. The rows are read and written by mailgw.store.accounts.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
-import threading
 import time
 import unicodedata
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.errors import HeaderParseError
@@ -19,19 +16,20 @@ from email.headerregistry import Address
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import Engine, bindparam, event, func, select
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from mailgw.codes import LANGS
+from mailgw.accounts.passwords import hash_password, verify_password
+from mailgw.accounts.passwords import password_verified as password_verified  # callers' name
+from mailgw.accounts.passwords import verify_password_cached as verify_password_cached
+from mailgw.dispatch.pacing import parse_window
+from mailgw.dispatch.states import parse_retry_overrides
 from mailgw.documents.quality import check as quality_check
 from mailgw.intake.proof import REQUIRES
-from mailgw.ops import metrics
-from mailgw.store.models import Account, SenderAddress
+from mailgw.store import accounts as rows
+from mailgw.store.models import Account
 from mailgw.subject_parser import strip_prefixes
-
-_hasher = PasswordHasher()
+from mailgw.vocab import LANGS
 
 
 class AccountError(ValueError):
@@ -57,55 +55,6 @@ class AccountView:
         return cls(a.id, a.email, a.region, a.lang, a.tz, a.credits,
                    tuple(senders if senders is not None else [s.address for s in a.senders]),
                    a.require or "password", a.quality or "high")
-
-
-def hash_password(password: str) -> str:
-    return _hasher.hash(password)
-
-
-def verify_password(password_hash: str, password: str) -> bool:
-    """Constant-time check; any malformed hash counts as a mismatch."""
-    metrics.password_checked()
-    try:
-        return _hasher.verify(password_hash, password)
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
-        return False
-
-
-_VERIFIED_KEY = os.urandom(32)
-_verified: OrderedDict[bytes, None] = OrderedDict()
-_verified_lock = threading.Lock()
-
-
-def _digest(password_hash: str, password: str) -> bytes:
-    return hashlib.blake2b(password_hash.encode() + b"\0" + password.encode(),
-                           key=_VERIFIED_KEY).digest()
-
-
-def password_verified(password_hash: str, password: str) -> bool:
-    """The pair was verified in this process before (no argon2 check needed)."""
-    digest = _digest(password_hash, password)
-    with _verified_lock:
-        if digest in _verified:
-            _verified.move_to_end(digest)
-            return True
-    return False
-
-
-def verify_password_cached(password_hash: str, password: str) -> bool:
-    """argon2 costs ~200 ms of CPU by design; a pair already verified in this process is
-    remembered as a keyed digest (never the password), so a business application sending
-    all day pays it once. Wrong passwords are never remembered: each costs the full check."""
-    if password_verified(password_hash, password):
-        return True
-    digest = _digest(password_hash, password)
-    if not verify_password(password_hash, password):
-        return False
-    with _verified_lock:
-        _verified[digest] = None
-        while len(_verified) > 10_000:
-            _verified.popitem(last=False)
-    return True
 
 
 def normalize_address(address: str) -> str:
@@ -185,15 +134,11 @@ def add_account(session: Session, email: str, password: str, *, region: str, lan
         raise AccountError("credits must be zero or more")
     check_require(require)
     quality = check_quality(quality)
-    if session.scalar(select(SenderAddress.id).where(SenderAddress.address == email)):
+    if rows.address_taken(session, email):
         raise AccountError(f"{email} is already an account or a sender address")
-    account = Account(email=email, password_hash=hash_password(password), region=region,
-                      lang=lang, tz=tz, credits=credits, require=require,
-                      quality=quality)
-    session.add(account)
-    session.flush()
-    session.add(SenderAddress(account_id=account.id, address=email))
-    session.flush()
+    account = rows.insert(session, email=email, password_hash=hash_password(password),
+                          region=region, lang=lang, tz=tz, credits=credits, require=require,
+                          quality=quality)
     return AccountView.of(account, [email])
 
 
@@ -204,9 +149,9 @@ def allow_sender(session: Session, email: str, other: str) -> None:
     other = normalize_address(other)
     if not valid_address(other):
         raise AccountError(f"not a valid address: {other}")
-    if session.scalar(select(SenderAddress.id).where(SenderAddress.address == other)):
+    if rows.address_taken(session, other):
         raise AccountError(f"{other} already sends for an account")
-    session.add(SenderAddress(account_id=account.id, address=other))
+    rows.add_sender(session, account.id, other)
 
 
 def set_password(session: Session, email: str, password: str) -> None:
@@ -251,8 +196,6 @@ def update_account(session: Session, email: str, *, region: str | None = None,
         if window.strip().lower() in ("", "none", "off"):
             account.send_window = None
         else:
-            from mailgw.dispatch.pacing import parse_window
-
             try:
                 parse_window(window)
             except ValueError as exc:
@@ -278,10 +221,6 @@ def update_account(session: Session, email: str, *, region: str | None = None,
         if retry.strip().lower() in ("", "none", "default"):
             account.retry_policy = None
         else:
-            import json
-
-            from mailgw.dispatch.states import parse_retry_overrides
-
             try:
                 account.retry_policy = json.dumps(parse_retry_overrides(retry))
             except ValueError as exc:
@@ -306,21 +245,12 @@ def _new_credits(current: int | None, text: str) -> int | None:
 
 
 def find_by_email(session: Session, email: str) -> Account | None:
-    return session.scalar(select(Account).where(Account.email == normalize_address(email)))
+    return rows.by_email(session, normalize_address(email))
 
 
 def find_by_sender(session: Session, address: str) -> Account | None:
     """The account a From address sends for, or None."""
-    return session.scalar(
-        select(Account).join(SenderAddress)
-        .where(SenderAddress.address == normalize_address(address)))
-
-
-_ACCOUNT = Account.__table__
-_BY_SENDER = (select(_ACCOUNT)
-              .join(SenderAddress.__table__, SenderAddress.account_id == _ACCOUNT.c.id)
-              .where(SenderAddress.address == bindparam("address")))
-_BY_EMAIL = select(_ACCOUNT).where(_ACCOUNT.c.email == bindparam("address"))
+    return rows.by_sender(session, normalize_address(address))
 
 
 def find_for_mail(engine: Engine, *, login: str | None = None,
@@ -330,23 +260,9 @@ def find_for_mail(engine: Engine, *, login: str | None = None,
     session: a quarter of the CPU, and always the current row (no cache to go stale)."""
     if login is None and sender is None:
         return None
-    stmt, address = (_BY_EMAIL, login) if login is not None else (_BY_SENDER, sender)
-    with engine.connect() as conn:
-        row = conn.execute(stmt, {"address": normalize_address(address or "")}).first()
-    return None if row is None else Account(**row._mapping)
-
-
-_changes = 0  # accounts or sender addresses flushed by this process
-
-
-def _note_changes(session: Session, _context: object, _instances: object) -> None:
-    global _changes
-    if any(isinstance(o, Account | SenderAddress)
-           for o in (*session.new, *session.dirty, *session.deleted)):
-        _changes += 1
-
-
-event.listen(Session, "before_flush", _note_changes)
+    if login is not None:
+        return rows.for_mail(engine, login=normalize_address(login), sender=None)
+    return rows.for_mail(engine, login=None, sender=normalize_address(sender or ""))
 
 
 class MailAccounts:
@@ -365,14 +281,14 @@ class MailAccounts:
         self.clock = clock
         self.most = most
         self.seen: dict[tuple[str, str], tuple[float, Account | None]] = {}
-        self.changes = _changes
+        self.changes = rows.changes()
 
     def get(self, *, login: str | None = None, sender: str | None = None) -> Account | None:
         key = ("login", normalize_address(login)) if login is not None else \
             ("sender", normalize_address(sender or ""))
         now = self.clock()
-        if self.changes != _changes:
-            self.seen, self.changes = {}, _changes
+        if self.changes != rows.changes():
+            self.seen, self.changes = {}, rows.changes()
         hit = self.seen.get(key)
         if hit is not None and now - hit[0] < self.ttl:
             return hit[1]
@@ -384,12 +300,8 @@ class MailAccounts:
 
 
 def list_accounts(session: Session) -> list[AccountView]:
-    rows = session.execute(
-        select(Account, func.group_concat(SenderAddress.address)
-               if session.bind is not None and session.bind.dialect.name == "sqlite"
-               else func.string_agg(SenderAddress.address, ","))
-        .join(SenderAddress, isouter=True).group_by(Account.id).order_by(Account.id)).all()
-    return [AccountView.of(a, sorted((s or "").split(",")) if s else []) for a, s in rows]
+    return [AccountView.of(a, sorted(s.split(",")) if s else [])
+            for a, s in rows.with_senders(session)]
 
 
 class AuthCache:
@@ -401,17 +313,12 @@ class AuthCache:
     """
 
     def __init__(self) -> None:
-        import hashlib
-        import os
-
         self._hashes: dict[str, str] = {}
         self._verified: dict[bytes, str] = {}
         self._key = os.urandom(32)
-        self._hashlib = hashlib
 
     def refresh(self, session: Session) -> int:
-        rows = session.execute(select(Account.email, Account.password_hash)).all()
-        hashes = {email: password_hash for email, password_hash in rows}
+        hashes = rows.password_hashes(session)
         if hashes != self._hashes:
             self._verified = {}  # a password changed: forget what was verified
         self._hashes = hashes
@@ -422,7 +329,7 @@ class AuthCache:
         return normalize_address(login) in self._hashes
 
     def _digest(self, email: str, password: str) -> bytes:
-        return self._hashlib.blake2b(f"{email}\0{password}".encode(), key=self._key).digest()
+        return hashlib.blake2b(f"{email}\0{password}".encode(), key=self._key).digest()
 
     def verified(self, login: str, password: str) -> bool:
         """The pair was verified before (no argon2 check needed)."""

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from mailgw.ops.progress import Progress
 from mailgw.recipients import ListEntry, normalize_number, parse_list
-from mailgw.store import Account, ContactGroup, GroupMember
+from mailgw.store import Account, ContactGroup
+from mailgw.store import accounts as account_rows
+from mailgw.store import groups as rows
 
 _NAME = re.compile(r"[\w.\-]{1,100}")
 
@@ -27,7 +28,7 @@ class ImportReport:
 
 
 def _account(s: Session, email: str) -> Account:
-    account = s.scalar(select(Account).where(Account.email == email.strip().lower()))
+    account = account_rows.by_email(s, email.strip().lower())
     if account is None:
         raise GroupError(f"no account {email}")
     return account
@@ -37,20 +38,16 @@ def _group(s: Session, account: Account, name: str, create: bool) -> ContactGrou
     name = name.lstrip("@")
     if not _NAME.fullmatch(name):
         raise GroupError(f"not a group name: {name!r} (letters, digits, '.', '-', '_')")
-    group = s.scalar(select(ContactGroup).where(ContactGroup.account_id == account.id,
-                                                ContactGroup.name == name))
+    group = rows.find(s, account.id, name)
     if group is None and create:
-        group = ContactGroup(account_id=account.id, name=name)
-        s.add(group)
-        s.flush()
+        group = rows.create(s, account.id, name)
     return group
 
 
 def _add(s: Session, group: ContactGroup, entries: list[ListEntry]) -> tuple[int, int]:
-    from mailgw.ops.progress import Progress
-
-    existing = set(s.scalars(select(GroupMember.number).where(GroupMember.group_id == group.id)))
-    added = dup = 0
+    existing = rows.numbers(s, group.id)
+    new: list[rows.Member] = []
+    dup = 0
     progress = Progress(f"@{group.name}", len(entries))
     for entry in entries:
         progress.advance()
@@ -58,12 +55,10 @@ def _add(s: Session, group: ContactGroup, entries: list[ListEntry]) -> tuple[int
             dup += 1
             continue
         existing.add(entry.number)
-        s.add(GroupMember(group_id=group.id, number=entry.number,
-                          columns=json.dumps(dict(entry.columns), ensure_ascii=False)
-                          if entry.columns else None))
-        added += 1
+        new.append((entry.number, dict(entry.columns)))
+    rows.add_members(s, group.id, new)
     progress.finish()
-    return added, dup
+    return len(new), dup
 
 
 def add_numbers(s: Session, email: str, name: str, numbers: list[str]) -> ImportReport:
@@ -92,18 +87,14 @@ def import_file(s: Session, email: str, name: str, data: bytes, filename: str, *
     group = _group(s, account, name, create=True)
     assert group is not None
     if replace:
-        s.execute(delete(GroupMember).where(GroupMember.group_id == group.id))
+        rows.clear(s, group.id)
     added, dup = _add(s, group, list(parsed.entries))
     return ImportReport(added, dup + parsed.duplicates, parsed.invalid)
 
 
 def list_groups(s: Session, email: str) -> list[tuple[str, int]]:
     account = _account(s, email)
-    rows = s.execute(select(ContactGroup.name, func.count(GroupMember.id))
-                     .join(GroupMember, isouter=True)
-                     .where(ContactGroup.account_id == account.id)
-                     .group_by(ContactGroup.id, ContactGroup.name).order_by(ContactGroup.name))
-    return [(name, count) for name, count in rows]
+    return rows.counts(s, account.id)
 
 
 def members(s: Session, email: str, name: str) -> list[tuple[str, dict[str, str]]]:
@@ -111,7 +102,7 @@ def members(s: Session, email: str, name: str) -> list[tuple[str, dict[str, str]
     group = _group(s, account, name, create=False)
     if group is None:
         raise GroupError(f"no group @{name.lstrip('@')} for {email}")
-    return [(m.number, json.loads(m.columns) if m.columns else {}) for m in group.members]
+    return rows.members(group)
 
 
 def resolve(s: Session, account_id: int, names: tuple[str, ...]
@@ -120,12 +111,10 @@ def resolve(s: Session, account_id: int, names: tuple[str, ...]
     found: list[ListEntry] = []
     missing: list[str] = []
     for name in names:
-        group = s.scalar(select(ContactGroup).where(ContactGroup.account_id == account_id,
-                                                    ContactGroup.name == name))
-        if group is None or not group.members:
+        group = rows.find(s, account_id, name)
+        listed = rows.members(group) if group is not None else []
+        if not listed:
             missing.append(name)
             continue
-        for m in group.members:
-            cols = tuple(json.loads(m.columns).items()) if m.columns else ()
-            found.append(ListEntry(m.number, cols))
+        found += [ListEntry(number, tuple(cols.items())) for number, cols in listed]
     return found, missing

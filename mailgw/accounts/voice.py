@@ -43,12 +43,14 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+import phonenumbers
 from sqlalchemy.orm import Session
 
+from mailgw.codes import detail
 from mailgw.ops.config import RetrySettings
 from mailgw.recipients import normalize_number
-from mailgw.store.models import Account, CallerId, Job, VoiceMessage, utcnow
+from mailgw.store import library
+from mailgw.store.models import Account, Job, VoiceMessage
 
 # -- the message library ---------------------------------------------------------------------
 
@@ -88,10 +90,7 @@ class MessageInfo:
 
 def find_message(s: Session, account_id: int, ref: str) -> VoiceMessage | None:
     key = normalize_ref(ref)
-    if key is None:
-        return None
-    return s.scalar(select(VoiceMessage).where(VoiceMessage.account_id == account_id,
-                                               VoiceMessage.ref == key))
+    return None if key is None else library.find_message(s, account_id, key)
 
 
 def store_message(s: Session, account_id: int, ref: str, audio: bytes, duration: float,
@@ -100,32 +99,16 @@ def store_message(s: Session, account_id: int, ref: str, audio: bytes, duration:
     key = normalize_ref(ref)
     if key is None:
         raise VoiceError(f"{ref!r} cannot name a message: letters, digits, - and _ (at most 40)")
-    row = find_message(s, account_id, key)
-    if row is not None:
-        row.audio, row.duration, row.source_name = audio, duration, source_name
-        row.created_at = utcnow()
-        return True
-    s.add(VoiceMessage(account_id=account_id, ref=key, audio=audio, duration=duration,
-                       source_name=source_name, created_at=utcnow()))
-    s.flush()
-    return False
+    return library.put_message(s, account_id, key, audio, duration, source_name)
 
 
 def list_messages(s: Session, account_id: int) -> list[MessageInfo]:
-    rows = s.execute(select(VoiceMessage.ref, VoiceMessage.duration, VoiceMessage.created_at,
-                            VoiceMessage.source_name)
-                     .where(VoiceMessage.account_id == account_id)
-                     .order_by(func.length(VoiceMessage.ref), VoiceMessage.ref)).all()
-    return [MessageInfo(*row) for row in rows]
+    return [MessageInfo(*row) for row in library.messages(s, account_id)]
 
 
 def delete_message(s: Session, account_id: int, ref: str) -> bool:
     key = normalize_ref(ref)
-    if key is None:
-        return False
-    done = s.execute(delete(VoiceMessage).where(VoiceMessage.account_id == account_id,
-                                                VoiceMessage.ref == key))
-    return bool(done.rowcount)  # type: ignore[attr-defined]
+    return key is not None and library.delete_message(s, account_id, key)
 
 
 # -- verified caller IDs ---------------------------------------------------------------------
@@ -136,21 +119,17 @@ def add_caller_id(s: Session, account: Account, number: str) -> str:
     if e164 is None:
         raise VoiceError(f"{number!r} is not a valid number")
     if e164 not in caller_ids(s, account.id):
-        s.add(CallerId(account_id=account.id, number=e164, created_at=utcnow()))
-        s.flush()
+        library.add_caller_id(s, account.id, e164)
     return e164
 
 
 def remove_caller_id(s: Session, account: Account, number: str) -> bool:
     e164 = normalize_number(number, account.region) or number
-    done = s.execute(delete(CallerId).where(CallerId.account_id == account.id,
-                                            CallerId.number == e164))
-    return bool(done.rowcount)  # type: ignore[attr-defined]
+    return library.delete_caller_id(s, account.id, e164)
 
 
 def caller_ids(s: Session, account_id: int) -> list[str]:
-    return list(s.scalars(select(CallerId.number).where(CallerId.account_id == account_id)
-                          .order_by(CallerId.number)))
+    return library.caller_ids(s, account_id)
 
 
 # -- call options ----------------------------------------------------------------------------
@@ -270,12 +249,17 @@ def effective(defaults: dict[str, str], chosen: dict[str, str]) -> dict[str, str
     return {k: merged[k] for k in OPTIONS if k in merged}
 
 
-def load_defaults(account: Account) -> dict[str, str]:
+def _json_options(text: str | None) -> dict[str, str]:
+    """Options stored as a JSON object; anything else reads as none."""
     try:
-        data = json.loads(account.voice_options or "{}")
+        data = json.loads(text or "{}")
     except ValueError:
         return {}
     return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def load_defaults(account: Account) -> dict[str, str]:
+    return _json_options(account.voice_options)
 
 
 def set_defaults(s: Session, account: Account, pairs: Iterable[str], *, clear: bool = False
@@ -293,8 +277,6 @@ def set_defaults(s: Session, account: Account, pairs: Iterable[str], *, clear: b
         raw[key] = value.strip()
     checked, problems = validate(raw, account.region, caller_ids(s, account.id))
     if problems:
-        from mailgw.codes import detail
-
         raise VoiceError("; ".join(detail(p.key, "en", **p.params) for p in problems))
     current = {} if clear else load_defaults(account)
     current.update(checked)
@@ -322,11 +304,7 @@ def describe_options(options: dict[str, str]) -> str:
 
 
 def job_options(job: Job) -> dict[str, str]:
-    try:
-        data = json.loads(job.options or "{}")
-    except ValueError:
-        return {}
-    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+    return _json_options(job.options)
 
 
 def retry_policy(policy: RetrySettings, options: dict[str, str]) -> RetrySettings:
@@ -352,13 +330,8 @@ def load_call(store: Any, job_id: int) -> tuple[bytes | None, dict[str, str]]:
             _CACHE.move_to_end(key)
             return _CACHE[key]
     with store.read() as s:
-        row = s.execute(select(Job.document, Job.options).where(Job.id == job_id)).first()
-    audio, options = (row[0], row[1]) if row else (None, None)
-    try:
-        parsed = json.loads(options or "{}")
-    except ValueError:
-        parsed = {}
-    value = (audio, {str(k): str(v) for k, v in parsed.items()})
+        audio, options = library.job_call(s, job_id)
+    value = (audio, _json_options(options))
     with _CACHE_LOCK:
         _CACHE[key] = value
         while len(_CACHE) > _CACHE_SIZE:
@@ -418,8 +391,6 @@ def describe(text: str | None, words: dict[str, str]) -> str | None:
 
 
 def _international(number: str) -> str:
-    import phonenumbers
-
     try:
         return phonenumbers.format_number(phonenumbers.parse(number),
                                           phonenumbers.PhoneNumberFormat.INTERNATIONAL)

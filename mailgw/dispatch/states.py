@@ -21,15 +21,20 @@ from mailgw.dispatch.drivers.base import (
     CallResult,
 )
 from mailgw.ops.config import RetrySettings
+from mailgw.vocab import (  # the states and outcomes, importable from here too
+    DELIVERED_ALL,
+    DELIVERED_NONE,
+    FINAL,
+    IN_PROGRESS,
+    OUTCOME_WORD,
+    PARTIALLY,
+    QUEUED,
+    SCHEDULED,
+    SENDING,
+)
 
-SCHEDULED, QUEUED, SENDING = "scheduled", "queued", "sending"
-FINAL = frozenset({"delivered", "partial", "failed", "cancelled", "expired"})
-
-# Job outcomes and the one word shown where a single word is wanted (OVH's).
-IN_PROGRESS, DELIVERED_ALL, DELIVERED_NONE, PARTIALLY = (
-    "in_progress", "delivered_all", "delivered_none", "partial")
-OUTCOME_WORD = {IN_PROGRESS: "N/A", DELIVERED_ALL: "Success", PARTIALLY: "Partial success",
-                DELIVERED_NONE: "Error"}
+__all__ = ["DELIVERED_ALL", "DELIVERED_NONE", "FINAL", "IN_PROGRESS", "OUTCOME_WORD",
+           "PARTIALLY", "QUEUED", "SCHEDULED", "SENDING"]
 
 
 @dataclass(frozen=True)

@@ -14,20 +14,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import cast
 
 import structlog
-from sqlalchemy import Table, delete, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from mailgw.intake.guessing import client_address, network_of
-from mailgw.store import Account, Store, utcnow
-from mailgw.store.models import KnownClient
+from mailgw.store import Store, clients, utcnow
 
 log = structlog.get_logger("mailgw.intake.known_clients")
 
-_TABLE = cast(Table, KnownClient.__table__)
 REFRESH = 86400.0  # an address seen again is written at most once a day (its seen_at)
 PURGE_EVERY = 3600.0  # expired rows are deleted at most once an hour per process
 
@@ -68,14 +63,8 @@ class KnownClients:
         if hit is not None and now - hit[0] < self.cache_ttl:
             return hit[1]
         since = self.now() - timedelta(seconds=self.ttl)
-        stmt = (select(KnownClient.account_id, Account.email)
-                .join(Account, Account.id == KnownClient.account_id)
-                .where(or_(KnownClient.address == address,
-                           KnownClient.network == network_of(address)),
-                       KnownClient.seen_at >= since))
         try:
-            with self.store.read_engine.connect() as conn:
-                rows = conn.execute(stmt).all()
+            rows = clients.proved(self.store.read_engine, address, network_of(address), since)
         except SQLAlchemyError as exc:
             log.warning("known_clients_unreadable", error_type=type(exc).__name__)
             return Known()
@@ -121,15 +110,8 @@ class KnownClients:
 
     def _write(self, account_id: int, address: str, network: str, purge: bool) -> None:
         seen_at = self.now()
-        dialect = postgresql if self.store.is_postgres else sqlite
-        stmt = dialect.insert(_TABLE).values(account_id=account_id, address=address,
-                                             network=network, seen_at=seen_at)
-        stmt = stmt.on_conflict_do_update(index_elements=["account_id", "address"],
-                                          set_={"seen_at": seen_at, "network": network})
-        with self.store.engine.begin() as conn:
-            conn.execute(stmt)
-            if purge:
-                gone = conn.execute(delete(_TABLE).where(
-                    _TABLE.c.seen_at < seen_at - timedelta(seconds=self.ttl))).rowcount
-                if gone:
-                    log.info("known_clients_expired", count=gone)
+        gone = clients.remember(
+            self.store.engine, account_id=account_id, address=address, network=network,
+            seen_at=seen_at, expire_before=seen_at - timedelta(seconds=self.ttl) if purge else None)
+        if gone:
+            log.info("known_clients_expired", count=gone)

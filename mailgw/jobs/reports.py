@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.orm import Session
 
 from mailgw.accounts.voice import parse_outcome
-from mailgw.store import Account, Job
+from mailgw.store import views as rows
 
 STATUS = {  # delivery state -> (STATUS_CODE, STATUS_TEXT)
     "scheduled": (1, "processing"), "queued": (1, "processing"), "sending": (9, "sending"),
@@ -39,10 +39,10 @@ COLUMNS = ["REF_LIST", "ID_LINE", "INT_NUMBER", "STATUS_CODE", "STATUS_TEXT", "D
 def job_csv(s: Session, job_id: int) -> str | None:
     """`;`-separated, with a UTF-8 BOM so Excel opens it right; the list's own columns
     (from an attached CSV or a group import) follow the standard ones."""
-    job = s.get(Job, job_id)
-    if job is None:
+    found = rows.job_and_account(s, job_id)
+    if found is None:
         return None
-    account = s.get(Account, job.account_id)
+    job, account = found
     tz = ZoneInfo(account.tz if account else "UTC")
     extra: list[str] = []
     parsed = []

@@ -5,23 +5,28 @@ Called inside the transaction that causes the mail, so the mail and the change c
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 
 import phonenumbers
-from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from mailgw.accounts.voice import describe as describe_voice
 from mailgw.accounts.voice import job_options
 from mailgw.codes import is_accepted, sentence
 from mailgw.documents import quality as qualities
-from mailgw.notify.outbox import enqueue
+from mailgw.jobs.reports import job_csv
+from mailgw.notify.outbox import WEBHOOK, enqueue
 from mailgw.notify.render import Rendered, Renderer, local_time, words
 from mailgw.ops.config import Settings
+from mailgw.store import outbox as outbox_rows
+from mailgw.store import views as rows
 from mailgw.store.models import Account, Attempt, Delivery, Job
+from mailgw.vocab import OUTCOME_WORD
 
 
 @lru_cache(maxsize=4096)
@@ -166,8 +171,7 @@ def summary_mail(renderer: Renderer, job: Job, deliveries: Sequence[Delivery],
     counts: dict[str, int] = {}
     for d in deliveries:
         counts[d.state] = counts.get(d.state, 0) + 1
-    word = {"in_progress": "N/A", "delivered_all": "Success", "partial": "Partial success",
-            "delivered_none": "Error"}[job.outcome]
+    word = OUTCOME_WORD[job.outcome]
     local_word = w["partial_job" if job.outcome == "partial" else job.outcome]
     ctx = {
         "job_id": job.id, "channel": job.channel, "channel_word": w[job.channel],
@@ -191,8 +195,6 @@ def summary_mail(renderer: Renderer, job: Job, deliveries: Sequence[Delivery],
 
 def webhook_event(event: str, job: Job, delivery: Delivery | None) -> bytes:
     """The JSON body of a webhook call (signed when sent, see notify.outbox.sign)."""
-    import json
-
     data: dict[str, object] = {"event": event, "job": {"id": job.id, "channel": job.channel,
                                                        "state": job.state,
                                                        "outcome": job.outcome, "ref": job.ref}}
@@ -204,41 +206,23 @@ def webhook_event(event: str, job: Job, delivery: Delivery | None) -> bytes:
     return json.dumps(data, ensure_ascii=False, sort_keys=True).encode("utf-8")
 
 
-FINAL_STATES = ("delivered", "partial", "failed", "cancelled", "expired")
-# Built once: building a statement costs more Python than running it on a small table.
-_ATTEMPTS = (select(Attempt).where(Attempt.delivery_id == bindparam("delivery_id"))
-             .order_by(Attempt.id))
-
-
-def _progress_sent(s: Session, job_id: int) -> bool:
-    from mailgw.store.models import OutboxMail
-
-    return s.scalar(select(OutboxMail.id).where(OutboxMail.job_id == job_id,
-                                                OutboxMail.kind == "summary").limit(1)) is not None
-
-
 def notice_on_final(settings: Settings, renderer: Renderer
                     ) -> Callable[[Session, Job, Delivery], None]:
     """What happens, in the same transaction, when a delivery becomes final: its notice
     (or the job's summary once the job is done, for a campaign: `notify.on = summary`, or
     numbers from a list or a group, or `notify.summary_from` numbers or more) and the
     account's webhook events go to the outbox."""
-    import uuid
-
-    from mailgw.jobs.reports import job_csv
-    from mailgw.store.models import OutboxMail
 
     def hook(s: Session, account: Account, event: str, job: Job,
              delivery: Delivery | None) -> None:
         if account.webhook_url:
-            s.add(OutboxMail(kind="webhook", job_id=job.id, delivery_id=None, mail_from="",
-                             rcpt_to=account.webhook_url,
-                             message_id=f"<webhook-{uuid.uuid4().hex}@{settings.gateway.domain}>",
-                             body=webhook_event(event, job, delivery)))
+            outbox_rows.add(
+                s, kind=WEBHOOK, job_id=job.id, mail_from="", rcpt_to=account.webhook_url,
+                message_id=f"<webhook-{uuid.uuid4().hex}@{settings.gateway.domain}>",
+                body=webhook_event(event, job, delivery))
 
     def summary(s: Session, job: Job, account: Account, to: str) -> None:
-        deliveries = list(s.scalars(select(Delivery).where(Delivery.job_id == job.id)
-                                    .order_by(Delivery.id)))
+        deliveries = rows.deliveries(s, job.id)
         mail = summary_mail(renderer, job, deliveries, account, job_csv(s, job.id) or "",
                             to=to)
         enqueue(s, mail, return_path=settings.notify.return_path, job_id=job.id)
@@ -249,7 +233,7 @@ def notice_on_final(settings: Settings, renderer: Renderer
         accounts: dict[int, Account] = s.info.setdefault("mailgw.notify.accounts", {})
         account = accounts.get(job.account_id)
         if account is None:
-            account = s.get(Account, job.account_id)
+            account = rows.account(s, job.account_id)
             assert account is not None
             accounts[job.account_id] = account
         return account
@@ -261,8 +245,7 @@ def notice_on_final(settings: Settings, renderer: Renderer
         # were written at intake).
         totals: dict[int, int] = s.info.setdefault("mailgw.notify.totals", {})
         if job.id not in totals:
-            totals[job.id] = s.scalar(select(func.count()).select_from(Delivery)
-                                      .where(Delivery.job_id == job.id)) or 0
+            totals[job.id] = rows.count_deliveries(s, job.id)
         return totals[job.id]
 
     def on_final(s: Session, job: Job, delivery: Delivery) -> None:
@@ -280,9 +263,8 @@ def notice_on_final(settings: Settings, renderer: Renderer
             # of notices); the job row is locked, so this runs once per job outcome.
             if job_done:
                 summary(s, job, account, to)
-            elif settings.notify.progress_at_half and not _progress_sent(s, job.id):
-                final = s.scalar(select(func.count()).select_from(Delivery).where(
-                    Delivery.job_id == job.id, Delivery.state.in_(FINAL_STATES))) or 0
+            elif settings.notify.progress_at_half and not outbox_rows.summary_queued(s, job.id):
+                final = rows.count_deliveries(s, job.id, final=True)
                 if final * 2 >= total_of(s, job):
                     summary(s, job, account, to)
             return
@@ -293,7 +275,7 @@ def notice_on_final(settings: Settings, renderer: Renderer
         with s.no_autoflush:
             # No flush per notice: the outbox rows of a batch go in at commit, in one
             # multi-row INSERT, instead of one INSERT each before every SELECT.
-            attempts = list(s.scalars(_ATTEMPTS, {"delivery_id": delivery.id}))
+            attempts = rows.attempts(s, delivery.id)
         mail = notice_mail(renderer, job, delivery, attempts, account,
                            base_url=settings.notify.base_url, to=to)
         enqueue(s, mail, return_path=settings.notify.return_path, job_id=job.id,

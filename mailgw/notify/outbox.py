@@ -13,20 +13,20 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import cast
+from datetime import timedelta
 
 import aiosmtplib
 import structlog
-from sqlalchemy import Connection, Table, insert, or_, select, update
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from mailgw.idle import until_woken
 from mailgw.notify.render import Rendered
 from mailgw.ops import metrics
 from mailgw.ops.config import NotifySettings, split_hostport
-from mailgw.store import Account, Job, OutboxMail, Store, utcnow
+from mailgw.store import OutboxMail, Store, utcnow
+from mailgw.store import outbox as rows
+from mailgw.store.outbox import Claimed, claim, mark_sent_many
 
 log = structlog.get_logger("mailgw.notify")
 WEBHOOK = "webhook"
@@ -53,37 +53,20 @@ def post_webhook(url: str, body: bytes, secret: str | None, timeout: float) -> i
         return int(exc.code)
 
 
-def _webhook_secret(store: Store, job_id: int | None) -> str | None:
-    if job_id is None:
-        return None
-    with store.read() as s:
-        return s.scalar(select(Account.webhook_secret).join(Job, Job.account_id == Account.id)
-                        .where(Job.id == job_id))
-
-
-_INSERT = insert(cast(Table, OutboxMail.__table__))
-
-
 def enqueue_many(session: Session | Connection, mails: list[tuple[Rendered, int | None]], *,
                  return_path: str) -> None:
     """Queue (mail, job id) pairs in one INSERT: intake's committer writes a batch's acks
     at once, without an ORM object per mail."""
-    if not mails:
-        return
-    now = utcnow()
-    session.execute(_INSERT, [
-        {"kind": mail.kind, "job_id": job_id, "delivery_id": None, "mail_from": return_path,
-         "rcpt_to": mail.to, "message_id": mail.message_id, "body": mail.data,
-         "created_at": now, "next_attempt_at": now, "tries": 0} for mail, job_id in mails])
+    rows.add_many(session, [
+        {"kind": mail.kind, "job_id": job_id, "mail_from": return_path, "rcpt_to": mail.to,
+         "message_id": mail.message_id, "body": mail.data} for mail, job_id in mails])
 
 
 def enqueue(session: Session, mail: Rendered, *, return_path: str, job_id: int | None = None,
             delivery_id: int | None = None) -> OutboxMail:
-    row = OutboxMail(kind=mail.kind, job_id=job_id, delivery_id=delivery_id,
-                     mail_from=return_path, rcpt_to=mail.to, message_id=mail.message_id,
-                     body=mail.data, next_attempt_at=utcnow())
-    session.add(row)
-    return row
+    return rows.add(session, kind=mail.kind, job_id=job_id, delivery_id=delivery_id,
+                    mail_from=return_path, rcpt_to=mail.to, message_id=mail.message_id,
+                    body=mail.data)
 
 
 def backoff(tries: int, age: timedelta, first: float = 5.0) -> timedelta:
@@ -93,53 +76,8 @@ def backoff(tries: int, age: timedelta, first: float = 5.0) -> timedelta:
     return timedelta(minutes=5)
 
 
-@dataclass(frozen=True)
-class Claimed:
-    id: int
-    kind: str
-    job_id: int | None
-    mail_from: str
-    rcpt_to: str
-    message_id: str
-    body: bytes
-    tries: int
-    created_at: datetime
-
-
-def claim(store: Store, owner: str, limit: int, lease: timedelta) -> list[Claimed]:
-    """Lease up to `limit` due rows: one SELECT (the stored bytes included, so no read per
-    row) and one UPDATE for the whole batch, in one transaction."""
-    now = utcnow()
-    with store.tx() as s:
-        q = (select(OutboxMail.id, OutboxMail.kind, OutboxMail.job_id, OutboxMail.mail_from,
-                    OutboxMail.rcpt_to, OutboxMail.message_id, OutboxMail.body,
-                    OutboxMail.tries, OutboxMail.created_at)
-             .where(OutboxMail.sent_at.is_(None), OutboxMail.dead_at.is_(None),
-                    OutboxMail.next_attempt_at <= now,
-                    or_(OutboxMail.lease_expires_at.is_(None),
-                        OutboxMail.lease_expires_at < now))
-             .order_by(OutboxMail.next_attempt_at).limit(limit))
-        if store.is_postgres:
-            q = q.with_for_update(skip_locked=True)
-        rows = [Claimed(*row) for row in s.execute(q)]
-        if rows:
-            s.execute(update(OutboxMail).where(OutboxMail.id.in_([r.id for r in rows]))
-                      .values(lease_owner=owner, lease_expires_at=now + lease)
-                      .execution_options(synchronize_session=False))
-        return rows
-
-
 def mark_sent(store: Store, mail_id: int) -> None:
     mark_sent_many(store, [mail_id])
-
-
-def mark_sent_many(store: Store, ids: list[int]) -> None:
-    if not ids:
-        return
-    with store.tx() as s:
-        s.execute(update(OutboxMail).where(OutboxMail.id.in_(ids))
-                  .values(sent_at=utcnow(), lease_owner=None, lease_expires_at=None,
-                          last_error=None))
 
 
 def mark_failed(store: Store, mail: Claimed, error: str, give_up: timedelta,
@@ -149,10 +87,8 @@ def mark_failed(store: Store, mail: Claimed, error: str, give_up: timedelta,
     tries = mail.tries + 1
     age = now - mail.created_at
     dead = permanent or age >= give_up
-    with store.tx() as s:
-        s.execute(update(OutboxMail).where(OutboxMail.id == mail.id).values(
-            tries=tries, last_error=error[:2000], lease_owner=None, lease_expires_at=None,
-            next_attempt_at=now + backoff(tries, age, first), dead_at=now if dead else None))
+    rows.mark_failed(store, mail.id, tries=tries, error=error,
+                     retry_at=now + backoff(tries, age, first), dead_at=now if dead else None)
     return dead
 
 
@@ -225,7 +161,7 @@ class OutboxSender:
     async def _post_webhooks(self, hooks: list[Claimed], give_up: timedelta) -> int:
         sent = 0
         for hook in hooks:
-            secret = await asyncio.to_thread(_webhook_secret, self.store, hook.job_id)
+            secret = await asyncio.to_thread(rows.webhook_secret, self.store, hook.job_id)
             try:
                 status = await asyncio.to_thread(post_webhook, hook.rcpt_to, hook.body,
                                                  secret, self.settings.webhook_timeout)

@@ -17,6 +17,7 @@ from mailgw import __version__
 from mailgw.errors import EX_UNAVAILABLE, OperatorError
 from mailgw.intake.proof import REQUIRES
 from mailgw.ops import config, logs
+from mailgw.vocab import CHANNELS, FINAL_STATES, LANGS
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 REQUIRE_CHOICES = tuple(REQUIRES)
@@ -50,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", parents=[common], help="run a fax and a voice mail end to end "
                        "on embedded defaults and print what the sender receives")
-    p.add_argument("--lang", choices=("fr", "en", "ru"), default="en",
+    p.add_argument("--lang", choices=LANGS, default="en",
                    help="language of the demo account (default en)")
     p.add_argument("--keep", action="store_true", help="keep the temporary store")
 
@@ -76,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--password-stdin", action="store_true", required=True,
                    help="read the gateway password from standard input (never from argv)")
     p.add_argument("--region", help="default region for national numbers (e.g. FR)")
-    p.add_argument("--lang", choices=("fr", "en", "ru"))
+    p.add_argument("--lang", choices=LANGS)
     p.add_argument("--tz", help="time zone (e.g. Europe/Paris)")
     p.add_argument("--credits", type=int, help="credits (default: no limit)")
     p.add_argument("--require", choices=REQUIRE_CHOICES, default="password",
@@ -90,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = asub.add_parser("set", parents=[common], help="change an account's settings")
     p.add_argument("email")
     p.add_argument("--region")
-    p.add_argument("--lang", choices=("fr", "en", "ru"))
+    p.add_argument("--lang", choices=LANGS)
     p.add_argument("--tz")
     p.add_argument("--credits", help="a number, +N / -N to add or take, or 'unlimited'")
     p.add_argument("--window", help="sending window, e.g. '08:00-20:00 Mon-Sat' (or 'none')")
@@ -182,11 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
     nsub.required = True
     p = nsub.add_parser("preview", parents=[common], help="render a sample notice, ack or "
                         "summary with the configured templates")
-    p.add_argument("--lang", choices=("fr", "en", "ru"), default="en")
-    p.add_argument("--state", default="delivered",
-                   choices=("delivered", "partial", "failed", "cancelled", "expired"))
+    p.add_argument("--lang", choices=LANGS, default="en")
+    p.add_argument("--state", default="delivered", choices=FINAL_STATES)
     p.add_argument("--kind", choices=("notice", "ack", "summary"), default="notice")
-    p.add_argument("--channel", choices=("fax", "voice"), default="fax")
+    p.add_argument("--channel", choices=CHANNELS, default="fax")
     p.add_argument("--html", action="store_true", help="show the HTML part instead of the text")
 
     db = sub.add_parser("db", parents=[common], help="database maintenance")
@@ -574,9 +574,6 @@ def _voice_add(args: argparse.Namespace, settings: config.Settings, store: Any,
     print(f"message {voice.normalize_ref(args.ref)} {'replaced' if replaced else 'stored'}, "
           f"{round(check.duration or 0)} s ({check.format}, peak {check.peak_db} dBFS)")
     return EXIT_OK
-
-
-FINAL_STATES = ("delivered", "partial", "failed", "cancelled", "expired")
 
 
 def _print_job(job: dict[str, Any]) -> None:

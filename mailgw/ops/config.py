@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from mailgw.vocab import CHANNELS, LANGS
+
 SYSTEM_CONFIG = Path("/etc/mailgw/mailgw.toml")
 ENV_PREFIX = "MAILGW_"
 
@@ -337,7 +339,6 @@ class Settings:
 
 
 ROLES = ("smtp", "imap", "dispatch", "notify")
-LANGS = ("fr", "en", "ru")
 
 _SIZE_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3,
                "kib": 1024, "mib": 1024**2, "gib": 1024**3}
@@ -538,7 +539,7 @@ def _validate(s: Settings, problems: list[str]) -> None:
     for i, box in enumerate(s.imap.mailboxes):
         if box.tls not in ("implicit", "starttls", "none"):
             problems.append(f"imap.mailboxes[{i}].tls: expected implicit, starttls or none")
-        if box.channel not in ("fax", "voice"):
+        if box.channel not in CHANNELS:
             problems.append(f"imap.mailboxes[{i}].channel: expected fax or voice")
         if not box.user:
             problems.append(f"imap.mailboxes[{i}].user: required")

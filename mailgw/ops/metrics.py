@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import structlog
 from prometheus_client import (
@@ -27,10 +25,12 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select, text
 
 from mailgw.codes import CODES
-from mailgw.store import Delivery, Job, OutboxMail, Store, utcnow
+from mailgw.store import Store
+from mailgw.store.metrics import StoreSnapshot, read_snapshot
+from mailgw.store.metrics import aware_utc as aware_utc  # http.api's name for it
+from mailgw.vocab import DELIVERY_STATES, FINAL_STATES, JOB_STATES
 
 log = structlog.get_logger("mailgw.ops.metrics")
 
@@ -95,7 +95,7 @@ for _code in CODES:
     if not CODES[_code].accepted:
         MAILS_REFUSED.labels(code=str(_code))
 MAILS_RECEIVED.labels(code="ignored")
-for _state in ("delivered", "partial", "failed", "cancelled", "expired"):
+for _state in FINAL_STATES:
     DELIVERIES.labels(outcome=_state)
 for _result in ("sent", "failed", "dead"):
     OUTBOX_RESULTS.labels(result=_result)
@@ -195,64 +195,7 @@ def guess_deferred(via: str) -> None:
         log.exception("metrics_hook_failed", hook="guess_deferred")
 
 
-# -- gauges from the store, read at scrape time -------------------------------------------
-
-@dataclass
-class StoreSnapshot:
-    """What the store says right now; read in a thread, with a statement timeout."""
-
-    jobs: dict[str, int] = field(default_factory=dict)
-    deliveries: dict[str, int] = field(default_factory=dict)
-    outbox_unsent: int = 0
-    outbox_dead: int = 0
-    outbox_oldest_unsent_age: float = 0.0  # seconds; 0 when nothing waits
-    queue_lag: float = 0.0  # now - the oldest due queued/scheduled delivery; 0 when none
-    taken_at: datetime = field(default_factory=utcnow)
-
-
-def _age(now: datetime, then: datetime | None) -> float:
-    return max((now - then).total_seconds(), 0.0) if then is not None else 0.0
-
-
-def read_snapshot(store: Store, timeout: float = 5.0) -> StoreSnapshot:
-    """A few aggregate queries, each served by an index or a small table scan."""
-    now = utcnow()
-    snap = StoreSnapshot(taken_at=now)
-    with store.read() as s:
-        if store.is_postgres:
-            s.execute(text(f"SET LOCAL statement_timeout = {max(int(timeout * 1000), 1)}"))
-        snap.jobs = {st: int(n) for st, n in
-                     s.execute(select(Job.state, func.count()).group_by(Job.state))}
-        snap.deliveries = {st: int(n) for st, n in s.execute(
-            select(Delivery.state, func.count()).group_by(Delivery.state))}
-        unsent = (OutboxMail.sent_at.is_(None), OutboxMail.dead_at.is_(None))
-        count, oldest = s.execute(select(func.count(), func.min(OutboxMail.created_at))
-                                  .where(*unsent)).one()
-        snap.outbox_unsent = int(count or 0)
-        snap.outbox_oldest_unsent_age = _age(now, aware_utc(oldest))
-        snap.outbox_dead = int(s.scalar(select(func.count()).select_from(OutboxMail)
-                                        .where(OutboxMail.dead_at.is_not(None))) or 0)
-        due = s.scalar(select(func.min(Delivery.next_attempt_at))
-                       .where(Delivery.state.in_(("queued", "scheduled")),
-                              Delivery.next_attempt_at <= now))
-        snap.queue_lag = _age(now, aware_utc(due))
-    return snap
-
-
-def aware_utc(value: object) -> datetime | None:
-    """Aggregates may bypass the column type on SQLite: naive UTC (or text) comes back."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    assert isinstance(value, datetime)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
-
-
-JOB_STATES = ("scheduled", "active", "done", "cancelled")
-DELIVERY_STATES = ("scheduled", "queued", "sending", "delivered", "partial", "failed",
-                   "cancelled", "expired")
-
+# -- gauges from the store (mailgw.store.metrics), read at scrape time --------------------
 
 class SnapshotCollector(Collector):
     """Turns one snapshot (or its absence: the store did not answer) into gauges."""

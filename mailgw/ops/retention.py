@@ -13,12 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
+from mailgw.store import Store, utcnow
+from mailgw.store import retention as rows
 
-from mailgw.store import Attempt, Delivery, Job, OutboxMail, ProcessedMessage, Store, utcnow
-from mailgw.store.models import ProviderEvent
-
-FINISHED = ("done", "cancelled")
 CHUNK = 500  # jobs per transaction: short locks, progress between chunks
 
 
@@ -58,53 +55,19 @@ def purge(store: Store, days: float, documents_days: float, *, dry_run: bool = F
     report = PurgeReport(dry_run=dry_run, cutoffs={
         "records": records.isoformat(" ", "minutes"),
         "documents": documents.isoformat(" ", "minutes")})
-    finished_before = (Job.state.in_(FINISHED), Job.finished_at.is_not(None))
-    with store.tx() as s:
-        docs = (select(Job.id).where(*finished_before, Job.finished_at < documents,
-                                     Job.document.is_not(None)))
-        report.documents = s.scalar(select(func.count()).select_from(docs.subquery())) or 0
-        if not dry_run and report.documents:
-            s.execute(update(Job).where(Job.id.in_(docs.scalar_subquery()))
-                      .values(document=None).execution_options(synchronize_session=False))
+    report.documents = rows.documents(store, documents, dry_run=dry_run)
     while True:
-        with store.tx() as s:
-            ids = list(s.scalars(select(Job.id).where(*finished_before, Job.finished_at < records)
-                                 .order_by(Job.id).limit(CHUNK)
-                                 .offset(report.jobs if dry_run else 0)))
-            if not ids:
-                break
-            dids = select(Delivery.id).where(Delivery.job_id.in_(ids)).scalar_subquery()
-            report.attempts += s.scalar(select(func.count()).where(
-                Attempt.delivery_id.in_(dids))) or 0
-            report.deliveries += s.scalar(select(func.count()).where(
-                Delivery.job_id.in_(ids))) or 0
-            report.jobs += len(ids)
-            if not dry_run:
-                done_mail = OutboxMail.sent_at.is_not(None) | OutboxMail.dead_at.is_not(None)
-                report.outbox += _rows(s.execute(delete(OutboxMail).where(
-                    OutboxMail.job_id.in_(ids), done_mail)))
-                s.execute(update(OutboxMail).where(OutboxMail.job_id.in_(ids))
-                          .values(job_id=None, delivery_id=None))  # unsent: still goes out
-                s.execute(delete(Attempt).where(Attempt.delivery_id.in_(dids)))
-                s.execute(delete(Delivery).where(Delivery.job_id.in_(ids)))
-                s.execute(delete(Job).where(Job.id.in_(ids)))
+        chunk = rows.jobs_chunk(store, records, CHUNK, skip=report.jobs if dry_run else 0,
+                                dry_run=dry_run)
+        if not chunk.jobs:
+            break
+        report.jobs += chunk.jobs
+        report.deliveries += chunk.deliveries
+        report.attempts += chunk.attempts
+        report.outbox += chunk.outbox
         if on_chunk is not None:
-            on_chunk(len(ids))
-    with store.tx() as s:
-        old_mail = (OutboxMail.created_at < records) & (
-            OutboxMail.sent_at.is_not(None) | OutboxMail.dead_at.is_not(None))
-        keys = ProcessedMessage.created_at < records
-        events = ProviderEvent.received_at < records
-        if dry_run:
-            report.outbox += s.scalar(select(func.count()).where(old_mail)) or 0
-            report.processed = s.scalar(select(func.count()).where(keys)) or 0
-            report.provider_events = s.scalar(select(func.count()).where(events)) or 0
-        else:
-            report.outbox += _rows(s.execute(delete(OutboxMail).where(old_mail)))
-            report.processed = _rows(s.execute(delete(ProcessedMessage).where(keys)))
-            report.provider_events = _rows(s.execute(delete(ProviderEvent).where(events)))
+            on_chunk(chunk.jobs)
+    outbox, report.processed, report.provider_events = rows.old_rows(store, records,
+                                                                     dry_run=dry_run)
+    report.outbox += outbox
     return report
-
-
-def _rows(result: object) -> int:
-    return int(getattr(result, "rowcount", 0) or 0)

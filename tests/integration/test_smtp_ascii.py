@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailgw.codes import CODES, DETAILS, LANGS, sentence, smtp_reply
+from mailgw.codes import CODES, DETAILS, sentence, smtp_reply
 from mailgw.documents.samples import make_pdf
 from mailgw.translit import to_ascii
+from mailgw.vocab import LANGS
 from tests.conftest import PASSWORD, fax_message
 from tests.integration.test_end_to_end import crlf
 
