@@ -20,13 +20,13 @@ from typing import Any, TextIO
 
 import aiosmtplib
 from aiosmtpd.smtp import SMTP
-from sqlalchemy import func, select
 
 from mailgw.accounts import accounts
 from mailgw.app import App, prepare_store
 from mailgw.documents.samples import make_pdf, make_wav
 from mailgw.ops import config, logs
-from mailgw.store import Job, OutboxMail, Store
+from mailgw.store import Store
+from mailgw.store.views import answers_due
 
 DEMO_SENDER = "alice@example.com"
 DEMO_PASSWORD = "FGB45L"  # the password of DESIGN's examples; a throw-away demo account
@@ -55,12 +55,8 @@ def all_answered(store: Store, received: set[str]) -> bool:
     """Every mail sent has all its answers: no job still calling (a final state writes its
     notice in the same transaction), and every mail the outbox holds (acks, notices,
     summaries) has reached the sink. Exact, so the demo waits no longer than the work."""
-    with store.read() as s:
-        if s.scalar(select(func.count()).select_from(Job).where(Job.state == "active")):
-            return False
-        expected = set(s.scalars(select(OutboxMail.message_id)
-                                 .where(OutboxMail.dead_at.is_(None))))
-    return expected <= received
+    expected = answers_due(store)
+    return expected is not None and expected <= received
 
 
 async def wait_for_answers(store: Store, sink: Sink, limit: float) -> bool:

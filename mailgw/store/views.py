@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from mailgw.store.db import Store
 from mailgw.store.models import Account, Attempt, Delivery, Job, OutboxMail, utcnow
-from mailgw.vocab import FINAL_STATES, WAITING
+from mailgw.vocab import FINAL_STATES, JOB_ACTIVE, WAITING
 
 # -- the operator's view: `jobs list/show`, `status` -----------------------------------------
 
@@ -65,6 +65,15 @@ def document_purged(store: Store, job_id: int) -> bool:
         row = s.execute(select(Job.document_name, Job.document.is_(None))
                         .where(Job.id == job_id)).first()
     return bool(row and row[0] and row[1])
+
+
+def answers_due(store: Store) -> set[str] | None:
+    """The Message-IDs of every mail the outbox holds and has not given up; None while a
+    job is still calling (its answers are not all written yet)."""
+    with store.read() as s:
+        if s.scalar(select(func.count()).select_from(Job).where(Job.state == JOB_ACTIVE)):
+            return None
+        return set(s.scalars(select(OutboxMail.message_id).where(OutboxMail.dead_at.is_(None))))
 
 
 # -- what a notice, a summary and the CSV report read ----------------------------------------
