@@ -81,7 +81,7 @@ class App:
                                          owner=owner, on_outbox=outbox_event)
             self.tasks.append(asyncio.create_task(self.dispatcher.run(self.stop_event)))
         if "imap" in self.roles:
-            from mailgw.imap.poller import start_pollers
+            from mailgw.imap.mailbox import start_pollers
 
             if self.intake is None:
                 self.intake = Intake(self.store, s, renderer)
