@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import structlog
@@ -217,8 +218,6 @@ def _threads_for_every_role(s: Settings) -> None:
     committed (a hostile PDF may take its whole sandbox time); asyncio's default pool is
     CPU count + 4 threads, so a few such mails would queue the dispatcher's heartbeats and
     the outbox behind them. Size the pool for every role at once."""
-    from concurrent.futures import ThreadPoolExecutor
-
     need = (s.smtp.max_concurrent_data + len(s.imap.mailboxes) + 2 * s.dispatch.workers
             + 16)
     asyncio.get_running_loop().set_default_executor(
