@@ -17,6 +17,7 @@ from mailgw.dispatch.dispatcher import Dispatcher
 from mailgw.dispatch.drivers import callback_handlers, make_driver
 from mailgw.documents import sandbox
 from mailgw.http.api import HttpApi
+from mailgw.imap.mailbox import start_pollers
 from mailgw.intake.service import Intake
 from mailgw.notify.outbox import OutboxSender
 from mailgw.notify.render import renderer_for
@@ -82,8 +83,6 @@ class App:
                                          owner=owner, on_outbox=outbox_event)
             self.tasks.append(asyncio.create_task(self.dispatcher.run(self.stop_event)))
         if "imap" in self.roles:
-            from mailgw.imap.mailbox import start_pollers
-
             if self.intake is None:
                 self.intake = Intake(self.store, s, renderer)
             self.tasks += start_pollers(s, self.intake, self.stop_event, on_committed=self._wake)
