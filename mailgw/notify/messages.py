@@ -21,7 +21,8 @@ from mailgw.codes import is_accepted, sentence
 from mailgw.documents import quality as qualities
 from mailgw.jobs.reports import job_csv
 from mailgw.notify.outbox import WEBHOOK, enqueue
-from mailgw.notify.render import Rendered, Renderer, local_time, words
+from mailgw.notify.render import Rendered, Renderer
+from mailgw.notify.words import local_time, words
 from mailgw.ops.config import Settings
 from mailgw.store import outbox as outbox_rows
 from mailgw.store import views as rows

@@ -11,6 +11,7 @@ from typing import Any
 
 from mailgw.ops import config
 from mailgw.ops.cli_common import EXIT_OK, EXIT_REFUSED, open_store
+from mailgw.vocab import FINAL_STATES
 
 
 def cmd_jobs(args: argparse.Namespace, settings: config.Settings) -> int:
@@ -73,9 +74,6 @@ def cmd_jobs(args: argparse.Namespace, settings: config.Settings) -> int:
             return EXIT_REFUSED
         sys.stdout.buffer.write(csv_text.encode("utf-8"))
         return EXIT_OK
-
-
-FINAL_STATES = ("delivered", "partial", "failed", "cancelled", "expired")
 
 
 def print_job(job: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@ import argparse
 from mailgw import __version__
 from mailgw.errors import EX_UNAVAILABLE
 from mailgw.intake.proof import REQUIRES
+from mailgw.vocab import CHANNELS, FINAL_STATES, LANGS
 
 REQUIRE_CHOICES = tuple(REQUIRES)
 REQUIRE_HELP = ("what proves the sender beyond the Subject's password: password (nothing "
@@ -39,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", parents=[common], help="run a fax and a voice mail end to end "
                        "on embedded defaults and print what the sender receives")
-    p.add_argument("--lang", choices=("fr", "en", "ru"), default="en",
+    p.add_argument("--lang", choices=LANGS, default="en",
                    help="language of the demo account (default en)")
     p.add_argument("--keep", action="store_true", help="keep the temporary store")
 
@@ -65,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--password-stdin", action="store_true", required=True,
                    help="read the gateway password from standard input (never from argv)")
     p.add_argument("--region", help="default region for national numbers (e.g. FR)")
-    p.add_argument("--lang", choices=("fr", "en", "ru"))
+    p.add_argument("--lang", choices=LANGS)
     p.add_argument("--tz", help="time zone (e.g. Europe/Paris)")
     p.add_argument("--credits", type=int, help="credits (default: no limit)")
     p.add_argument("--require", choices=REQUIRE_CHOICES, default="password",
@@ -79,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = asub.add_parser("set", parents=[common], help="change an account's settings")
     p.add_argument("email")
     p.add_argument("--region")
-    p.add_argument("--lang", choices=("fr", "en", "ru"))
+    p.add_argument("--lang", choices=LANGS)
     p.add_argument("--tz")
     p.add_argument("--credits", help="a number, +N / -N to add or take, or 'unlimited'")
     p.add_argument("--window", help="sending window, e.g. '08:00-20:00 Mon-Sat' (or 'none')")
@@ -171,11 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
     nsub.required = True
     p = nsub.add_parser("preview", parents=[common], help="render a sample notice, ack or "
                         "summary with the configured templates")
-    p.add_argument("--lang", choices=("fr", "en", "ru"), default="en")
-    p.add_argument("--state", default="delivered",
-                   choices=("delivered", "partial", "failed", "cancelled", "expired"))
+    p.add_argument("--lang", choices=LANGS, default="en")
+    p.add_argument("--state", default="delivered", choices=FINAL_STATES)
     p.add_argument("--kind", choices=("notice", "ack", "summary"), default="notice")
-    p.add_argument("--channel", choices=("fax", "voice"), default="fax")
+    p.add_argument("--channel", choices=CHANNELS, default="fax")
     p.add_argument("--html", action="store_true", help="show the HTML part instead of the text")
 
     db = sub.add_parser("db", parents=[common], help="database maintenance")
