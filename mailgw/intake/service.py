@@ -49,6 +49,9 @@ RECENT_ANSWERS = 10_000  # answers remembered for repeated mails (a few MB)
 
 
 class Intake:
+    """One per process, shared by the SMTP handler and the IMAP pollers (both call
+    `handle`); it owns the parse budget, the guard, and the answers remembered for repeats."""
+
     def __init__(self, store: Store, settings: Settings, renderer: Renderer,
                  *, clock: Callable[[], datetime] = utcnow):
         self.store = store
