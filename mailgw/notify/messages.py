@@ -19,7 +19,8 @@ from mailgw.accounts.voice import job_options
 from mailgw.codes import Code, is_accepted, sentence
 from mailgw.documents import quality as qualities
 from mailgw.notify.outbox import enqueue
-from mailgw.notify.render import Rendered, Renderer, local_time, words
+from mailgw.notify.render import Rendered, Renderer
+from mailgw.notify.words import local_time, words
 from mailgw.ops.config import Settings
 from mailgw.store.models import Account, Attempt, Delivery, Job
 
