@@ -156,3 +156,39 @@ def outcome_from_counts(total: int, unfinished: int, delivered: int, reached: in
     if reached:
         return PARTIALLY
     return DELIVERED_NONE
+
+
+# -- a job's life: the rules the jobs service (mailgw.jobs.service) and store.jobs follow
+
+RETRYABLE = ("failed", "expired")  # what `jobs retry` queues again
+CANCEL_NOW, STOP_CALL, ALREADY_FINAL = "cancel", "stop", "final"
+
+
+def cancel_action(state: str) -> str:
+    """What cancelling a job does to one delivery: one not yet called is cancelled at once,
+    a call in flight is asked to stop (its worker decides), a final one stays as it is."""
+    if state in (SCHEDULED, QUEUED):
+        return CANCEL_NOW
+    if state == SENDING:
+        return STOP_CALL
+    return ALREADY_FINAL
+
+
+def credits_each(channel: str, pages: int | None) -> int:
+    """What one number of a job costs: a fax its pages (at least one), a call one."""
+    return (pages or 1) if channel == "fax" else 1
+
+
+def credits_refund(reserved: int, channel: str, state: str, pages_sent: int) -> int:
+    """What a final delivery gives back of the credits reserved for it: everything but the
+    pages that reached the recipient (fax) or the answered call (voice)."""
+    used = pages_sent if channel == "fax" else (1 if state == "delivered" else 0)
+    return max(reserved - used, 0)
+
+
+def job_state(outcome: str, delivery_states: Iterable[str], current: str) -> str:
+    """The job's state once its outcome is known: cancelled when every delivery was, done
+    otherwise; unchanged while it is in progress."""
+    if outcome == IN_PROGRESS:
+        return current
+    return "cancelled" if all(st == "cancelled" for st in delivery_states) else "done"

@@ -34,7 +34,6 @@ from sqlalchemy.orm import Session
 
 from mailgw.accounts import accounts, voice
 from mailgw.codes import Code, detail, is_accepted, smtp_reply
-from mailgw.dispatch import queries
 from mailgw.documents.sandbox import Limits
 from mailgw.inbound.mail import InboundMail, parse_mail
 from mailgw.intake.decide import (
@@ -50,13 +49,15 @@ from mailgw.intake.guessing import Deferred, Guard, GuessPolicy
 from mailgw.intake.known_clients import KnownClients
 from mailgw.intake.proof_dns import Prover
 from mailgw.intake.verdict import AccountFacts, Ignore, MailFacts, Policy, Refuse
-from mailgw.notify.messages import AckFacts, ack_mail, notice_on_final
+from mailgw.jobs.service import Jobs
+from mailgw.notify.messages import AckFacts, ack_mail
 from mailgw.notify.outbox import enqueue_many
 from mailgw.notify.render import Rendered, Renderer
 from mailgw.ops import metrics
 from mailgw.ops.config import Settings
 from mailgw.recipients import ListEntry
 from mailgw.store import Account, Delivery, Job, ProcessedMessage, Store, utcnow
+from mailgw.store.dispatch import notify_queue
 from mailgw.subject_parser import Command, masked_subject
 
 log = structlog.get_logger("mailgw.intake.service")
@@ -304,14 +305,14 @@ class GroupCommit:
 
 class Intake:
     def __init__(self, store: Store, settings: Settings, renderer: Renderer,
-                 *, clock: Callable[[], datetime] = utcnow):
+                 *, clock: Callable[[], datetime] = utcnow, jobs: Jobs | None = None):
         self.store = store
         self.settings = settings
         self.renderer = renderer
         self.clock = clock
         self.limits = Limits.of(settings.limits)
         self.policy = Policy.of(settings)
-        self.on_final = notice_on_final(settings, renderer)
+        self.jobs = jobs or Jobs(store, settings, renderer)  # cancels by mail finish jobs
         self.committer = GroupCommit(self._commit_batch)
         self.accounts = accounts.MailAccounts(store.read_engine)
         self.recent: OrderedDict[tuple[int, str], IntakeResult] = OrderedDict()
@@ -545,7 +546,7 @@ class Intake:
                 deliveries.append(row)
         if deliveries:
             conn.execute(_INSERT_DELIVERIES, deliveries)
-        queries.notify_queue(conn)
+        notify_queue(conn)
 
     def _write(self, conn: Connection, s: Session | None, d: _Decision, env: Envelope,
                now: datetime, credits: dict[int, int | None]) -> _Writing:
@@ -656,11 +657,7 @@ class Intake:
             return []
         jobs = {job.id: job for job in scheduled_jobs(s, account_id, cmd.when_utc)}
         cancelled = cancel_matches(map(as_scheduled, jobs.values()), numbers, cmd.ref)
-        for job_id in cancelled:
-            for dl in jobs[job_id].deliveries:
-                if dl.state == "scheduled":
-                    dl.state = "cancelled"
-                    queries.finish(s, dl, utcnow(), self.on_final)
+        self.jobs.cancel_scheduled(s, [jobs[job_id] for job_id in cancelled])
         return cancelled
 
     def _ack(self, d: _Decision, account: Account, cmd: Command | None,
