@@ -20,15 +20,11 @@ from mailgw.codes import Code, sentence
 from mailgw.documents.fax_input import fax_documents, fax_kind
 from mailgw.documents.sandbox import Limits
 from mailgw.inbound.mail import InboundMail, parse_mail
-from mailgw.intake.decide import cancel_code, cancel_matches, decide
+from mailgw.intake.commit import as_scheduled
+from mailgw.intake.decide import decide
 from mailgw.intake.explain import diagnostics, dial_steps, subject_steps
-from mailgw.intake.facts import (
-    DefaultLookups,
-    ReadOnlyStore,
-    StoreLookups,
-    as_scheduled,
-    scheduled_jobs,
-)
+from mailgw.intake.facts import DefaultLookups, ReadOnlyStore, StoreLookups
+from mailgw.intake.settle import cancel_code, cancel_matches
 from mailgw.intake.verdict import (
     Accept,
     AccountFacts,
@@ -41,6 +37,7 @@ from mailgw.intake.verdict import (
     Verdict,
 )
 from mailgw.ops.config import Settings
+from mailgw.store.jobs import scheduled_jobs
 from mailgw.subject_parser import Command, masked_subject, parse_subject
 
 

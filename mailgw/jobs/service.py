@@ -21,7 +21,9 @@ The life of a job, and the method for each step:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from mailgw.jobs import views
@@ -33,10 +35,10 @@ from mailgw.store import Delivery, Job, Store, utcnow
 from mailgw.store import dispatch as leases
 from mailgw.store import jobs as rows
 from mailgw.store import record as results
-from mailgw.store.jobs import CancelReport, OnFinal, RetryRefused
+from mailgw.store.jobs import CancelReport, OnFinal, RetryRefused, Row
 from mailgw.store.record import Finished
 
-__all__ = ["CancelReport", "Finished", "Jobs", "RetryRefused"]
+__all__ = ["CancelReport", "Finished", "Jobs", "RetryRefused", "Row"]
 
 
 class Jobs:
@@ -53,6 +55,26 @@ class Jobs:
         """A delivery became final in `s`'s transaction: its notice goes in with it."""
         self.notices(s, job, delivery)
         metrics.delivery_final(delivery.state)
+
+    # -- intake: create, in the batch's transaction ---------------------------------------
+
+    def create(self, conn: Connection, jobs: list[tuple[Row, list[Row]]]) -> list[int]:
+        """New jobs and their deliveries (scheduled: deferred to `send_at`, else queued);
+        their ids, in order. The dispatchers are woken at commit."""
+        return rows.insert_jobs(conn, jobs)
+
+    def balance(self, conn: Connection, account_id: int) -> int | None:
+        """The account's credits (None: no limit), held until the commit, so two batches
+        never spend the same credit."""
+        return rows.read_credits(conn, account_id, lock=self.store.is_postgres)
+
+    def debit(self, conn: Connection, account_id: int, cost: int) -> None:
+        """Reserve a new job's credits (a final delivery gives back what did not reach)."""
+        rows.debit(conn, account_id, cost)
+
+    def scheduled(self, s: Session, account_id: int, when: datetime) -> list[Job]:
+        """The account's jobs scheduled at `when`: what a cancel mail may name."""
+        return rows.scheduled_jobs(s, account_id, when)
 
     # -- the dispatcher ------------------------------------------------------------------
 

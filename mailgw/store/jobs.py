@@ -1,10 +1,9 @@
-"""A job's life in SQL: finishing deliveries (credits settled, the job's outcome stored),
-cancelling and retrying a job. Creating jobs (intake's batch INSERTs and credit debits) is
-here too.
+"""A job's life in SQL: creating jobs (intake's batch INSERTs, the credit debit), finishing
+deliveries (credits settled, the job's outcome stored), cancelling and retrying a job.
 
-The functions take the caller's session (finishing happens inside intake's and the
-dispatcher's transactions) or open one short transaction. `on_final` is the jobs service's
-hook (mailgw.jobs.service): it writes the notice in the same transaction.
+The functions take the caller's connection or session (creating and finishing happen inside
+intake's and the dispatcher's transactions) or open one short transaction. `on_final` is the
+jobs service's hook (mailgw.jobs.service): it writes the notice in the same transaction.
 """
 
 from __future__ import annotations
@@ -12,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from mailgw.dispatch import states
@@ -21,6 +21,56 @@ from mailgw.store import Account, Delivery, Job, OutboxMail, Store, utcnow
 from mailgw.store.dispatch import notify_queue
 
 OnFinal = Callable[[Session, Job, Delivery], None]
+Row = dict[str, object]  # a new row's columns
+
+# Intake's statements, built once (they run for every batch of mails).
+_ACCOUNT, _JOB, _DELIVERY = (cast(Table, m.__table__) for m in (Account, Job, Delivery))
+_INSERT_JOBS = insert(_JOB).returning(_JOB.c.id, sort_by_parameter_order=True)
+_INSERT_DELIVERIES = insert(_DELIVERY)
+_CREDITS = select(_ACCOUNT.c.credits).where(_ACCOUNT.c.id == bindparam("account"))
+_CREDITS_LOCKED = _CREDITS.with_for_update()
+_DEBIT = (update(_ACCOUNT).where(_ACCOUNT.c.id == bindparam("account"))
+          .values(credits=_ACCOUNT.c.credits - bindparam("cost")))
+
+
+# -- create ----------------------------------------------------------------------------------
+
+def insert_jobs(conn: Connection, jobs: list[tuple[Row, list[Row]]]) -> list[int]:
+    """New jobs in one INSERT (their ids back, in order), then all their deliveries in
+    another (each delivery's `job_id` filled in); the dispatchers are told."""
+    if not jobs:
+        return []
+    ids = list(conn.execute(_INSERT_JOBS, [job for job, _ in jobs]).scalars().all())
+    deliveries = []
+    for (_, rows), job_id in zip(jobs, ids, strict=True):
+        for row in rows:
+            row["job_id"] = job_id
+            deliveries.append(row)
+    if deliveries:
+        conn.execute(_INSERT_DELIVERIES, deliveries)
+    notify_queue(conn)
+    return ids
+
+
+def read_credits(conn: Connection, account_id: int, *, lock: bool) -> int | None:
+    """The account's balance (None: no limit), locked on PostgreSQL (SQLite's BEGIN
+    IMMEDIATE already serialises writers)."""
+    read = _CREDITS_LOCKED if lock else _CREDITS
+    return cast(int | None, conn.execute(read, {"account": account_id}).scalar())
+
+
+def debit(conn: Connection, account_id: int, cost: int) -> None:
+    """Relative (credits - cost), like the refunds: never a lost update."""
+    conn.execute(_DEBIT, {"account": account_id, "cost": cost})
+
+
+def scheduled_jobs(s: Session, account_id: int, when: datetime) -> list[Job]:
+    """The account's scheduled jobs at `when`: what a cancel for that time may match."""
+    return list(s.scalars(select(Job).where(Job.account_id == account_id,
+                                            Job.state == "scheduled", Job.send_at == when)))
+
+
+# -- finish ----------------------------------------------------------------------------------
 
 
 def finish(s: Session, d: Delivery, when: datetime, on_final: OnFinal) -> None:
@@ -78,6 +128,8 @@ def set_outcome(job: Job, rows: list[tuple[str, int]]) -> None:
         job.state = states.job_state(job.outcome, (st for st, _ in rows), job.state)
         job.finished_at = utcnow()
 
+
+# -- cancel, retry ---------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class CancelReport:

@@ -298,7 +298,7 @@ def test_parse_budget_bounds_the_bytes_parsed_at_once() -> None:
     budget); small ones share it. A property of the admissions, whatever the timing."""
     import threading
 
-    from mailgw.intake.service import Budget
+    from mailgw.intake.budget import Budget
 
     budget = Budget(10)
     lock = threading.Lock()
