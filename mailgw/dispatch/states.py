@@ -6,6 +6,7 @@ with queued again (and a next_attempt_at) between retries.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -20,7 +21,7 @@ from mailgw.dispatch.drivers.base import (
     PROVIDER_ERROR,
     CallResult,
 )
-from mailgw.ops.config import RetrySettings
+from mailgw.ops.config import RetrySettings, parse_duration
 
 SCHEDULED, QUEUED, SENDING = "scheduled", "queued", "sending"
 FINAL = frozenset({"delivered", "partial", "failed", "cancelled", "expired"})
@@ -58,8 +59,6 @@ RETRY_KEYS = ("busy", "no_answer", "line_dropped", "provider_error", "max_attemp
 def parse_retry_overrides(text: str) -> dict[str, float]:
     """`busy=2m,max_attempts=3` → {"busy": 120.0, "max_attempts": 3}; ValueError names the
     bad part. Durations as in the config (30s, 3m, 3h)."""
-    from mailgw.ops.config import parse_duration
-
     out: dict[str, float] = {}
     for part in (p.strip() for p in text.split(",") if p.strip()):
         key, sep, value = part.partition("=")
@@ -80,8 +79,6 @@ def with_overrides(policy: RetrySettings, overrides: str | None) -> RetrySetting
     """The account's retry policy: [dispatch.retry] with the account's own values on top."""
     if not overrides:
         return policy
-    import json
-
     try:
         values = json.loads(overrides)
     except ValueError:
