@@ -403,7 +403,7 @@ def parse_outcome(text: str | None) -> tuple[str, dict[str, str]] | None:
 
 
 def describe(text: str | None, words: dict[str, str]) -> str | None:
-    """An outcome sentence in the account's language (`words` = notify.render.WORDS[lang]);
+    """An outcome sentence in the account's language (`words` = notify.words.WORDS[lang]);
     None when the text is not one of ours."""
     parsed = parse_outcome(text)
     if parsed is None:

@@ -27,7 +27,7 @@ from mailgw.dispatch.pacing import TokenBucket
 from mailgw.documents import checks as documents
 from mailgw.documents.sandbox import Limits
 from mailgw.inbound.mail import parse_mail
-from mailgw.notify.render import WORDS
+from mailgw.notify.words import WORDS
 from mailgw.ops import cli, cli_jobs
 from mailgw.store import Job
 from mailgw.store.models import VoiceMessage
