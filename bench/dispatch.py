@@ -6,10 +6,10 @@ Cells (each a fresh queue of deliveries, each worker its own process):
             LOCKED on PostgreSQL; BEGIN IMMEDIATE on SQLite), UPDATE to done, COMMIT.
             Raw DBAPI (sqlite3 / psycopg) on a table with only id, state, due, hits:
             no lease, no attempt row, no outcome. The baseline.
-* per-call  mailgw's functions: `queries.claim(limit=1)` then `queries.record` (attempt
+* per-call  mailgw's functions: `leases.claim(limit=1)` then `results.record` (attempt
             row, state rules, job row locked, credits, outcome): one claim, one record.
-* batch     the same functions the way the dispatcher uses them: `queries.claim(limit=B)`,
-            then `queries.record_many` (one transaction for the B results).
+* batch     the same functions the way the dispatcher uses them: `leases.claim(limit=B)`,
+            then `results.record_many` (one transaction for the B results).
 * dispatcher the real `Dispatcher.run` with a no-op driver of B lines (asyncio, threads,
             heartbeat and reaper loops running, JSON log lines, the documents of each
             claimed batch read once), stopped when the queue is empty.
@@ -18,7 +18,7 @@ Cells (each a fresh queue of deliveries, each worker its own process):
 Every mailgw cell then checks the store: each delivery delivered, exactly one attempt row,
 `attempts == 1` (a second claim would add a second attempt: "double claims").
 
-Then claim time: the median of single `queries.claim(limit=B)` calls with 1 k and 1 M
+Then claim time: the median of single `leases.claim(limit=B)` calls with 1 k and 1 M
 deliveries queued, and the query plans of the claim's SELECTs (index-driven or not).
 
     .venv/bin/python bench/dispatch.py                 # 3 rounds, median; ~15 min on 2 CPUs
@@ -55,10 +55,11 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import event, text  # noqa: E402
 
-from mailgw.dispatch import queries  # noqa: E402
 from mailgw.dispatch.drivers.base import CallRequest, CallResult  # noqa: E402
 from mailgw.ops import config  # noqa: E402
 from mailgw.store import Account, Store  # noqa: E402
+from mailgw.store import dispatch as leases  # noqa: E402
+from mailgw.store import record as results  # noqa: E402
 
 PG_ADMIN = os.environ.get("MAILGW_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 LEASE = 60.0
@@ -228,17 +229,17 @@ def _mailgw_steps(url: str, owner: str, batch: int, many: bool
     policy = config.RetrySettings()
 
     def step() -> int:
-        claims = queries.claim(store, owner, batch, LEASE)
+        claims = leases.claim(store, owner, batch, LEASE)
         if not claims:
             return 0
         now = datetime.now(UTC)
         if many:
-            queries.record_many(store, owner, [
-                queries.Finished(c, RESULT, now, datetime.now(UTC), policy) for c in claims],
+            results.record_many(store, owner, [
+                results.Finished(c, RESULT, now, datetime.now(UTC), policy) for c in claims],
                 "noop", no_final)
         else:
             for c in claims:
-                queries.record(store, owner, c, RESULT, "noop", now, datetime.now(UTC), policy,
+                results.record(store, owner, c, RESULT, "noop", now, datetime.now(UTC), policy,
                                no_final)
         return len(claims)
 
@@ -287,6 +288,7 @@ class NoopDriver:
 def _dispatcher_worker(url: str, lines: int, owner: str, start: Any, deadline: float
                        ) -> tuple[int, float, float]:
     from mailgw.dispatch.dispatcher import Dispatcher
+    from mailgw.jobs.service import Jobs
     from mailgw.notify.render import renderer_for
     from mailgw.ops import logs
 
@@ -306,8 +308,9 @@ def _dispatcher_worker(url: str, lines: int, owner: str, start: Any, deadline: f
         last = time.perf_counter()
 
     async def main() -> float:
-        d = Dispatcher(store, settings, NoopDriver(lines), renderer_for(settings), owner=owner)
-        d.on_final = counting_final  # counts in the transaction; may count a rolled-back one
+        # the notice hook counts, in the transaction (it may count a rolled-back one)
+        jobs = Jobs(store, settings, renderer_for(settings), notices=counting_final)
+        d = Dispatcher(store, settings, NoopDriver(lines), jobs, owner=owner)
         stop = asyncio.Event()
         await asyncio.to_thread(start.wait)
         t0 = time.perf_counter()
@@ -392,14 +395,14 @@ def claim_time(backend: Backend, n: int, batch: int, calls: int) -> dict[str, An
         if statement.lstrip().upper().startswith(("SELECT", "WITH")):
             statements.append((statement, params))
 
-    queries.claim(store, "warm", batch, LEASE)  # warm the caches and the statement cache
+    leases.claim(store, "warm", batch, LEASE)  # warm the caches and the statement cache
     event.listen(store.engine, "before_cursor_execute", capture)
-    queries.claim(store, "plan", batch, LEASE)
+    leases.claim(store, "plan", batch, LEASE)
     event.remove(store.engine, "before_cursor_execute", capture)
     times = []
     for i in range(calls):
         t = time.perf_counter()
-        got = queries.claim(store, f"c{i}", batch, LEASE)
+        got = leases.claim(store, f"c{i}", batch, LEASE)
         times.append((time.perf_counter() - t) * 1000)
         assert len(got) == batch, got
     plans = []

@@ -4,10 +4,11 @@
           EmailMessage built, sent with aiosmtplib on one connection kept open. No store.
 * mailgw  for N final deliveries (one attempt each, on a SQLite store): the real
           `notice_on_final` (attempts read, context, text + HTML parts rendered, the mail
-          built, the outbox row added) in transactions of `--batch` deliveries, as
-          `queries.record_many` runs it; then `OutboxSender.send_due` until the outbox is
-          empty (claim with a lease, SMTP to smtp-sink, one transaction of sent marks per
-          batch, the SMTP session kept open from batch to batch).
+          built, the outbox row added) in transactions of `--batch` deliveries, as the
+          jobs service runs it (store.record.record_many); then `OutboxSender.send_due`
+          until the outbox is empty (claim with a lease, SMTP to smtp-sink, one
+          transaction of sent marks per batch, the SMTP session kept open from batch to
+          batch).
           notices/s = N / (render time + send time).
 
 The two paths take turns of `--slice` notices within a round (who goes first alternates), so a

@@ -19,6 +19,7 @@ from mailgw.documents import sandbox
 from mailgw.http.api import HttpApi
 from mailgw.imap.mailbox import start_pollers
 from mailgw.intake.service import Intake
+from mailgw.jobs.service import Jobs
 from mailgw.notify.outbox import OutboxSender
 from mailgw.notify.render import renderer_for
 from mailgw.ops.config import Settings
@@ -74,24 +75,25 @@ class App:
         owner = node_id()
         _threads_for_every_role(s)
         renderer = renderer_for(s)
+        jobs = Jobs(self.store, s, renderer)  # one owner of a job's life for every role
         if "notify" in self.roles:
             self.outbox = OutboxSender(self.store, s.notify, owner=owner)
             self.tasks.append(asyncio.create_task(self.outbox.run(self.stop_event)))
         if "dispatch" in self.roles:
             outbox_event = self.outbox.wakeup if self.outbox else None
-            self.dispatcher = Dispatcher(self.store, s, make_driver(s, self.store), renderer,
+            self.dispatcher = Dispatcher(self.store, s, make_driver(s, self.store), jobs,
                                          owner=owner, on_outbox=outbox_event)
             self.tasks.append(asyncio.create_task(self.dispatcher.run(self.stop_event)))
         if "imap" in self.roles:
             if self.intake is None:
-                self.intake = Intake(self.store, s, renderer)
+                self.intake = Intake(self.store, s, renderer, jobs=jobs)
             self.tasks += start_pollers(s, self.intake, self.stop_event, on_committed=self._wake)
         if "smtp" in self.roles or "imap" in self.roles:
             # Warm document workers now, so the first mails do not pay their start.
             await asyncio.to_thread(sandbox.prestart)
         if "smtp" in self.roles:
             if self.intake is None:
-                self.intake = Intake(self.store, s, renderer)
+                self.intake = Intake(self.store, s, renderer, jobs=jobs)
             handler = GatewayHandler(self.intake, on_accepted=self._wake)
             self.auth_cache = AuthCache()
             await asyncio.to_thread(self._refresh_auth)

@@ -2,6 +2,8 @@
 
 At-least-once: a delivery is `sending` only under a lease; a worker that dies stops its
 heartbeat, the reaper hands the delivery back, and another worker claims it again.
+Leases are store.dispatch's SQL; what a call's end does to its job (retry, finish, the
+notice) is the jobs service's (mailgw.jobs.service).
 """
 
 from __future__ import annotations
@@ -17,37 +19,36 @@ from typing import Any
 import structlog
 
 from mailgw.accounts import voice
-from mailgw.dispatch import queries
 from mailgw.dispatch.drivers.base import CANCELLED, CallRequest, CallResult, Driver
 from mailgw.dispatch.drivers.base import TIMEOUT as RESULT_TIMEOUT
 from mailgw.dispatch.pacing import TokenBucket
 from mailgw.dispatch.states import parse_retry_overrides, with_overrides
 from mailgw.documents.quality import of_options as quality_of
 from mailgw.idle import until_woken
-from mailgw.notify.messages import notice_on_final
-from mailgw.notify.render import Renderer
+from mailgw.jobs.service import Finished, Jobs
 from mailgw.ops import metrics
 from mailgw.ops.config import RetrySettings, Settings
 from mailgw.store import Store, utcnow
+from mailgw.store import dispatch as leases
+from mailgw.store.dispatch import Claim
 
 log = structlog.get_logger("mailgw.dispatch")
 Prepared = dict[int, tuple[bytes | None, dict[str, str]]]  # by job: document, options
 
 
 class Dispatcher:
-    def __init__(self, store: Store, settings: Settings, driver: Driver, renderer: Renderer,
+    def __init__(self, store: Store, settings: Settings, driver: Driver, jobs: Jobs,
                  *, owner: str, on_outbox: asyncio.Event | None = None):
         self.store = store
         self.settings = settings
         self.driver = driver
-        self.renderer = renderer
+        self.jobs = jobs  # records the calls' ends: retries, finishes, notices
         self.owner = owner
         self.lines = min(driver.lines, settings.dispatch.workers) or 1
         self.lease = settings.dispatch.lease_seconds
         self.inflight: dict[int, asyncio.Task[None]] = {}
         self.wakeup = asyncio.Event()
         self.on_outbox = on_outbox
-        self.on_final = notice_on_final(settings, renderer)
         self.cancelling: set[int] = set()
         # [dispatch.retry] with [drivers.<name>] retry on top (validated by check-config)
         own: dict[str, Any] = dict(parse_retry_overrides(
@@ -55,7 +56,7 @@ class Dispatcher:
         self.driver_policy = replace(settings.dispatch.retry, **own)
         self.calls: dict[int, asyncio.Future[CallResult]] = {}  # the driver's, by delivery
         # ended calls waiting to be recorded together (one transaction for a batch)
-        self.to_record: list[tuple[queries.Finished, asyncio.Future[str | None]]] = []
+        self.to_record: list[tuple[Finished, asyncio.Future[str | None]]] = []
         # calls that have ended and wait for their record: their line is free for the next
         # claim (they stay in `inflight`, so the heartbeat and drain still cover them)
         self.ended: set[int] = set()
@@ -96,14 +97,14 @@ class Dispatcher:
     def _listen(self, loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
         """PostgreSQL LISTEN in a thread: a NOTIFY from intake or a reaper wakes us at once.
         Only a hint: the poll loop finds due work without it."""
-        import psycopg
+        import psycopg  # late import: only a PostgreSQL store listens (SQLite never loads libpq)
 
         url = self.store.engine.url.set(drivername="postgresql").render_as_string(
             hide_password=False)
         while not stop.is_set():
             try:
                 with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
-                    conn.execute(f"LISTEN {queries.NOTIFY_CHANNEL}")
+                    conn.execute(f"LISTEN {leases.NOTIFY_CHANNEL}")
                     while not stop.is_set():
                         for _ in conn.notifies(timeout=1.0, stop_after=1):
                             loop.call_soon_threadsafe(self.wake)
@@ -125,7 +126,7 @@ class Dispatcher:
         if self.recorder is not None and not self.recorder.done():
             await asyncio.wait({self.recorder}, timeout=grace)
         if left:
-            released = await asyncio.to_thread(queries.release, self.store, self.owner, left)
+            released = await asyncio.to_thread(self.jobs.release, self.owner, left)
             log.info("leases_released", count=released)
 
     async def _claim(self) -> int:
@@ -148,13 +149,13 @@ class Dispatcher:
             task.add_done_callback(functools.partial(self._done, c.delivery_id))
         return len(claims)
 
-    def _claim_batch(self, limit: int, known: set[int]) -> tuple[list[queries.Claim], Prepared]:
+    def _claim_batch(self, limit: int, known: set[int]) -> tuple[list[Claim], Prepared]:
         """In a thread: claim, then read what the new jobs' calls need (one query for the
         fax documents of the batch), so no call waits for its own read."""
-        claims = queries.claim(self.store, self.owner, limit, self.lease)
+        claims = leases.claim(self.store, self.owner, limit, self.lease)
         new = {c.job_id: c.channel for c in claims if c.job_id not in known}
         fax = sorted(j for j, ch in new.items() if ch == "fax")
-        prepared: Prepared = dict(queries.load_documents(self.store, fax))
+        prepared: Prepared = dict(leases.load_documents(self.store, fax))
         for job_id, channel in new.items():
             if channel == "voice":
                 prepared[job_id] = voice.load_call(self.store, job_id)
@@ -172,7 +173,7 @@ class Dispatcher:
         self.ended.discard(delivery_id)
         self.wakeup.set()  # a line is free again
 
-    async def _call(self, c: queries.Claim) -> None:
+    async def _call(self, c: Claim) -> None:
         bound = log.bind(job_id=c.job_id, message_id=c.message_id, delivery_id=c.delivery_id,
                          attempt=c.attempt)
         document: bytes | None = None
@@ -182,7 +183,7 @@ class Dispatcher:
             self.prepared.move_to_end(c.job_id)
             document, options = prepared
         elif c.channel == "fax":
-            document, options = await asyncio.to_thread(queries.load_document, self.store,
+            document, options = await asyncio.to_thread(leases.load_document, self.store,
                                                          c.job_id)
         elif c.channel == "voice":  # the converted sound (WAV) and the call options
             document, options = await asyncio.to_thread(voice.load_call, self.store, c.job_id)
@@ -200,7 +201,7 @@ class Dispatcher:
         ended = utcnow()
         self.ended.add(c.delivery_id)  # the line is free: the next claim need not wait
         self.wakeup.set()
-        state = await self._record(queries.Finished(
+        state = await self._record(Finished(
             c, result, started, ended, self._policy(c, options)))
         bound.info("call_ended", result=result.result, pages_sent=result.pages_sent,
                    csid=result.csid, state=state)
@@ -209,7 +210,7 @@ class Dispatcher:
         if state is not None and self.on_outbox is not None:
             self.on_outbox.set()
 
-    async def _place(self, c: queries.Claim, request: CallRequest, started: datetime
+    async def _place(self, c: Claim, request: CallRequest, started: datetime
                      ) -> CallResult | None:
         """The driver's call, as its own task: an operator's cancel cancels that task, and a
         driver that answers the cancel with what it had done (pages sent before the hang-up)
@@ -244,7 +245,7 @@ class Dispatcher:
         finally:
             self.calls.pop(c.delivery_id, None)
 
-    def _policy(self, c: queries.Claim, options: dict[str, str]) -> RetrySettings:
+    def _policy(self, c: Claim, options: dict[str, str]) -> RetrySettings:
         """[dispatch.retry], then the driver's `retry`, then the account's overrides, then
         the mail's `retries:`."""
         policy = self.driver_policy
@@ -254,7 +255,7 @@ class Dispatcher:
             log.warning("retry_policy_ignored", delivery_id=c.delivery_id)
         return voice.retry_policy(policy, options)
 
-    async def _record(self, item: queries.Finished) -> str | None:
+    async def _record(self, item: Finished) -> str | None:
         """Record an ended call; calls ending within a few ms share one transaction."""
         future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
         self.to_record.append((item, future))
@@ -268,8 +269,7 @@ class Dispatcher:
             batch, self.to_record = self.to_record[:most], self.to_record[most:]
             try:
                 states = await asyncio.to_thread(
-                    queries.record_many, self.store, self.owner, [i for i, _ in batch],
-                    self.driver.name, self.on_final)
+                    self.jobs.record, self.owner, [i for i, _ in batch], self.driver.name)
                 results: list[tuple[str | None, BaseException | None]] = [
                     (st, None) for st in states]
             except Exception:  # noqa: BLE001 - one bad item must not fail the others
@@ -277,8 +277,7 @@ class Dispatcher:
                 for item, _ in batch:  # one at a time: only the failing one fails
                     try:
                         one = await asyncio.to_thread(
-                            queries.record_many, self.store, self.owner, [item],
-                            self.driver.name, self.on_final)
+                            self.jobs.record, self.owner, [item], self.driver.name)
                         results.append((one[0], None))
                     except Exception as exc:  # noqa: BLE001 - raised in its own _call
                         results.append((None, exc))
@@ -299,7 +298,7 @@ class Dispatcher:
             if not ids:
                 continue
             try:
-                _held, cancel = await asyncio.to_thread(queries.heartbeat, self.store,
+                _held, cancel = await asyncio.to_thread(leases.heartbeat, self.store,
                                                         self.owner, ids, self.lease)
             except Exception:  # noqa: BLE001
                 log.exception("heartbeat_failed")
@@ -316,7 +315,7 @@ class Dispatcher:
         every = max(self.lease / 2, 0.1)
         while not stop.is_set():
             try:
-                reaped = await asyncio.to_thread(queries.reap, self.store)
+                reaped = await asyncio.to_thread(self.jobs.reap)
                 if reaped:
                     log.warning("leases_reaped", count=reaped)
                     metrics.leases_reaped(reaped)

@@ -6,6 +6,7 @@ with queued again (and a next_attempt_at) between retries.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -20,7 +21,7 @@ from mailgw.dispatch.drivers.base import (
     PROVIDER_ERROR,
     CallResult,
 )
-from mailgw.ops.config import RetrySettings
+from mailgw.ops.config import RetrySettings, parse_duration
 from mailgw.vocab import (  # the states and outcomes, importable from here too
     DELIVERED_ALL,
     DELIVERED_NONE,
@@ -63,8 +64,6 @@ RETRY_KEYS = ("busy", "no_answer", "line_dropped", "provider_error", "max_attemp
 def parse_retry_overrides(text: str) -> dict[str, float]:
     """`busy=2m,max_attempts=3` → {"busy": 120.0, "max_attempts": 3}; ValueError names the
     bad part. Durations as in the config (30s, 3m, 3h)."""
-    from mailgw.ops.config import parse_duration
-
     out: dict[str, float] = {}
     for part in (p.strip() for p in text.split(",") if p.strip()):
         key, sep, value = part.partition("=")
@@ -85,8 +84,6 @@ def with_overrides(policy: RetrySettings, overrides: str | None) -> RetrySetting
     """The account's retry policy: [dispatch.retry] with the account's own values on top."""
     if not overrides:
         return policy
-    import json
-
     try:
         values = json.loads(overrides)
     except ValueError:
@@ -161,3 +158,39 @@ def outcome_from_counts(total: int, unfinished: int, delivered: int, reached: in
     if reached:
         return PARTIALLY
     return DELIVERED_NONE
+
+
+# -- a job's life: the rules the jobs service (mailgw.jobs.service) and store.jobs follow
+
+RETRYABLE = ("failed", "expired")  # what `jobs retry` queues again
+CANCEL_NOW, STOP_CALL, ALREADY_FINAL = "cancel", "stop", "final"
+
+
+def cancel_action(state: str) -> str:
+    """What cancelling a job does to one delivery: one not yet called is cancelled at once,
+    a call in flight is asked to stop (its worker decides), a final one stays as it is."""
+    if state in (SCHEDULED, QUEUED):
+        return CANCEL_NOW
+    if state == SENDING:
+        return STOP_CALL
+    return ALREADY_FINAL
+
+
+def credits_each(channel: str, pages: int | None) -> int:
+    """What one number of a job costs: a fax its pages (at least one), a call one."""
+    return (pages or 1) if channel == "fax" else 1
+
+
+def credits_refund(reserved: int, channel: str, state: str, pages_sent: int) -> int:
+    """What a final delivery gives back of the credits reserved for it: everything but the
+    pages that reached the recipient (fax) or the answered call (voice)."""
+    used = pages_sent if channel == "fax" else (1 if state == "delivered" else 0)
+    return max(reserved - used, 0)
+
+
+def job_state(outcome: str, delivery_states: Iterable[str], current: str) -> str:
+    """The job's state once its outcome is known: cancelled when every delivery was, done
+    otherwise; unchanged while it is in progress."""
+    if outcome == IN_PROGRESS:
+        return current
+    return "cancelled" if all(st == "cancelled" for st in delivery_states) else "done"

@@ -22,7 +22,7 @@ from mailgw.documents.fax_input import fax_documents, fax_kind
 from mailgw.documents.sandbox import Limits
 from mailgw.inbound.mail import InboundMail, parse_mail
 from mailgw.intake import gather
-from mailgw.intake.commit import as_scheduled, scheduled_jobs
+from mailgw.intake.commit import as_scheduled
 from mailgw.intake.decide import decide
 from mailgw.intake.explain import diagnostics, dial_steps, subject_steps
 from mailgw.intake.facts import DefaultLookups, ReadOnlyStore, StoreLookups
@@ -40,6 +40,7 @@ from mailgw.intake.verdict import (
     Verdict,
 )
 from mailgw.ops.config import Settings
+from mailgw.store.jobs import scheduled_jobs
 from mailgw.subject_parser import Command, masked_subject, parse_subject
 
 

@@ -35,7 +35,7 @@ from mailgw.intake.proof_dns import Prover
 from mailgw.intake.routes import channel_of
 from mailgw.intake.verdict import AccountFacts, MailFacts, Policy
 from mailgw.intake.writer import Item, Writer
-from mailgw.notify.messages import notice_on_final
+from mailgw.jobs.service import Jobs
 from mailgw.notify.render import Renderer
 from mailgw.ops import metrics
 from mailgw.ops.config import Settings
@@ -53,16 +53,16 @@ class Intake:
     `handle`); it owns the parse budget, the guard, and the answers remembered for repeats."""
 
     def __init__(self, store: Store, settings: Settings, renderer: Renderer,
-                 *, clock: Callable[[], datetime] = utcnow):
+                 *, clock: Callable[[], datetime] = utcnow, jobs: Jobs | None = None):
         self.store = store
         self.settings = settings
         self.renderer = renderer
         self.clock = clock
         self.limits = Limits.of(settings.limits)
         self.policy = Policy.of(settings)
-        self.on_final = notice_on_final(settings, renderer)
+        self.jobs = jobs or Jobs(store, settings, renderer)  # creates and cancels jobs
         self.committer: GroupCommit[Item, IntakeResult] = GroupCommit(Writer(
-            store, renderer, self.on_final, return_path=settings.notify.return_path,
+            store, renderer, self.jobs, return_path=settings.notify.return_path,
             clock=lambda: self.clock()))
         self.accounts = accounts.MailAccounts(store.read_engine)
         self.recent: OrderedDict[tuple[int, str], IntakeResult] = OrderedDict()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from mailgw.codes import Code, Detail, is_accepted
+from mailgw.dispatch.states import credits_each
 from mailgw.intake.verdict import Found, Refuse, Scheduled
 
 
@@ -56,8 +57,9 @@ def action(*, has_account: bool, proven: bool, code: int, cancel: bool, store_re
 
 
 def units(channel: str, pages: int | None) -> int:
-    """Credits per number: a fax's pages (at least one), one call for voice."""
-    return (pages or 1) if channel == "fax" else 1
+    """Credits per number: a fax's pages (at least one), one call for voice (the jobs'
+    rule, dispatch.states.credits_each: a retry reserves the same)."""
+    return credits_each(channel, pages)
 
 
 def cost(channel: str, recipients: int, pages: int | None) -> int:

@@ -16,9 +16,9 @@ from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from mailgw.codes import detail, smtp_reply
-from mailgw.dispatch.queries import OnFinal
 from mailgw.intake import ack, commit, settle
 from mailgw.intake.model import Decision, Envelope, IntakeResult
+from mailgw.jobs.service import Jobs
 from mailgw.notify.render import Rendered, Renderer
 from mailgw.store import Account, Store
 from mailgw.subject_parser import Command
@@ -45,11 +45,11 @@ class _Writing:
 class Writer:
     """The commit function intake's group commit runs for each batch."""
 
-    def __init__(self, store: Store, renderer: Renderer, on_final: OnFinal, *,
+    def __init__(self, store: Store, renderer: Renderer, jobs: Jobs, *,
                  return_path: str, clock: Callable[[], datetime]):
         self.store = store
         self.renderer = renderer
-        self.on_final = on_final
+        self.jobs = jobs  # creates the jobs, debits their credits, cancels
         self.return_path = return_path
         self.clock = clock
 
@@ -77,7 +77,7 @@ class Writer:
                     answers.append((len(new), False))
                     new.append(self._write(conn, s, d, env, now, credits))
             jobs = [w for w in new if w.job is not None]
-            ids = commit.insert_jobs(conn, [(w.job, w.deliveries) for w in jobs if w.job])
+            ids = self.jobs.create(conn, [(w.job, w.deliveries) for w in jobs if w.job])
             for w, job_id in zip(jobs, ids, strict=True):
                 w.job_id = job_id
             processed: list[commit.Row] = []
@@ -140,15 +140,14 @@ class Writer:
             if account.credits is None:
                 credits[account.id] = None  # no limit a second ago (MailAccounts): no read
             else:
-                credits[account.id] = commit.read_credits(conn, account.id,
-                                                          lock=self.store.is_postgres)
+                credits[account.id] = self.jobs.balance(conn, account.id)
         got = settle.charge(credits[account.id],
                             settle.cost(d.channel, len(d.recipients), d.pages))
         if got.refusal is not None:
             d.code, d.detail = got.refusal.code, got.refusal.explain(d.lang)
             return False
         if got.left is not None:
-            commit.debit(conn, account.id, got.debit)
+            self.jobs.debit(conn, account.id, got.debit)
         credits[account.id] = got.left
         return True
 
@@ -166,8 +165,8 @@ class Writer:
         """Cancel the account's scheduled jobs with the same time and numbers (or ref)."""
         if cmd.when_utc is None:
             return []
-        jobs = {job.id: job for job in commit.scheduled_jobs(s, account_id, cmd.when_utc)}
+        jobs = {job.id: job for job in self.jobs.scheduled(s, account_id, cmd.when_utc)}
         cancelled = settle.cancel_matches(map(commit.as_scheduled, jobs.values()), numbers,
                                           cmd.ref)
-        commit.cancel(s, [jobs[i] for i in cancelled], self.on_final)
+        self.jobs.cancel_scheduled(s, [jobs[i] for i in cancelled])
         return cancelled

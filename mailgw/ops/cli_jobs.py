@@ -15,37 +15,11 @@ from mailgw.vocab import FINAL_STATES
 
 
 def cmd_jobs(args: argparse.Namespace, settings: config.Settings) -> int:
-    from mailgw.dispatch import queries  # late import: start-up speed (SQLAlchemy)
     from mailgw.jobs import reports, views  # late import: start-up speed (SQLAlchemy)
 
     store = open_store(settings)
-    if args.jobs_command == "cancel":
-        from mailgw.notify.messages import notice_on_final  # late import: start-up speed
-        from mailgw.notify.render import renderer_for  # late import: start-up speed (Jinja2)
-
-        report = queries.cancel_job(store, args.id,
-                                    notice_on_final(settings, renderer_for(settings)))
-        if report is None:
-            print(f"mailgw: no job {args.id}", file=sys.stderr)
-            return EXIT_REFUSED
-        print(f"job {args.id}: {report.cancelled} cancelled, {report.requested} calls in flight "
-              f"asked to stop, {report.untouched} already final")
-        return EXIT_OK if report.cancelled or report.requested else EXIT_REFUSED
-    if args.jobs_command == "retry":
-        if views.document_purged(store, args.id):
-            print(f"mailgw: job {args.id}: its document was purged (db purge); send the mail "
-                  "again", file=sys.stderr)
-            return EXIT_REFUSED
-        try:
-            count = queries.retry_job(store, args.id)
-        except queries.RetryRefused as exc:
-            print(f"mailgw: job {args.id}: {exc}", file=sys.stderr)
-            return EXIT_REFUSED
-        if count is None:
-            print(f"mailgw: no job {args.id}", file=sys.stderr)
-            return EXIT_REFUSED
-        print(f"job {args.id}: {count} deliveries queued again")
-        return EXIT_OK if count else EXIT_REFUSED
+    if args.jobs_command in ("cancel", "retry"):
+        return _change(args, settings, store)
     with store.read() as s:
         if args.jobs_command == "list":
             jobs = views.list_jobs(s, args.state)
@@ -74,6 +48,32 @@ def cmd_jobs(args: argparse.Namespace, settings: config.Settings) -> int:
             return EXIT_REFUSED
         sys.stdout.buffer.write(csv_text.encode("utf-8"))
         return EXIT_OK
+
+
+def _change(args: argparse.Namespace, settings: config.Settings, store: Any) -> int:
+    """`jobs cancel` and `jobs retry`, through the jobs service (it writes the notices)."""
+    from mailgw.jobs.service import Jobs, RetryRefused  # late import: start-up speed
+    from mailgw.notify.render import renderer_for  # late import: start-up speed (Jinja2)
+
+    jobs = Jobs(store, settings, renderer_for(settings))
+    if args.jobs_command == "cancel":
+        report = jobs.cancel(args.id)
+        if report is None:
+            print(f"mailgw: no job {args.id}", file=sys.stderr)
+            return EXIT_REFUSED
+        print(f"job {args.id}: {report.cancelled} cancelled, {report.requested} calls in flight "
+              f"asked to stop, {report.untouched} already final")
+        return EXIT_OK if report.cancelled or report.requested else EXIT_REFUSED
+    try:
+        count = jobs.retry(args.id)
+    except RetryRefused as exc:
+        print(f"mailgw: job {args.id}: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    if count is None:
+        print(f"mailgw: no job {args.id}", file=sys.stderr)
+        return EXIT_REFUSED
+    print(f"job {args.id}: {count} deliveries queued again")
+    return EXIT_OK if count else EXIT_REFUSED
 
 
 def print_job(job: dict[str, Any]) -> None:

@@ -12,19 +12,20 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from mailgw.accounts import accounts
-from mailgw.dispatch import queries
 from mailgw.documents.samples import make_pdf
-from mailgw.notify.messages import notice_on_final
+from mailgw.jobs.service import Jobs
 from mailgw.notify.render import Renderer
 from mailgw.store import Account, Attempt, Delivery, Job
+from mailgw.store import dispatch as leases
+from mailgw.store import record as results
 from tests.conftest import PASSWORD, SENDER, fax_message, wait_until
 from tests.integration.test_cli import mailgw
 from tests.integration.test_end_to_end import send
 
 
-def on_final(app):  # type: ignore[no-untyped-def]
+def jobs_of(app) -> Jobs:  # type: ignore[no-untyped-def]
     s = app.settings
-    return notice_on_final(s, Renderer(from_address=s.notify.from_address,
+    return Jobs(app.store, s, Renderer(from_address=s.notify.from_address,
                                        domain=s.gateway.domain))
 
 
@@ -42,7 +43,7 @@ def test_cancel_a_call_in_flight(make_app, sink) -> None:
     assert send(app.port, fax_message(f"{PASSWORD}:0170709998", make_pdf([["x"]])))
     wait_until(lambda: delivery(app, "+33170709998").state == "sending", what="the call")
     job_id = delivery(app, "+33170709998").job_id
-    report = queries.cancel_job(app.store, job_id, on_final(app))
+    report = jobs_of(app).cancel(job_id)
     assert report is not None and report.requested == 1
     notice = sink.wait_for(lambda ms: any(m["X-Mailgw-Kind"] == "notice" for m in ms), 15,
                            "the cancelled notice")
@@ -125,7 +126,7 @@ def test_retry_queues_failed_deliveries_again_with_a_new_notice(make_app, sink) 
     with app.store.read() as s:
         acc = s.scalar(select(Account))
         assert acc is not None and acc.credits == 10  # nothing reached anyone: refunded
-    assert queries.retry_job(app.store, d.job_id) == 1
+    assert jobs_of(app).retry(d.job_id) == 1
     app.app.dispatcher.wake()  # type: ignore[union-attr]
     sink.wait_for(lambda ms: len([m for m in ms if m["X-Mailgw-State"] == "failed"]) == 2,
                   what="a second failed notice after the retry")
@@ -195,7 +196,7 @@ def test_account_retry_policy_overrides_the_config(make_app, sink) -> None:
     # back to the config's policy: the same number is retried after the busy call
     with app.store.tx() as s:
         accounts.update_account(s, SENDER, retry="default")
-    assert queries.retry_job(app.store, d.job_id) == 1
+    assert jobs_of(app).retry(d.job_id) == 1
     app.app.dispatcher.wake()  # type: ignore[union-attr]
     wait_until(lambda: delivery(app, "+33170709990").state == "delivered", 20,
                "the retried delivery")
@@ -210,7 +211,7 @@ def test_cancel_mid_fax_keeps_the_pages_already_sent(make_app, sink) -> None:
     assert send(app.port, fax_message(f"{PASSWORD}:0170709998", make_pdf([["a"], ["b"], ["c"]])))
     wait_until(lambda: delivery(app, "+33170709998").state == "sending", what="the call")
     time.sleep(10)  # connect and the first page are through
-    report = queries.cancel_job(app.store, delivery(app, "+33170709998").job_id, on_final(app))
+    report = jobs_of(app).cancel(delivery(app, "+33170709998").job_id)
     assert report is not None and report.requested == 1
     mails = sink.wait_for(lambda ms: any(m["X-Mailgw-Kind"] == "notice" for m in ms), 30,
                           "the cancelled notice")
@@ -287,7 +288,7 @@ def test_record_many_mixed_batch_equals_one_at_a_time(store_url: str) -> None:
                                    attempts=0, pages_sent=0, pages_total=pages,
                                    credits_reserved=credits, cancel_requested=False))
                 accounts_[way] = acc.id
-        claims = {c.number: c for c in queries.claim(store, "me", 100, 60)}
+        claims = {c.number: c for c in leases.claim(store, "me", 100, 60)}
         assert len(claims) == 2 * len(cases)
         with store.tx() as s:
             for d in s.scalars(select(Delivery)):
@@ -307,12 +308,12 @@ def test_record_many_mixed_batch_equals_one_at_a_time(store_url: str) -> None:
                 views[way].append((d.number[-2:], d.state, job.outcome, job.state))
             return on_final_
 
-        def finished(way: str) -> list[queries.Finished]:
-            return [queries.Finished(claims[f"+3317070{way == 'single':d}0{c[0]}"], c[5],
+        def finished(way: str) -> list[results.Finished]:
+            return [results.Finished(claims[f"+3317070{way == 'single':d}0{c[0]}"], c[5],
                                      started, ended, policy) for c in cases]
 
-        got = queries.record_many(store, "me", finished("batch"), "sim", viewer("batch"))
-        one = [queries.record(store, "me", f.claim, f.result, "sim", f.started, f.ended,
+        got = results.record_many(store, "me", finished("batch"), "sim", viewer("batch"))
+        one = [results.record(store, "me", f.claim, f.result, "sim", f.started, f.ended,
                               f.policy, viewer("single")) for f in finished("single")]
         assert got == one == ["delivered", "queued", "partial", "failed", "cancelled",
                               "delivered", "failed", "queued", "delivered", "failed", None]

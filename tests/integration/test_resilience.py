@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import func, select
 
 from mailgw.app import prepare_store
-from mailgw.dispatch import queries
 from mailgw.ops import config
 from mailgw.store import Attempt, Delivery, Job, OutboxMail
+from mailgw.store import dispatch as leases
 from tests.conftest import PASSWORD, Sink, fax_message, free_port, wait_until
 from tests.integration.test_cli import mailgw
 from tests.integration.test_end_to_end import send
@@ -74,15 +74,15 @@ def test_reaper_returns_expired_leases(tmp_path: Path, corpus: Path) -> None:
 
         s.add(Delivery(job_id=job.id, number="+33170709901", state="queued",
                        next_attempt_at=utcnow(), attempts=0, pages_sent=0, pages_total=1))
-    (c,) = queries.claim(store, "w1", 5, lease_seconds=0.05)
-    assert queries.claim(store, "w2", 5, lease_seconds=60) == []  # held
-    wait_until(lambda: queries.reap(store) == 1, 5, "the lease to expire and be reaped")
-    (c2,) = queries.claim(store, "w2", 5, lease_seconds=60)
+    (c,) = leases.claim(store, "w1", 5, lease_seconds=0.05)
+    assert leases.claim(store, "w2", 5, lease_seconds=60) == []  # held
+    wait_until(lambda: leases.reap(store) == 1, 5, "the lease to expire and be reaped")
+    (c2,) = leases.claim(store, "w2", 5, lease_seconds=60)
     # the same call again, under the same key: a driver adopts the one already on the line
     assert c2.delivery_id == c.delivery_id and c2.attempt == c.attempt == 1
     assert c2.idempotency_key == c.idempotency_key
-    assert queries.heartbeat(store, "w1", [c.delivery_id], 60) == (0, [])  # w1 lost it
-    assert queries.heartbeat(store, "w2", [c.delivery_id], 60) == (1, [])
+    assert leases.heartbeat(store, "w1", [c.delivery_id], 60) == (0, [])  # w1 lost it
+    assert leases.heartbeat(store, "w2", [c.delivery_id], 60) == (1, [])
     store.dispose()
 
 
