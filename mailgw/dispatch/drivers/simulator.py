@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import phonenumbers
 
-from mailgw.accounts import voice as voicelib
+from mailgw.dispatch.drivers import voice_outcomes as voicelib
 from mailgw.dispatch.drivers.base import (
     BUSY,
     CANCELLED,
@@ -38,8 +38,24 @@ from mailgw.dispatch.drivers.base import (
     PROVIDER_ERROR,
     CallRequest,
     CallResult,
+    Driver,
 )
-from mailgw.ops.config import SimulatorSettings
+from mailgw.dispatch.drivers.ports import CheckContext
+
+NAME = "simulator"
+
+
+@dataclass
+class SimulatorSettings:
+    time_scale: float = 1.0
+    lines: int = 4
+    calls_per_second: float = 0.0  # the rate calls are started at; 0 = no limit
+    retry: str = ""  # this driver's overrides of [dispatch.retry], e.g. "busy=5m"
+
+    def problems(self, ctx: CheckContext) -> list[str]:
+        if self.calls_per_second < 0:
+            return [f"drivers.{NAME}.calls_per_second: must be 0 (no limit) or more"]
+        return []
 
 SECONDS_PER_PAGE = 30.0  # about 30 s a page at 14.4 kbit/s, at the `high` quality
 # A page takes time in proportion to its scan lines (mailgw.documents.quality): normal has half of
@@ -177,14 +193,15 @@ def voice_outcome(req: CallRequest, case: int) -> CallResult:
     return replace(result, duration=result.duration * (10.0 if case == 98 else 1.0))
 
 
-class SimulatorDriver:
-    name = "simulator"
+class SimulatorDriver(Driver):
+    name = NAME
     channels = frozenset({"fax", "voice"})
 
     def __init__(self, settings: SimulatorSettings):
         self.time_scale = settings.time_scale
         self.lines = settings.lines
         self.calls_per_second = settings.calls_per_second
+        self.retry = settings.retry
 
     async def place_call(self, request: CallRequest) -> CallResult:
         """The outcome, after waiting its duration times `time_scale`. The attempt records
