@@ -95,7 +95,7 @@ class Dispatcher:
     def _listen(self, loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
         """PostgreSQL LISTEN in a thread: a NOTIFY from intake or a reaper wakes us at once.
         Only a hint: the poll loop finds due work without it."""
-        import psycopg
+        import psycopg  # late import: PostgreSQL only; a SQLite daemon never loads it
 
         url = self.store.engine.url.set(drivername="postgresql").render_as_string(
             hide_password=False)
