@@ -409,7 +409,7 @@ def _oneshot(task: str, data: bytes, limits: sandbox.Limits) -> dict[str, object
         resource.setrlimit(resource.RLIMIT_AS, (limits.memory, limits.memory))
         os.setsid()
 
-    proc = subprocess.run([sys.executable, "-P", "-m", "mailgw.documents.tasks", task],
+    proc = subprocess.run([sys.executable, "-P", "-m", "mailgw.documents", task],
                           input=data, capture_output=True, preexec_fn=limit, check=True,
                           env={"PYTHONPATH": str(ROOT)}, timeout=60)
     return dict(json.loads(proc.stdout))

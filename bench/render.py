@@ -6,7 +6,7 @@
 * photo        a 12 MP JPEG (4032 × 3024, quality 90), made here: gradients and noise
 
 Each is rendered to G4 fax pages at every quality, `--runs` times (median), two ways:
-`in process` calls mailgw.documents.render.render_task directly (the work alone); `sandbox` goes
+`in process` calls mailgw.documents.tasks.render_task directly (the work alone); `sandbox` goes
 through mailgw.documents.checks.render, as intake does (a warm worker, the document handed over
 in a memfd, limits set, the JSON answer with the PDF back). Time is wall-clock per page.
 
@@ -34,8 +34,9 @@ from PIL import Image, ImageDraw, ImageFilter  # noqa: E402
 
 from mailgw.documents import checks as documents  # noqa: E402
 from mailgw.documents import sandbox  # noqa: E402
-from mailgw.documents.render import QUALITIES, render_task  # noqa: E402
+from mailgw.documents.render import QUALITIES  # noqa: E402
 from mailgw.documents.sandbox import Limits  # noqa: E402
+from mailgw.documents.tasks import render_task  # noqa: E402
 
 CORPUS = Path(os.environ.get("MAILGW_CORPUS") or ROOT.parent / "shared" / "corpus")
 TEXT_PDF = "multipage-4-pages-pdflatex-outline.pdf"

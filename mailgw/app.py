@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import structlog
@@ -16,6 +17,7 @@ from mailgw.dispatch.dispatcher import Dispatcher
 from mailgw.dispatch.setup import callback_handlers, make_driver
 from mailgw.documents import sandbox
 from mailgw.http.api import HttpApi
+from mailgw.imap.mailbox import start_pollers
 from mailgw.intake.service import Intake
 from mailgw.notify.outbox import OutboxSender
 from mailgw.notify.render import renderer_for
@@ -81,8 +83,6 @@ class App:
                                          owner=owner, on_outbox=outbox_event)
             self.tasks.append(asyncio.create_task(self.dispatcher.run(self.stop_event)))
         if "imap" in self.roles:
-            from mailgw.imap.poller import start_pollers
-
             if self.intake is None:
                 self.intake = Intake(self.store, s, renderer)
             self.tasks += start_pollers(s, self.intake, self.stop_event, on_committed=self._wake)
@@ -221,8 +221,6 @@ def _threads_for_every_role(s: Settings) -> None:
     committed (a hostile PDF may take its whole sandbox time); asyncio's default pool is
     CPU count + 4 threads, so a few such mails would queue the dispatcher's heartbeats and
     the outbox behind them. Size the pool for every role at once."""
-    from concurrent.futures import ThreadPoolExecutor
-
     need = (s.smtp.max_concurrent_data + len(s.imap.mailboxes) + 2 * s.dispatch.workers
             + 16)
     asyncio.get_running_loop().set_default_executor(

@@ -10,6 +10,8 @@ the phone keypad, and a fax to a guessed number is worse than a refusal.
 from __future__ import annotations
 
 import codecs
+import csv
+import io
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -247,9 +249,6 @@ def _numeric_column(rows: list[list[str]], region: str) -> int | None:
 
 
 def _parse_csv(text: str, region: str) -> RecipientList:
-    import csv
-    import io
-
     first = text.split("\n", 1)[0]
     delimiter = max((";", ",", "	"), key=first.count)  # the first on a tie: `;`
     try:

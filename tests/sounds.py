@@ -3,6 +3,11 @@ sox or ffmpeg, so the voice path is tested on a plain machine.
 
 `voice()` is a speech-like signal (a few harmonics, a pitch that moves, syllables of ~200 ms
 with pauses), loud enough that it is never "silent"; `encode()` writes it in any container.
+
+AMR-NB is the exception: PyAV's wheels do not all carry its encoder (18.1.1's has none, only
+the decoder mailgw needs), so `encode("amr", ...)` cuts the committed AMR_SAMPLE (8 s of
+`voice()`, 5 KB) frame by frame to the length asked. `python -m tests.sounds` makes it again,
+with a PyAV whose wheel has libopencore_amrnb.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import math
 import struct
 import sys
 from fractions import Fraction
+from itertools import cycle, islice
+from pathlib import Path
 
 import av
 
@@ -22,6 +29,11 @@ FORMATS = {"wav": ("wav", "pcm_s16le", 16000, 1), "mp3": ("mp3", "libmp3lame", 4
            "ogg": ("ogg", "libopus", 48000, 1), "vorbis.ogg": ("ogg", "vorbis", 44100, 2),
            "m4a": ("ipod", "aac", 44100, 1), "amr": ("amr", "libopencore_amrnb", 8000, 1),
            "flac": ("flac", "flac", 16000, 1)}
+AMR_SAMPLE = Path(__file__).with_name("sound_samples") / "speech.amr"
+AMR_SAMPLE_SECONDS = 8.0
+AMR_MAGIC = b"#!AMR\n"
+AMR_FRAME_BYTES = (12, 13, 15, 17, 19, 20, 26, 31, 5, 0, 0, 0, 0, 0, 0, 0)  # by frame type
+AMR_FRAMES_PER_SECOND = 50  # 20 ms frames
 
 
 def voice(seconds: float, rate: int, channels: int = 1, *, level: float = 0.6) -> bytes:
@@ -51,6 +63,10 @@ def encode(ext: str, seconds: float, *, level: float = 0.6, rate: int | None = N
     """A sound of `seconds` in the format of FORMATS[ext] (rate/channels overridable)."""
     fmt, codec, default_rate, default_channels = FORMATS[ext]
     rate, channels = rate or default_rate, channels or default_channels
+    if ext == "amr":
+        if (rate, channels, level) != (default_rate, default_channels, 0.6):
+            raise ValueError("the AMR sample is 8 kHz mono voice() at level 0.6")
+        return amr(seconds)
     return encode_pcm(fmt, codec, voice(seconds, rate, channels, level=level), rate, channels)
 
 
@@ -73,6 +89,34 @@ def encode_pcm(fmt: str, codec: str, pcm: bytes, rate: int, channels: int,
         for packet in stream.encode(None):
             out.mux(packet)
     return buf.getvalue()
+
+
+def amr_frames(data: bytes) -> list[bytes]:
+    """The frames of an AMR-NB file (RFC 4867 storage format: the magic, then frames whose
+    first byte says their type, hence their size)."""
+    if not data.startswith(AMR_MAGIC):
+        raise ValueError("not an AMR-NB file")
+    frames, offset = [], len(AMR_MAGIC)
+    while offset < len(data):
+        size = 1 + AMR_FRAME_BYTES[(data[offset] >> 3) & 0x0F]
+        frames.append(data[offset:offset + size])
+        offset += size
+    return frames
+
+
+def amr(seconds: float) -> bytes:
+    """`seconds` of the committed AMR sample (repeated when longer than its 8 s)."""
+    frames = amr_frames(AMR_SAMPLE.read_bytes())
+    count = round(seconds * AMR_FRAMES_PER_SECOND)
+    return AMR_MAGIC + b"".join(islice(cycle(frames), count))
+
+
+def make_amr_sample() -> bytes:
+    """What AMR_SAMPLE holds: AMR_SAMPLE_SECONDS of voice(), cut to whole seconds of frames
+    (the encoder's last, flushed frame dropped). Needs libopencore_amrnb in PyAV's wheel."""
+    encoded = encode_pcm("amr", "libopencore_amrnb", voice(AMR_SAMPLE_SECONDS, 8000), 8000, 1)
+    frames = amr_frames(encoded)[:round(AMR_SAMPLE_SECONDS * AMR_FRAMES_PER_SECOND)]
+    return AMR_MAGIC + b"".join(frames)
 
 
 def opus_bomb(hours: float) -> bytes:
@@ -107,3 +151,9 @@ def wav_chunk(data: bytes, name: bytes) -> int:
             return offset
         offset += 8 + size + (size & 1)
     raise ValueError(f"no {name!r} chunk")
+
+
+if __name__ == "__main__":
+    AMR_SAMPLE.parent.mkdir(exist_ok=True)
+    AMR_SAMPLE.write_bytes(make_amr_sample())
+    print(f"{AMR_SAMPLE}: {AMR_SAMPLE.stat().st_size} bytes")

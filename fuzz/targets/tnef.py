@@ -1,4 +1,4 @@
-"""Outlook's winmail.dat (TNEF) -> the files it wraps (mailgw.inbound.mail._tnef_attachments).
+"""Outlook's winmail.dat (TNEF) -> the files it wraps (mailgw.inbound.tnef.tnef_attachments).
 
 The reader promises that a broken blob "decodes to nothing, never to an exception"; a hang,
 a memory blow-up or a file name the store cannot take is a finding.
@@ -14,7 +14,8 @@ from pathlib import Path
 import tnefparse.tnef  # noqa: F401  # imported here, not on first use, so atheris instruments it
 
 from fuzz.targets import Finding, storable
-from mailgw.inbound.mail import Attachment, _tnef_attachments
+from mailgw.inbound.model import Attachment
+from mailgw.inbound.tnef import tnef_attachments
 
 ALLOWED: tuple[type[BaseException], ...] = ()
 MAGIC = struct.pack("<I", 0x223E9F78)
@@ -43,7 +44,7 @@ def one_input(data: bytes) -> None:
     blob = data if data[:4] == MAGIC else MAGIC + data
     att = Attachment(filename="winmail.dat", content_type="application/ms-tnef",
                      size=len(blob), kind="other", data=blob, part="2")
-    for found in _tnef_attachments(att):
+    for found in tnef_attachments(att):
         storable("TNEF file name", found.filename)
         if found.size != len(found.data) or not found.nested:
             raise Finding(f"TNEF file {found.part} is inconsistent")

@@ -369,7 +369,7 @@ def load_call(store: Any, job_id: int) -> tuple[bytes | None, dict[str, str]]:
 
 # -- voice outcomes: what a call came to, told by the driver in English, localized here ------
 def describe(text: str | None, words: dict[str, str]) -> str | None:
-    """An outcome sentence in the account's language (`words` = notify.render.WORDS[lang]);
+    """An outcome sentence in the account's language (`words` = notify.words.WORDS[lang]);
     None when the text is not one of ours."""
     parsed = parse_outcome(text)
     if parsed is None:

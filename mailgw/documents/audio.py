@@ -1,6 +1,6 @@
 """Sound in the sandbox: probe, check and convert with PyAV (FFmpeg's libraries, in its wheel).
 
-Runs inside the sandbox worker (mailgw.documents.tasks) under the document's CPU, memory and
+Runs inside the sandbox worker only (mailgw.documents.tasks) under the document's CPU, memory and
 wall-clock limits, so no system ffmpeg is needed. Nothing the file says is trusted: not the
 container's duration, not the stream's. Decoding stops as soon as the decoded sound passes
 the limit, so a small file that would decode to hours costs at most `max_seconds` of
@@ -18,6 +18,8 @@ import math
 import sys
 import wave
 from typing import Any
+
+import av
 
 # libavformat's format name -> the name users know (the same names ffprobe prints)
 ACCEPTED = {"wav": "wav", "mp3": "mp3", "mov,mp4,m4a,3gp,3g2,mj2": "m4a", "ogg": "ogg",
@@ -49,8 +51,6 @@ def audio_info(data: bytes) -> dict[str, object]:
 
 
 def _examine(sound: bytes, rate: int, limit: float, convert: bool) -> dict[str, object]:
-    import av
-
     av.logging.set_level(None)  # FFmpeg's own log lines go nowhere (the worker has no stderr)
     try:
         container = av.open(io.BytesIO(sound), "r", metadata_errors="ignore")
@@ -91,8 +91,6 @@ def _decode(container: Any, stream: Any, rate: int, limit: float
     The bound is the decoded time (input samples / input rate) and the output's size, both
     counted as frames come: never the headers' durations.
     """
-    import av
-
     ctx = stream.codec_context
     ctx.thread_count = 1  # no decoder threads inside the limits
     cap = int((limit + PADDING) * rate) * 2

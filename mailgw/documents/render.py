@@ -1,4 +1,4 @@
-"""Documents → fax pages, run inside the sandbox worker (task "render" of sandbox_tasks).
+"""Documents → fax pages, run inside the sandbox worker (task "render", mailgw.documents.tasks).
 
 A fax page is 1728 pixels wide at 204 dpi (215 mm, ITU-T T.4) and bilevel; its vertical
 resolution is the quality: normal 98, high 196 (default), best 392 lines per inch. Every
@@ -22,13 +22,14 @@ image in a PDF, an attached picture) over `MAX_BITMAP_BYTES` once decoded, a pag
 drawing instructions decode to more than `MAX_CONTENT_BYTES` (documents.render_pdf), more pages
 than the mail's page limit (counted before anything is drawn). CPU, memory and wall time
 are the sandbox's own limits around the whole task.
+
+The parent imports this module for its constants (QUALITIES, the caps), so Pillow and
+img2pdf are imported inside the functions, which only the worker runs.
 """
 
 from __future__ import annotations
 
-import base64
 import io
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -104,7 +105,7 @@ def geometry(w_in: float, h_in: float, quality: str = "high") -> Geometry:
 
 def finish(gray: object, g: Geometry) -> bytes:
     """An upright greyscale drawing (PIL "L", already turned) → one G4 fax page."""
-    from PIL import Image
+    from PIL import Image  # late import: Pillow loads in the worker only
 
     assert isinstance(gray, Image.Image)
     if gray.size != (g.width, g.height):
@@ -117,7 +118,7 @@ def finish(gray: object, g: Geometry) -> bytes:
 
 def binarise(gray: object) -> object:
     """Threshold for text, dithering for photos (see the module's docstring)."""
-    from PIL import Image
+    from PIL import Image  # late import: Pillow loads in the worker only
 
     assert isinstance(gray, Image.Image)
     hist = gray.histogram()
@@ -127,7 +128,7 @@ def binarise(gray: object) -> object:
 
 
 def g4_page(bilevel: object, ydpi: int) -> bytes:
-    from PIL import Image
+    from PIL import Image  # late import: Pillow loads in the worker only
 
     assert isinstance(bilevel, Image.Image)
     out = io.BytesIO()
@@ -144,7 +145,7 @@ def _bands(mode: str) -> int:
 
 def fax_ready(frame: object) -> bool:
     """Already a fax page: 1728 wide, bilevel, CCITT G3/G4, a fax line density."""
-    from PIL import Image
+    from PIL import Image  # late import: Pillow loads in the worker only
 
     assert isinstance(frame, Image.Image)
     dpi = frame.info.get("dpi") or (0, 0)
@@ -163,7 +164,7 @@ def picture_page(frame: object, quality: str) -> bytes:
     size (so that flattening and greyscale work on a few MB, not the whole photo), alpha
     flattened on white, greyscale, turned upright per its EXIF orientation, scaled to the
     fax page (turned a quarter left when it is landscape) and made bilevel."""
-    from PIL import Image
+    from PIL import Image  # late import: Pillow loads in the worker only
 
     assert isinstance(frame, Image.Image)
     orientation = frame.getexif().get(0x0112, 1)
@@ -198,7 +199,7 @@ def picture_pages(data: bytes, quality: str, max_pages: int) -> tuple[int, Itera
                                                                        bool]:
     """(pages, G4 pages, fax_ready) for a JPEG, PNG or TIFF; frames beyond the first only
     for a TIFF. A fax-ready TIFF's pages are checked (decoded) but kept as they are."""
-    from PIL import Image, ImageSequence
+    from PIL import Image, ImageSequence  # late import: Pillow loads in the worker only
 
     Image.MAX_IMAGE_PIXELS = MAX_BITMAP_BYTES  # Pillow's own bomb check, at open
     try:
@@ -226,7 +227,7 @@ def picture_pages(data: bytes, quality: str, max_pages: int) -> tuple[int, Itera
 def _draft(image: object, quality: str) -> None:
     """Let the JPEG decoder scale by 1/2, 1/4 or 1/8 while the result still covers two
     thirds of the fax page (a 12 MP photo decodes at 3 MP: 4 times less memory and time)."""
-    from PIL import Image
+    from PIL import Image  # late import: Pillow loads in the worker only
 
     assert isinstance(image, Image.Image)
     short = FAX_WIDTH * 2 // 3  # up to 1.5 times enlarged: no loss a bilevel page shows
@@ -237,7 +238,7 @@ def _draft(image: object, quality: str) -> None:
 
 def _check_frame(frame: object, page: int) -> None:
     """A frame's size (a fax TIFF's page size) and its bitmap once decoded, before decoding."""
-    from PIL import Image
+    from PIL import Image  # late import: Pillow loads in the worker only
 
     assert isinstance(frame, Image.Image)
     dpi = frame.info.get("dpi") or (72, 72)
@@ -250,7 +251,7 @@ def _check_frame(frame: object, page: int) -> None:
 
 
 def _picture_pages(image: object, pages: int, quality: str, ready: bool) -> Iterator[bytes]:
-    from PIL import Image
+    from PIL import Image  # late import: Pillow loads in the worker only
 
     assert isinstance(image, Image.Image)
     for n in range(pages):
@@ -266,7 +267,7 @@ def _picture_pages(image: object, pages: int, quality: str, ready: bool) -> Iter
 
 def to_tiff(pages: list[bytes]) -> bytes:
     """One multi-page G4 TIFF from single-page ones (each decoded only while it is written)."""
-    from PIL import Image
+    from PIL import Image  # late import: Pillow loads in the worker only
 
     first, rest = Image.open(io.BytesIO(pages[0])), pages[1:]
     out = io.BytesIO()
@@ -277,7 +278,7 @@ def to_tiff(pages: list[bytes]) -> bytes:
 
 def to_pdf(pages: list[bytes]) -> bytes:
     """A PDF holding the G4 pages as they are (CCITTFaxDecode): lossless, ≈ the TIFF's size."""
-    import img2pdf
+    import img2pdf  # late import: loads in the worker only
 
     return bytes(img2pdf.convert(pages, engine=img2pdf.Engine.internal, nodate=True))
 
@@ -287,45 +288,3 @@ class Rendered:
     pages: int
     g4: list[bytes] = field(default_factory=list)
     original_ok: bool = False  # a PDF: the original can be sent as it is (pages agree)
-
-
-def render_task(data: bytes) -> dict[str, object]:
-    """The sandbox task. Input: one JSON line of parameters, then the document.
-
-    Parameters: kind (pdf | picture), quality, max_pages, output (auto | pdf | tiff). `auto`
-    returns no document for a PDF (its original is sent) and a PDF for a picture. The answer:
-    usable, pages, rendered (False when over max_pages: nothing was drawn), error, reason,
-    params (for the refusal's sentence), document (base64), format, fax_ready.
-    """
-    head, _, body = data.partition(b"\n")
-    params = json.loads(head)
-    kind, output = str(params.get("kind", "pdf")), str(params.get("output", "auto"))
-    quality = str(params.get("quality", "high"))
-    quality = quality if quality in QUALITIES else "high"
-    max_pages = int(params.get("max_pages", 200))
-    try:
-        if kind == "pdf":
-            from mailgw.documents import render_pdf
-
-            result = render_pdf.render(body, quality, max_pages)
-            ready = False
-        else:
-            pages, stream, ready = picture_pages(body, quality, max_pages)
-            result = Rendered(pages, list(stream))
-    except Refusal as exc:
-        return {"usable": False, "pages": None, "error": exc.error, "reason": exc.reason,
-                "params": exc.params}
-    answer: dict[str, object] = {"usable": True, "pages": result.pages, "error": None,
-                                 "reason": None, "rendered": bool(result.g4),
-                                 "fax_ready": ready}
-    if not result.g4 or (output == "auto" and kind == "pdf"):
-        return answer
-    fmt = "tiff" if output == "tiff" else "pdf"
-    if ready and fmt == "tiff":
-        document = body
-    elif ready:
-        document = to_pdf([body])
-    else:
-        document = to_tiff(result.g4) if fmt == "tiff" else to_pdf(result.g4)
-    answer.update(format=fmt, document=base64.b64encode(document).decode("ascii"))
-    return answer

@@ -6,15 +6,21 @@ objects, which decode nothing until asked: the page count (walking the page tree
 trusting /Count), each page's size (with its UserUnit), the decoded size of its content
 streams and of the forms it draws (inflated in bounded steps, counted, never kept), and
 the decoded size of each image it draws. Only then is the page loaded and drawn, at the
-size `render.geometry` fits it to. Runs inside the sandbox worker (mailgw.documents.render).
+size `render.geometry` fits it to. Runs inside the sandbox worker only (mailgw.documents.tasks),
+which is why pypdf and PDFium are imported at the top.
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import zlib
 from collections.abc import Iterator
 from typing import Any
+
+import pypdfium2 as pdfium
+import pypdfium2.raw as pdfium_c
+from pypdf import PdfReader
 
 from mailgw.documents.render import (
     MAX_BITMAP_BYTES,
@@ -34,10 +40,6 @@ _COMPONENTS = {"/DeviceGray": 1, "/CalGray": 1, "/G": 1, "/DeviceRGB": 3, "/CalR
 
 def open_pdf(data: bytes) -> Any:
     """pypdf's reader, decrypted with the empty password when it needs one; Refusal else."""
-    import logging
-
-    from pypdf import PdfReader
-
     logging.disable(logging.CRITICAL)  # pypdf warns on stderr about every repaired xref
     if b"%PDF-" not in data[:1024]:
         raise Refusal("not_pdf", "not a PDF")
@@ -73,8 +75,6 @@ def render(data: bytes, quality: str, max_pages: int) -> Rendered:
     pages = count_pages(reader)
     if pages > max_pages:
         return Rendered(pages)
-    import pypdfium2 as pdfium
-
     try:
         pdf = pdfium.PdfDocument(data)
     except pdfium.PdfiumError as exc:
@@ -108,9 +108,6 @@ def draw(page: Any, width: int, height: int, *, turn: bool = False) -> Any:
     """The page drawn in greyscale into exactly width × height pixels (PDFium stretches it:
     204 dpi across, the quality's dpi down, with no resampling afterwards), its annotations
     and form fields included; turned a quarter to the left when `turn`."""
-    import pypdfium2 as pdfium
-    import pypdfium2.raw as pdfium_c
-
     bitmap = pdfium.PdfBitmap.new_native(width, height, pdfium_c.FPDFBitmap_Gray)
     try:
         bitmap.fill_rect((255, 255, 255, 255), 0, 0, width, height)

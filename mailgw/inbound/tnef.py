@@ -1,20 +1,27 @@
-"""Turn away a winmail.dat whose counts would keep tnefparse busy for hours (fuzz findings).
+"""Outlook's winmail.dat (TNEF): the files it wraps, read as if forwarded.
 
-tnefparse trusts the 32-bit counts in a blob: a 50-byte winmail.dat that announces four
-billion MAPI properties (or recipient rows, or values of one property) makes it loop, and log
-a warning, four billion times, or fill the memory with empty values. A real count never
-promises more items than there are bytes left. :func:`plausible` follows the blob the way
-tnefparse will, before it does (the same reads, with tnefparse's own value reader, so each
-list ends where tnefparse's does), and checks every count against the bytes that follow.
+tnefparse reads the blob, after a guard: tnefparse trusts the 32-bit counts in a blob, and a
+50-byte winmail.dat that announces four billion MAPI properties (or recipient rows, or values
+of one property) makes it loop, and log a warning, four billion times, or fill the memory with
+empty values (fuzz findings). A real count never promises more items than there are bytes
+left. :func:`plausible` follows the blob the way tnefparse will, before it does (the same
+reads, with tnefparse's own value reader, so each list ends where tnefparse's does), and
+checks every count against the bytes that follow.
 """
 
 from __future__ import annotations
 
 import struct
 
+from tnefparse import TNEF
 from tnefparse.codepage import Codepage
 from tnefparse.mapi import IMESSAGE_SIG, TNEFMAPI_Attribute, parse_property
 from tnefparse.util import guid
+
+from mailgw.inbound.model import Attachment
+from mailgw.inbound.sniff import TNEF_TYPES, kind
+
+MAX_TNEF_BYTES = 50 * 1024 * 1024
 
 LVL_ATTACHMENT = 0x02
 ATT_MAPI_PROPS = 0x9003
@@ -26,6 +33,43 @@ MULTI_VALUE, NAMED = 0x1000, 0x8000
 SHORTS = (0x0002, 0x000B)  # short, boolean: padded to 4 bytes
 MAX_DEPTH = 8  # messages inside messages
 _U16, _U32 = struct.Struct("<H"), struct.Struct("<I")
+
+
+def is_tnef(att: Attachment) -> bool:
+    name = (att.filename or "").lower()
+    return att.content_type.split(";")[0].strip() in TNEF_TYPES or name == "winmail.dat"
+
+
+def tnef_attachments(att: Attachment) -> list[Attachment]:
+    """Outlook's winmail.dat: the files it wraps, as if forwarded (nested). A winmail.dat that
+    is not TNEF (mail 79 holds a PNG) decodes to nothing, never to an exception."""
+    if len(att.data) > MAX_TNEF_BYTES or att.data[:4] != b"\x78\x9f\x3e\x22":
+        return []
+    if not plausible(att.data):  # counts that would make tnefparse spin for hours
+        return []
+    try:
+        files = list(TNEF(att.data).attachments)
+    except Exception:  # noqa: BLE001 - a broken TNEF blob is the sender's problem
+        return []
+    out = []
+    for i, f in enumerate(files, 1):
+        try:
+            data = bytes(f.data)
+            raw_name = f.long_filename() or f.name
+        except Exception:  # noqa: BLE001 - one broken entry must not lose the others
+            continue
+        if isinstance(raw_name, bytes):
+            raw_name = raw_name.decode("latin-1")
+        name = str(raw_name).strip("\x00 ") if raw_name else None
+        guessed = "application/pdf" if (name or "").lower().endswith(".pdf") else \
+            "application/octet-stream"
+        out.append(Attachment(filename=name, content_type=guessed, size=len(data),
+                              kind=kind(guessed, name, data), data=data,
+                              disposition="attachment", part=f"{att.part}.t{i}", nested=True))
+    return out
+
+
+# --------------------------------------------------------------------------- the guard
 
 
 class _Implausible(Exception):

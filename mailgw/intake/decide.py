@@ -4,9 +4,9 @@ Pure: no store, no sandbox, no clock. What it needs from outside (the password c
 contact groups, the voice library, caller IDs, the document and sound checks) comes
 through `Lookups`, which intake backs with the store and the sandbox, `mailgw parse` with a
 read-only store or the embedded defaults (mailgw.intake.facts), and unit tests with plain values.
-Intake and `parse` call this one function, so they cannot disagree. The two codes that
-only the commit's transaction can know are decided here too, from what the commit read:
-`cancel_code` (95/96) and `credit_refusal` (83).
+Intake and `parse` call this one function, so they cannot disagree. The codes that only
+the commit's transaction can know (83, 95/96) are decided by pure functions too, from what
+the commit read (mailgw.intake.settle); the addresses by mailgw.intake.routes.
 
 Every verdict carries `Found`: what was read on the way (the ack lists it), and `steps`,
 the reasons in order, which `mailgw parse --explain` prints.
@@ -15,7 +15,7 @@ the reasons in order, which `mailgw parse --explain` prints.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import datetime
 
 from mailgw.accounts import voice
@@ -24,6 +24,7 @@ from mailgw.documents import quality as qualities
 from mailgw.documents.fax_input import LIMIT_REASONS, fax_documents, fax_kind
 from mailgw.inbound.mail import Attachment, InboundMail
 from mailgw.intake.proof import missing as missing_proof
+from mailgw.intake.routes import address_numbers, channel_of
 from mailgw.intake.verdict import (
     Accept,
     AccountFacts,
@@ -36,32 +37,13 @@ from mailgw.intake.verdict import (
     Plan,
     Policy,
     Refuse,
-    Scheduled,
     Verdict,
 )
-from mailgw.recipients import ListEntry, normalize_number, parse_list
+from mailgw.recipients import ListEntry, parse_list
 from mailgw.subject_parser import Command, parse_subject
 from mailgw.subject_parser import decide as subject_code
 
 SIGNATURES = ("application/pkcs7-signature", "application/x-pkcs7-signature")
-
-
-def channel_of(rcpt: str, policy: Policy) -> Channel | None:
-    """fax | voice for an address we serve, None for anything else (refused at RCPT)."""
-    addr = rcpt.strip().lower()
-    if addr == policy.fax_address:
-        return "fax"
-    if addr == policy.voice_address:
-        return "voice"
-    local, at, domain = addr.rpartition("@")
-    if at and domain == policy.domain and _looks_like_number(local):
-        return "fax"
-    return None
-
-
-def _looks_like_number(local: str) -> bool:
-    stripped = local.replace("+", "").replace(".", "").replace("-", "")
-    return stripped.isdigit() and 6 <= len(stripped) <= 17
 
 
 def read_command(mail: MailFacts, account: AccountFacts, lookups: Lookups, now: datetime
@@ -178,24 +160,6 @@ def _channel(rcpts: tuple[str, ...], policy: Policy, f: Found) -> Channel:
             return channel
     f.steps.append("no recipient of ours: fax")
     return "fax"
-
-
-def address_numbers(rcpts: Iterable[str], region: str, policy: Policy
-                    ) -> tuple[list[str], list[str]]:
-    """The numbers of `+33…@domain` recipients (E.164), and those that are not valid."""
-    good: list[str] = []
-    bad: list[str] = []
-    for rcpt in rcpts:
-        addr = rcpt.strip().lower()
-        if addr in (policy.fax_address, policy.voice_address):
-            continue
-        local = addr.rpartition("@")[0]
-        number = normalize_number(local, region)
-        if number is None:
-            bad.append(local)
-        elif number not in good:
-            good.append(number)
-    return good, bad
 
 
 def _merge(f: Found, entries: Iterable[ListEntry]) -> None:
@@ -383,26 +347,3 @@ def _library(f: Found, mail: InboundMail, lookups: Lookups, policy: Policy) -> V
     if isinstance(got, Refuse):
         return got
     return _accept(f, Plan("store", Code.SENDING, got, store_ref=key))
-
-
-# -- the codes the commit decides, from what it read under its transaction -------------------
-
-def cancel_matches(jobs: Iterable[Scheduled], numbers: Sequence[str], ref: str | None
-                   ) -> list[int]:
-    """The jobs a cancel names (all scheduled at its time): the same numbers, or with no
-    numbers, the same ref."""
-    if numbers:
-        wanted = frozenset(numbers)
-        return [j.id for j in jobs if j.numbers == wanted]
-    return [j.id for j in jobs if ref and j.ref == ref]
-
-
-def cancel_code(cancelled: Sequence[int]) -> Code:
-    return Code.CANCELLED if cancelled else Code.NOTHING_TO_CANCEL
-
-
-def credit_refusal(left: int | None, cost: int) -> Refuse | None:
-    """83 when the account's balance (None: no limit) does not cover the job."""
-    if left is None or left >= cost:
-        return None
-    return Refuse(Code.NO_CREDIT, Detail.of("credit_short", needed=cost, left=left), Found())

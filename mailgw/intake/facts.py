@@ -12,11 +12,10 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote
 
-from sqlalchemy import Engine, create_engine, inspect, select
+from sqlalchemy import Engine, create_engine, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -25,10 +24,9 @@ from mailgw.accounts import accounts, groups, voice
 from mailgw.documents import checks as documents
 from mailgw.documents.checks import DocumentCheck, SoundCheck
 from mailgw.documents.sandbox import Limits
-from mailgw.intake.verdict import LibraryMessage, Scheduled
+from mailgw.intake.verdict import LibraryMessage
 from mailgw.ops.config import Settings, StoreSettings
 from mailgw.recipients import ListEntry
-from mailgw.store import Job
 from mailgw.store.db import normalize_url
 
 Reader = Callable[[], AbstractContextManager[Session]]
@@ -119,16 +117,6 @@ class DefaultLookups(SandboxChecks):
 
     def caller_ids(self) -> list[str]:
         return []
-
-
-def scheduled_jobs(s: Session, account_id: int, when: datetime) -> list[Job]:
-    """The account's scheduled jobs at `when`: what a cancel for that time may match."""
-    return list(s.scalars(select(Job).where(Job.account_id == account_id,
-                                            Job.state == "scheduled", Job.send_at == when)))
-
-
-def as_scheduled(job: Job) -> Scheduled:
-    return Scheduled(job.id, job.ref, frozenset(d.number for d in job.deliveries))
 
 
 class ReadOnlyStore:

@@ -123,18 +123,21 @@ class Store:
 
     def upgrade(self, revision: str = "head") -> None:
         """Run the Alembic migrations up to `revision`."""
+        # late import: alembic (~23 ms) is only for migrations
         from alembic import command
 
         with self.engine.begin() as conn:
             command.upgrade(self._alembic_config(conn), revision)
 
     def current_revision(self) -> str | None:
+        # late import: alembic (~23 ms) is only for migrations
         from alembic.runtime.migration import MigrationContext
 
         with self.read_engine.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()
 
     def head_revision(self) -> str | None:
+        # late import: alembic (~23 ms) is only for migrations
         from alembic.script import ScriptDirectory
 
         return ScriptDirectory.from_config(self._alembic_config(None)).get_current_head()
@@ -144,6 +147,7 @@ class Store:
             return bool(inspect(conn).get_table_names())
 
     def _alembic_config(self, conn: Any) -> Any:
+        # late import: alembic (~23 ms) is only for migrations
         from alembic.config import Config
 
         cfg = Config()

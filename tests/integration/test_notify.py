@@ -22,11 +22,13 @@ from sqlalchemy import func, select
 
 from mailgw.accounts import accounts
 from mailgw.documents.samples import make_pdf
-from mailgw.notify import render
+from mailgw.notify import mime, render
 from mailgw.notify.messages import AckFacts, ack_mail, notice_mail
+from mailgw.notify.mime import compose, compose_email
 from mailgw.notify.outbox import OutboxSender, enqueue
 from mailgw.notify.preview import _sample
-from mailgw.notify.render import Rendered, Renderer, compose, compose_email, header_text, words
+from mailgw.notify.render import Rendered, Renderer, header_text
+from mailgw.notify.words import words
 from mailgw.store import OutboxMail, Store, utcnow
 from tests.conftest import (
     PASSWORD,
@@ -313,7 +315,7 @@ def _same_bytes(headers: list[tuple[str, str]], text: str, html: str) -> None:
 @pytest.mark.parametrize("lang", ["en", "fr", "ru"])
 def test_acks_and_notices_are_written_byte_for_byte_as_the_stdlib_writes_them(
         lang: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`render.compose` writes the mail directly; `compose_email` is the stdlib's
+    """`mime.compose` writes the mail directly; `compose_email` is the stdlib's
     EmailMessage(policy=SMTP). Same headers, folding, encodings and structure."""
     seen: list[tuple[list[tuple[str, str]], str, str]] = []
 
@@ -351,7 +353,7 @@ def test_header_folding_is_the_stdlib_folding(name: str, value: str) -> None:
         except Exception as exc:  # noqa: BLE001 - the same refusal is part of the contract
             return type(exc)
 
-    assert outcome(render.fold) == outcome(render._stdlib_fold)
+    assert outcome(mime.fold) == outcome(mime._stdlib_fold)
 
 
 WORD_PIECES = ["é", "ж", "–", "•••", "日本語", "😀", "a", "word", "x" * 20, "x" * 77, "x" * 90,
@@ -364,9 +366,9 @@ WORDS = st.lists(st.lists(st.sampled_from(WORD_PIECES), min_size=1, max_size=6).
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 @given(name=st.sampled_from(["Subject", "X-Mailgw-Outcome", "In-Reply-To"]), value=WORDS)
 def test_encoded_words_are_folded_as_the_stdlib_folds_them(name: str, value: str) -> None:
-    """Subjects in fr/ru/en (and user text) take `render._fold_words`, not the stdlib."""
+    """Subjects in fr/ru/en (and user text) take `mime._fold_words`, not the stdlib."""
     for text in (value, header_text(value, 250)):
-        assert render.fold(name, text) == render._stdlib_fold(name, text)
+        assert mime.fold(name, text) == mime._stdlib_fold(name, text)
 
 
 @pytest.mark.parametrize("job_id", [1, 42, 12345, 10**9])
@@ -377,7 +379,7 @@ def test_encoded_words_are_folded_as_the_stdlib_folds_them(name: str, value: str
     "[80] Fax accepté (travail {}) – •••:0170709901:INV-7:relance é"])
 def test_subjects_are_folded_as_the_stdlib_folds_them(template: str, job_id: int) -> None:
     subject = template.format(job_id)
-    assert render.fold("Subject", subject) == render._stdlib_fold("Subject", subject)
+    assert mime.fold("Subject", subject) == mime._stdlib_fold("Subject", subject)
 
 
 BASE_HEADERS = [("From", "fax@gw.example.org"), ("To", "alice@example.com"),

@@ -14,7 +14,7 @@ from mailgw.dispatch.drivers.base import CallRequest
 from mailgw.dispatch.drivers.simulator import CONNECT, cancelled, outcome, page_seconds
 from mailgw.documents import quality
 from mailgw.notify.messages import quality_words
-from mailgw.notify.render import words
+from mailgw.notify.words import words
 from tests.integration.test_cli import mailgw
 
 

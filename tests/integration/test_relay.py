@@ -17,7 +17,7 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
 from mailgw.accounts import accounts
-from mailgw.intake.decide import channel_of
+from mailgw.intake.routes import channel_of
 from mailgw.intake.verdict import Policy
 from mailgw.ops import cli, config
 from mailgw.ops.postfix_config import nexthop, render

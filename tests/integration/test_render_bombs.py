@@ -18,6 +18,7 @@ from mailgw.documents.checks import DocumentCheck
 from mailgw.documents.samples import make_pdf
 from mailgw.documents.sandbox import Limits
 from tests import render_samples as samples
+from tests import sandbox_selftest
 from tests.conftest import PASSWORD, fax_message
 
 LIMITS = Limits()
@@ -146,9 +147,11 @@ def test_a_10000_page_tree_is_counted_never_drawn() -> None:
     assert_workers_sound()
 
 
-def test_without_the_content_cap_pdfium_would_use_gigabytes() -> None:
+def test_without_the_content_cap_pdfium_would_use_gigabytes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """Why the checks come first: the same bomb handed straight to PDFium (no checks) in the
     sandbox is stopped only by the memory limit, and the worker dies (then is replaced)."""
+    sandbox_selftest.enable(monkeypatch)
     answer = documents.render(samples.flate_bomb_pdf(), "pdf", LIMITS)
     assert answer["reason"] == "content_too_large"  # with the checks: a clear reason
     from mailgw.documents.sandbox import SandboxFailure

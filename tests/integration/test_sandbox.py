@@ -19,6 +19,7 @@ import pytest
 from mailgw.documents import sandbox
 from mailgw.documents.samples import make_pdf
 from mailgw.documents.sandbox import Limits, SandboxFailure
+from tests import sandbox_selftest
 from tests.conftest import wait_until
 from tests.render_samples import raw_pdf
 
@@ -29,8 +30,8 @@ MODES = pytest.mark.parametrize("hostile", [HOSTILE, FORKED], ids=["in-worker", 
 
 
 @pytest.fixture(autouse=True)
-def fresh_pool() -> Iterator[None]:
-    sandbox.shutdown()
+def fresh_pool(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    sandbox_selftest.enable(monkeypatch)  # the hostile tasks, from a fresh pool
     yield
     sandbox.shutdown()
     sandbox.configure(os.cpu_count() or 2)
@@ -131,7 +132,9 @@ def test_each_document_runs_in_a_fresh_limited_child() -> None:
     assert first["ppid"] == second["ppid"] in sandbox.worker_pids()  # ... of a warm worker
     assert first["pid"] != os.getpid() and first["ppid"] != os.getpid()
     assert first["cpu_limit"] == [1, 2]
-    assert first["as_limit"] == [300_000_000, 300_000_000]
+    base = first["baseline"]  # the worker's own address space: the budget comes on top
+    assert isinstance(base, int) and 0 < base < 2 << 30 and second["baseline"] == base
+    assert first["as_limit"] == [base + 300_000_000, base + 300_000_000]
 
 
 def test_by_default_a_warm_worker_reads_documents_under_each_ones_limits() -> None:
@@ -143,8 +146,10 @@ def test_by_default_a_warm_worker_reads_documents_under_each_ones_limits() -> No
     soft, hard = first["cpu_limit"]  # type: ignore[misc]
     assert 2 <= soft <= 5  # the CPU the worker used so far, + 1 s of allowance (+ rounding)
     assert hard == resource.RLIM_INFINITY  # never lowered: it could not be raised again
-    assert first["as_limit"][0] == 300_000_000  # type: ignore[index]
-    assert second["as_limit"][0] == 512_000_000  # type: ignore[index]
+    base = first["baseline"]  # the worker's own address space: the budget comes on top
+    assert isinstance(base, int) and 0 < base < 2 << 30 and second["baseline"] == base
+    assert first["as_limit"][0] == base + 300_000_000  # type: ignore[index]
+    assert second["as_limit"][0] == base + 512_000_000  # type: ignore[index]
     assert second["cpu_limit"][0] >= 20  # type: ignore[index]
 
 

@@ -28,8 +28,8 @@ from mailgw.dispatch.drivers.voice_outcomes import OUTCOMES
 from mailgw.documents import checks as documents
 from mailgw.documents.sandbox import Limits
 from mailgw.inbound.mail import parse_mail
-from mailgw.notify.render import WORDS
-from mailgw.ops import cli
+from mailgw.notify.words import WORDS
+from mailgw.ops import cli, cli_jobs
 from mailgw.store import Job
 from mailgw.store.models import VoiceMessage
 from tests.conftest import PASSWORD, SENDER
@@ -384,5 +384,5 @@ def test_call_rate_retries_option_and_progress(make_app: Callable[..., Any], sin
     gaps = [(b - a).total_seconds() for a, b in zip(starts, starts[1:], strict=False)]
     assert min(gaps) >= 0.15, gaps  # 5 calls a second: 0.2 s apart (a lower bound only)
     assert job is not None
-    cli._print_job(job)
+    cli_jobs.print_job(job)
     assert "progress: 3/3 final (2 delivered, 1 failed)" in capsys.readouterr().out

@@ -18,7 +18,7 @@ import structlog
 from sqlalchemy import func, select
 
 from mailgw.app import prepare_store
-from mailgw.imap.poller import MailboxPoller, is_loopback, quote_mailbox
+from mailgw.imap.mailbox import MailboxPoller
 from mailgw.ops import config
 from mailgw.store import Job, OutboxMail, ProcessedMessage, Store
 from tests.conftest import (
@@ -396,13 +396,3 @@ def test_implicit_tls_and_starttls(imap_app: Callable[..., RunningApp], pdf: byt
         assert any(", TLS," in x for x in logins), logins  # STARTTLS really happened
     finally:
         server.cleanup()
-
-
-def test_mailbox_names_and_loopback() -> None:
-    assert quote_mailbox("INBOX") == "INBOX" and quote_mailbox("Fax/Done") == "Fax/Done"
-    assert quote_mailbox("Sent Items") == '"Sent Items"'
-    assert quote_mailbox("[Gmail]/All Mail") == '"[Gmail]/All Mail"'
-    assert quote_mailbox("Traités") == "Trait&AOk-s"  # modified UTF-7 (RFC 3501 5.1.3)
-    assert quote_mailbox("A&B") == "A&-B"
-    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
-    assert not is_loopback("imap.example.org") and not is_loopback("192.0.2.1")

@@ -12,13 +12,9 @@ import pytest
 from mailgw.codes import Code, Detail
 from mailgw.documents.checks import DocumentCheck, SoundCheck
 from mailgw.inbound.mail import parse_mail
-from mailgw.intake.decide import (
-    cancel_code,
-    cancel_matches,
-    channel_of,
-    credit_refusal,
-    decide,
-)
+from mailgw.intake.decide import decide
+from mailgw.intake.routes import channel_of
+from mailgw.intake.settle import cancel_code, cancel_matches, credit_refusal
 from mailgw.intake.verdict import (
     Accept,
     AccountFacts,

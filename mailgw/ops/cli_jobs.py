@@ -1,0 +1,116 @@
+"""`mailgw jobs list|show|cancel|retry|report` and `mailgw status`: the operator's view of
+jobs and of the queue. Cancelling and retrying go through the jobs service, which owns the
+notices they cause."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from mailgw.ops import config
+from mailgw.ops.cli_common import EXIT_OK, EXIT_REFUSED, open_store
+
+
+def cmd_jobs(args: argparse.Namespace, settings: config.Settings) -> int:
+    from mailgw.dispatch import queries  # late import: start-up speed (SQLAlchemy)
+    from mailgw.jobs import reports, views  # late import: start-up speed (SQLAlchemy)
+
+    store = open_store(settings)
+    if args.jobs_command == "cancel":
+        from mailgw.notify.messages import notice_on_final  # late import: start-up speed
+        from mailgw.notify.render import renderer_for  # late import: start-up speed (Jinja2)
+
+        report = queries.cancel_job(store, args.id,
+                                    notice_on_final(settings, renderer_for(settings)))
+        if report is None:
+            print(f"mailgw: no job {args.id}", file=sys.stderr)
+            return EXIT_REFUSED
+        print(f"job {args.id}: {report.cancelled} cancelled, {report.requested} calls in flight "
+              f"asked to stop, {report.untouched} already final")
+        return EXIT_OK if report.cancelled or report.requested else EXIT_REFUSED
+    if args.jobs_command == "retry":
+        if views.document_purged(store, args.id):
+            print(f"mailgw: job {args.id}: its document was purged (db purge); send the mail "
+                  "again", file=sys.stderr)
+            return EXIT_REFUSED
+        try:
+            count = queries.retry_job(store, args.id)
+        except queries.RetryRefused as exc:
+            print(f"mailgw: job {args.id}: {exc}", file=sys.stderr)
+            return EXIT_REFUSED
+        if count is None:
+            print(f"mailgw: no job {args.id}", file=sys.stderr)
+            return EXIT_REFUSED
+        print(f"job {args.id}: {count} deliveries queued again")
+        return EXIT_OK if count else EXIT_REFUSED
+    with store.read() as s:
+        if args.jobs_command == "list":
+            jobs = views.list_jobs(s, args.state)
+            if args.json:
+                print(json.dumps(jobs, ensure_ascii=False, indent=2))
+            else:
+                for j in jobs:
+                    done = sum(1 for d in j["deliveries"] if d["state"] == "delivered")
+                    print(f"{j['id']:>6}  {j['channel']:<5} {j['state']:<9} {j['outcome']:<14} "
+                          f"{done}/{len(j['deliveries'])} delivered  {j['sender']}  "
+                          f"{j['created_at']}")
+            return EXIT_OK
+        if args.jobs_command == "show":
+            job = views.get_job(s, args.id)
+            if job is None:
+                print(f"mailgw: no job {args.id}", file=sys.stderr)
+                return EXIT_REFUSED
+            if args.json:
+                print(json.dumps(job, ensure_ascii=False, indent=2))
+            else:
+                print_job(job)
+            return EXIT_OK
+        csv_text = reports.job_csv(s, args.id)
+        if csv_text is None:
+            print(f"mailgw: no job {args.id}", file=sys.stderr)
+            return EXIT_REFUSED
+        sys.stdout.buffer.write(csv_text.encode("utf-8"))
+        return EXIT_OK
+
+
+FINAL_STATES = ("delivered", "partial", "failed", "cancelled", "expired")
+
+
+def print_job(job: dict[str, Any]) -> None:
+    """`jobs show` without --json: the job, its progress, each delivery and its attempts."""
+    print(f"job {job['id']} ({job['channel']}) from {job['sender']}: {job['state']}, "
+          f"{job['outcome']}")
+    counts: dict[str, int] = {}
+    for d in job["deliveries"]:
+        counts[d["state"]] = counts.get(d["state"], 0) + 1
+    final = sum(n for state, n in counts.items() if state in FINAL_STATES)
+    print(f"  progress: {final}/{len(job['deliveries'])} final ("
+          + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) + ")")
+    for key in ("message_id", "created_at", "when", "ref", "comment", "pages"):
+        if job[key] is not None:
+            print(f"  {key}: {job[key]}")
+    for d in job["deliveries"]:
+        print(f"  {d['number']}: {d['state']}, pages {d['pages_sent']}/{d['pages_total']}, "
+              f"CSID {d['csid'] or 'not reported'}")
+        for a in d["attempts"]:
+            print(f"    {a['started_at']} {a['result']} {a['error_text'] or ''}".rstrip())
+
+
+def cmd_status(args: argparse.Namespace, settings: config.Settings) -> int:
+    from mailgw.jobs import views  # late import: start-up speed (SQLAlchemy)
+
+    store = open_store(settings)
+    with store.read() as s:
+        st = views.status(s)
+    if args.json:
+        print(json.dumps(st, indent=2))
+        return EXIT_OK
+    states = ", ".join(f"{k} {v}" for k, v in sorted(st["deliveries"].items())) or "none"
+    print(f"deliveries: {states}")
+    print(f"due now: {st['due']} (oldest waiting {st['queue_lag_seconds']} s), "
+          f"sending: {st['sending']}, next scheduled: {st['next_scheduled'] or '-'}")
+    print(f"outbox: {st['outbox_unsent']} waiting (oldest {st['outbox_oldest_age_seconds']} s), "
+          f"{st['outbox_dead']} dead")
+    return EXIT_OK
