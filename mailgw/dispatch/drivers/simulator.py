@@ -25,7 +25,6 @@ from dataclasses import dataclass, replace
 
 import phonenumbers
 
-from mailgw.dispatch.drivers import voice_outcomes as voicelib
 from mailgw.dispatch.drivers.base import (
     BUSY,
     CANCELLED,
@@ -41,6 +40,7 @@ from mailgw.dispatch.drivers.base import (
     Driver,
 )
 from mailgw.dispatch.drivers.ports import CheckContext
+from mailgw.dispatch.drivers.voice_outcomes import outcome_text
 
 NAME = "simulator"
 
@@ -152,7 +152,7 @@ def voice_outcome(req: CallRequest, case: int) -> CallResult:
 
     def ok(key: str, seconds: float, **params: object) -> CallResult:
         return CallResult(DELIVERED, duration=RING + prompt + seconds, provider_ref=ref,
-                          detail=voicelib.outcome_text(key, **params))
+                          detail=outcome_text(key, **params))
 
     def failed(result: str, retryable: bool, text: str, duration: float) -> CallResult:
         return CallResult(result, duration=duration, provider_ref=ref, retryable=retryable,
@@ -164,9 +164,9 @@ def voice_outcome(req: CallRequest, case: int) -> CallResult:
         return failed(PROVIDER_ERROR, True, "provider error (temporary)", 1.0)
     if opts.get("voicemail") == "only":  # a voicemail drop: the phone never rings
         if case == 95:
-            return failed(NO_ANSWER, False, voicelib.outcome_text("no_voicemail"), 2.0)
+            return failed(NO_ANSWER, False, outcome_text("no_voicemail"), 2.0)
         return CallResult(DELIVERED, duration=(2.0 + length) * (10.0 if case == 98 else 1.0),
-                          provider_ref=ref, detail=voicelib.outcome_text("dropped", heard=heard))
+                          provider_ref=ref, detail=outcome_text("dropped", heard=heard))
     if case == 90 and n == 1 or case == 94:
         return failed(BUSY, True, "busy", BUSY_TONE)
     if case == 91 and n <= 2 or case == 95:
@@ -175,17 +175,17 @@ def voice_outcome(req: CallRequest, case: int) -> CallResult:
         return failed(LINE_DROPPED, True, "call dropped during the message", RING + half)
     if case == 93:  # an answering machine
         if welcome:
-            return failed(NO_ANSWER, True, voicelib.outcome_text("machine_no_star"),
+            return failed(NO_ANSWER, True, outcome_text("machine_no_star"),
                           RING + WELCOME)
         if opts.get("voicemail") == "no":
-            return failed(NO_ANSWER, True, voicelib.outcome_text("machine_not_left"), RING + 2)
+            return failed(NO_ANSWER, True, outcome_text("machine_not_left"), RING + 2)
         return ok("machine_left", length + 3.0, heard=heard)
     if case == 89 and welcome:
-        return failed(NO_ANSWER, False, voicelib.outcome_text("no_star"), RING + WELCOME)
+        return failed(NO_ANSWER, False, outcome_text("no_star"), RING + WELCOME)
     if case == 96:
         return CallResult(PARTIAL, duration=RING + prompt + half, provider_ref=ref,
                           error_code=code,
-                          error_text=voicelib.outcome_text("heard_part", heard=half,
+                          error_text=outcome_text("heard_part", heard=half,
                                                            length=heard))
     if case == 88 and opts.get("transfer"):
         return ok("transferred", half, heard=half, number=opts["transfer"])

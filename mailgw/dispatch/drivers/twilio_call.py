@@ -10,7 +10,6 @@ import hmac
 import urllib.parse
 from typing import Any
 
-from mailgw.dispatch.drivers import voice_outcomes as voicelib
 from mailgw.dispatch.drivers.base import (
     BUSY,
     CANCELLED,
@@ -24,6 +23,7 @@ from mailgw.dispatch.drivers.base import (
     HttpReply,
 )
 from mailgw.dispatch.drivers.ports import Event
+from mailgw.dispatch.drivers.voice_outcomes import outcome_text
 
 TEXT = "text/plain; charset=utf-8"
 XML = "text/xml; charset=utf-8"
@@ -100,28 +100,28 @@ def result_for(found: list[Event], sid: str, length: float,
                           **base)
     if HANGUP_MACHINE in steps:
         return CallResult(NO_ANSWER, retryable=True, error_code="machine",
-                          error_text=voicelib.outcome_text("machine_not_left"), **base)
+                          error_text=outcome_text("machine_not_left"), **base)
     if HANGUP_HUMAN in steps:
         return CallResult(NO_ANSWER, error_code="human",
                           error_text="a person answered: the message is for voicemail only",
                           **base)
     if TRANSFER in steps:
-        return CallResult(DELIVERED, detail=voicelib.outcome_text(
+        return CallResult(DELIVERED, detail=outcome_text(
             "transferred", heard=since_play(steps[TRANSFER]), number=options.get("t", "")),
             **base)
     if PLAYED in steps:
         key = "machine_left" if machine else "played_star" if WELCOME in steps else "played"
-        return CallResult(DELIVERED, detail=voicelib.outcome_text(key, heard=full), **base)
+        return CallResult(DELIVERED, detail=outcome_text(key, heard=full), **base)
     if PLAY in steps:
         heard = since_play(final.payload)
-        return CallResult(PARTIAL, error_code="hangup", error_text=voicelib.outcome_text(
+        return CallResult(PARTIAL, error_code="hangup", error_text=outcome_text(
             "heard_part", heard=heard, length=full), **base)
     if WELCOME in steps:
         if machine:
             return CallResult(NO_ANSWER, retryable=True, error_code="welcome",
-                              error_text=voicelib.outcome_text("machine_no_star"), **base)
+                              error_text=outcome_text("machine_no_star"), **base)
         return CallResult(NO_ANSWER, error_code="welcome",
-                          error_text=voicelib.outcome_text("no_star"), **base)
+                          error_text=outcome_text("no_star"), **base)
     return CallResult(LINE_DROPPED, retryable=True, error_code="hangup",
                       error_text="call dropped before the message", **base)
 
