@@ -136,6 +136,12 @@ class HylafaxDriver(Driver):
         sent is left to faxq, and the next start adopts it by its tag (same key)."""
         self.detached = True
 
+    def _submit(self, request: CallRequest, tag: str) -> int:
+        """Blocking: a new job for this call (its JPARMs from the settings); its job id."""
+        assert request.document is not None
+        return self.client.submit(request.document, job_params(
+            request, self.cfg, tag, mailgw_retries=self.mailgw_retries))
+
     # -- the call ---------------------------------------------------------------------
     async def place_call(self, request: CallRequest) -> CallResult:
         if request.channel != "fax" or not request.document:
@@ -152,9 +158,7 @@ class HylafaxDriver(Driver):
             if jobid is not None:
                 bound.info("hylafax_job_adopted", jobid=jobid)
             else:
-                params = job_params(request, self.cfg, tag,
-                                    mailgw_retries=self.mailgw_retries)
-                jobid = await asyncio.to_thread(self.client.submit, request.document, params)
+                jobid = await asyncio.to_thread(self._submit, request, tag)
                 bound.info("hylafax_job_submitted", jobid=jobid, first_page=request.first_page)
         except HylafaxError as exc:
             bound.warning("hylafax_submit_failed", error=str(exc))
