@@ -32,6 +32,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 FAX_WIDTH = 1728  # pixels across, ITU-T T.4
 XDPI = 204
@@ -159,6 +160,22 @@ _EXIF_TURNS = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "
                6: "ROTATE_270", 7: "TRANSVERSE", 8: "ROTATE_90"}
 
 
+def eight_bits(frame: object) -> Any:
+    """A 16-bit grey (a scanner's I;16 PNG or TIFF; "I" or "F" over 255) scaled to 8 bits:
+    Pillow's own conversion clips at 255, which made a 16-bit scan a blank page, and its
+    `reduce` refuses these modes (a large one was refused as broken). Other modes as they are."""
+    from PIL import Image  # late import: Pillow loads in the worker only
+
+    assert isinstance(frame, Image.Image)
+    if not (frame.mode.startswith("I;16") or frame.mode in ("I", "F")):
+        return frame
+    wide = frame if frame.mode == "F" else frame.convert("I")
+    high = wide.getextrema()[1]  # one band: (low, high)
+    wide16 = frame.mode.startswith("I;16") or (isinstance(high, (int, float)) and high > 255)
+    scale = 1 / 257 if wide16 else 1.0
+    return wide.point(lambda v: v * scale).convert("L")
+
+
 def picture_page(frame: object, quality: str) -> bytes:
     """One picture frame → one fax page: first reduced by a whole factor towards the page's
     size (so that flattening and greyscale work on a few MB, not the whole photo), alpha
@@ -176,11 +193,12 @@ def picture_page(frame: object, quality: str) -> bytes:
     g = geometry(w, h, quality)
     size = (g.height, g.width) if g.turn else (g.width, g.height)  # before the quarter turn
     stored = (size[1], size[0]) if swap else size
+    frame = eight_bits(frame)
+    assert isinstance(frame, Image.Image)
     factor = min(frame.width // stored[0], frame.height // stored[1])
     if factor >= 2:
         frame = frame.reduce(factor)
-    if frame.mode in ("RGBA", "LA", "PA") or (frame.mode == "P" and "transparency" in
-                                              frame.info):
+    if frame.mode in ("RGBA", "LA", "PA") or frame.has_transparency_data:
         la = frame.convert("LA")
         gray = Image.new("L", la.size, 255)
         gray.paste(la.getchannel("L"), (0, 0), la.getchannel("A"))
