@@ -55,7 +55,7 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import event, text  # noqa: E402
 
-from mailgw.dispatch.drivers.base import CallRequest, CallResult  # noqa: E402
+from mailgw.dispatch.drivers.base import CallRequest, CallResult, Driver  # noqa: E402
 from mailgw.ops import config  # noqa: E402
 from mailgw.store import Account, Store  # noqa: E402
 from mailgw.store import dispatch as leases  # noqa: E402
@@ -274,7 +274,7 @@ def worker(mode: str, url: str, kind: str, batch: int, owner: str, start: Any,
     out.put((done, t0, t1))
 
 
-class NoopDriver:
+class NoopDriver(Driver):
     name = "noop"
     channels = frozenset({"fax", "voice"})
 

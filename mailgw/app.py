@@ -14,7 +14,7 @@ import structlog
 
 from mailgw.accounts.accounts import AuthCache
 from mailgw.dispatch.dispatcher import Dispatcher
-from mailgw.dispatch.drivers import callback_handlers, make_driver
+from mailgw.dispatch.setup import callback_handlers, make_driver
 from mailgw.documents import sandbox
 from mailgw.http.api import HttpApi
 from mailgw.imap.mailbox import start_pollers
@@ -153,6 +153,10 @@ class App:
             task.cancel()
         if self.http is not None:
             await self.http.stop()
+        drivers = {id(d): d for d in [*(self.http.callbacks.values() if self.http else ()),
+                                      *([self.dispatcher.driver] if self.dispatcher else [])]}
+        for driver in drivers.values():
+            await driver.close()
         if self.ready:
             log.info("stopped")
 

@@ -5,7 +5,7 @@ The endpoint answers every request; an exception out of `_route` is logged as
 ``http_error`` and one out of a handler as ``callback_failed`` (a 500, so the provider
 sends it again and again): both are findings. `sinch.parse_callback` returns the fax
 object or None. The provider writes nothing to the store here: the drivers' store calls
-are replaced by the same serialisation without a database.
+are replaced by in-memory ports that serialise what would be stored.
 """
 
 from __future__ import annotations
@@ -14,13 +14,17 @@ import asyncio
 import base64
 import json
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from fuzz.targets import Finding
 from mailgw.dispatch.drivers import cloud, sinch, twilio
+from mailgw.dispatch.drivers.base import CallbackRequest, HttpReply
+from mailgw.dispatch.drivers.cloud_http import basic_auth
+from mailgw.dispatch.drivers.ports import Event, Ports
+from mailgw.dispatch.drivers.sinch import SinchSettings
+from mailgw.dispatch.drivers.twilio import TwilioSettings
 from mailgw.http.api import MAX_HEAD, HttpApi
-from mailgw.ops.config import SinchSettings, TwilioSettings
 
 ALLOWED: tuple[type[BaseException], ...] = ()
 PUBLIC = "https://gw.example.org"
@@ -40,48 +44,55 @@ CLAIMS: tuple[dict[str, Any] | None, ...] = (
 )
 
 
+class _Events:
+    """ProviderEvents that keep nothing: each event is serialised as the store would."""
+
+    def record(self, driver: str, ref: str, status: str, rank: int,
+               payload: Mapping[str, Any]) -> bool:
+        json.dumps({"ref": ref, "status": status, **payload}, default=str)
+        return True
+
+    def events(self, driver: str, ref: str) -> list[Event]:
+        return []
+
+
+class _Media:
+    def sound(self, delivery_id: int) -> bytes | None:
+        return b"RIFF\0\0\0\0WAVEfmt " if delivery_id == 1 else None
+
+
+PORTS = Ports(events=_Events(), media=_Media())
+
+
 class _Sinch(sinch.SinchDriver):
-    """The real handler; a crash is kept for the harness, the store is not touched."""
+    """The real handler; a crash is kept for the harness."""
 
     crashes: list[BaseException]
 
-    async def handle_callback(self, request: Any) -> tuple[int, bytes, str, dict[str, str]]:
+    async def handle_callback(self, request: CallbackRequest) -> HttpReply:
         try:
             return await super().handle_callback(request)
         except Exception as exc:
             self.crashes.append(exc)
             raise
-
-    async def _store(self, fax: dict[str, Any], source: str) -> bool:
-        status, _rank = sinch.rank(fax)
-        json.dumps({"ref": str(fax["id"]), "status": status, **sinch.facts(fax, source)},
-                   default=str)
-        return True
 
 
 class _Twilio(twilio.TwilioDriver):
     crashes: list[BaseException]
 
-    async def handle_callback(self, request: Any) -> tuple[int, bytes, str, dict[str, str]]:
+    async def handle_callback(self, request: CallbackRequest) -> HttpReply:
         try:
             return await super().handle_callback(request)
         except Exception as exc:
             self.crashes.append(exc)
             raise
 
-    async def handle_media(self, request: Any) -> tuple[int, bytes, str, dict[str, str]]:
+    async def handle_media(self, request: CallbackRequest) -> HttpReply:
         try:
             return await super().handle_media(request)
         except Exception as exc:
             self.crashes.append(exc)
             raise
-
-    async def _record(self, sid: str, status: str, facts: dict[str, Any]) -> bool:
-        json.dumps({"ref": sid, "status": status, **facts}, default=str)
-        return True
-
-    def _stored_sound(self, delivery_id: int) -> bytes | None:
-        return b"RIFF\0\0\0\0WAVEfmt " if delivery_id == 1 else None
 
 
 class _Harness:
@@ -89,11 +100,10 @@ class _Harness:
         self.loop = asyncio.new_event_loop()
         self.sinch = _Sinch(SinchSettings(project_id="proj", key_id="key", key_secret=SECRET,
                                           public_url=PUBLIC,
-                                          callback_password=CALLBACK_PASSWORD),
-                            None)  # type: ignore[arg-type]  # the store is never used
+                                          callback_password=CALLBACK_PASSWORD), PORTS)
         self.twilio = _Twilio(TwilioSettings(account_sid="AC" + "0" * 32, auth_token=SECRET,
                                              from_number="+33170709900", public_url=PUBLIC),
-                              None)  # type: ignore[arg-type]
+                              PORTS)
         self.api = HttpApi(None)  # type: ignore[arg-type]  # no /metrics, /healthz here
         self.api.callbacks.update(sinch=self.sinch, twilio=self.twilio)
 
@@ -109,7 +119,7 @@ class _Harness:
         head, _, body = request.partition(b"\r\n\r\n")
         line, sep, fields = head.partition(b"\r\n")
         if name == "sinch":
-            header = f"Authorization: {cloud.basic_auth('mailgw', CALLBACK_PASSWORD)}"
+            header = f"Authorization: {basic_auth('mailgw', CALLBACK_PASSWORD)}"
         else:
             parts = line.decode("latin-1").split(" ")
             try:

@@ -47,6 +47,7 @@ import phonenumbers
 from sqlalchemy.orm import Session
 
 from mailgw.codes import detail
+from mailgw.dispatch.drivers.voice_outcomes import parse_outcome
 from mailgw.ops.config import RetrySettings
 from mailgw.recipients import normalize_number
 from mailgw.store import library
@@ -340,41 +341,6 @@ def load_call(store: Any, job_id: int) -> tuple[bytes | None, dict[str, str]]:
 
 
 # -- voice outcomes: what a call came to, told by the driver in English, localized here ------
-# The simulator writes these sentences (CallResult.detail / error_text); notices and the CSV
-# report recognise them. A driver's other texts are shown as they are.
-
-OUTCOMES: dict[str, str] = {
-    "played": "answered, message played in full ({heard} s)",
-    "played_star": "answered, * pressed, message played in full ({heard} s)",
-    "heard_part": "answered, hung up after {heard} s of {length} s",
-    "transferred": "answered, 9 pressed after {heard} s: transferred to {number}",
-    "machine_left": "answering machine: message left after the beep ({heard} s)",
-    "machine_not_left": "answering machine: hung up without leaving the message",
-    "machine_no_star": "answering machine: * never pressed at the welcome prompt, "
-                       "message not left",
-    "no_star": "answered, but * was not pressed at the welcome prompt: message not played",
-    "dropped": "dropped in the voicemail without ringing ({heard} s)",
-    "no_voicemail": "no voicemail box on this line: message not dropped",
-}
-_PATTERNS = {key: re.compile("^" + re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>.+?)", re.escape(text))
-                             + "$") for key, text in OUTCOMES.items()}
-
-
-def outcome_text(key: str, **params: object) -> str:
-    return OUTCOMES[key].format(**params)
-
-
-def parse_outcome(text: str | None) -> tuple[str, dict[str, str]] | None:
-    """(outcome key, params) for a sentence of OUTCOMES, None for any other text."""
-    if not text:
-        return None
-    for key, pattern in _PATTERNS.items():
-        m = pattern.match(text)
-        if m:
-            return key, m.groupdict()
-    return None
-
-
 def describe(text: str | None, words: dict[str, str]) -> str | None:
     """An outcome sentence in the account's language (`words` = notify.words.WORDS[lang]);
     None when the text is not one of ours."""

@@ -21,13 +21,14 @@ import structlog
 from mailgw.accounts import voice
 from mailgw.dispatch.drivers.base import CANCELLED, CallRequest, CallResult, Driver
 from mailgw.dispatch.drivers.base import TIMEOUT as RESULT_TIMEOUT
-from mailgw.dispatch.pacing import TokenBucket
-from mailgw.dispatch.states import parse_retry_overrides, with_overrides
+from mailgw.dispatch.drivers.rate import TokenBucket
+from mailgw.dispatch.states import with_overrides
 from mailgw.documents.quality import of_options as quality_of
 from mailgw.idle import until_woken
 from mailgw.jobs.service import Finished, Jobs
 from mailgw.ops import metrics
 from mailgw.ops.config import RetrySettings, Settings
+from mailgw.ops.config_types import parse_retry_overrides
 from mailgw.store import Store, utcnow
 from mailgw.store import dispatch as leases
 from mailgw.store.dispatch import Claim
@@ -50,9 +51,8 @@ class Dispatcher:
         self.wakeup = asyncio.Event()
         self.on_outbox = on_outbox
         self.cancelling: set[int] = set()
-        # [dispatch.retry] with [drivers.<name>] retry on top (validated by check-config)
-        own: dict[str, Any] = dict(parse_retry_overrides(
-            getattr(getattr(settings.drivers, driver.name, None), "retry", "") or ""))
+        # [dispatch.retry] with the driver's own retry on top (validated by check-config)
+        own: dict[str, Any] = dict(parse_retry_overrides(driver.retry))
         self.driver_policy = replace(settings.dispatch.retry, **own)
         self.calls: dict[int, asyncio.Future[CallResult]] = {}  # the driver's, by delivery
         # ended calls waiting to be recorded together (one transaction for a batch)
@@ -65,8 +65,7 @@ class Dispatcher:
         self.prepared: OrderedDict[int, tuple[bytes | None, dict[str, str]]] = OrderedDict()
         self.recorder: asyncio.Task[None] | None = None
         # the driver's call rate (calls started a second); 0 = no limit
-        self.pace = TokenBucket(float(getattr(driver, "calls_per_second", 0.0) or 0.0),
-                                now=time.monotonic())
+        self.pace = TokenBucket(driver.calls_per_second, now=time.monotonic())
 
     def wake(self) -> None:
         self.wakeup.set()
@@ -118,9 +117,8 @@ class Dispatcher:
             await asyncio.wait(list(self.inflight.values()), timeout=grace)
         # calls still on the line; those that have ended are being recorded, not handed back
         left = [i for i in self.inflight if i not in self.ended]
-        detach = getattr(self.driver, "detach", None)
-        if left and detach is not None:  # a driver that can leave calls running says so
-            detach()
+        if left:  # a driver that can leave calls running does so now
+            self.driver.detach()
         for task in list(self.inflight.values()):
             task.cancel()
         if self.recorder is not None and not self.recorder.done():

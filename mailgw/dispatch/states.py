@@ -21,7 +21,9 @@ from mailgw.dispatch.drivers.base import (
     PROVIDER_ERROR,
     CallResult,
 )
-from mailgw.ops.config import RetrySettings, parse_duration
+from mailgw.ops.config_schema import RetrySettings
+from mailgw.ops.config_types import RETRY_KEYS
+from mailgw.ops.config_types import parse_retry_overrides as parse_retry_overrides  # callers' name
 from mailgw.vocab import (  # the states and outcomes, importable from here too
     DELIVERED_ALL,
     DELIVERED_NONE,
@@ -55,29 +57,6 @@ class Step:
     state: str
     pages_sent: int  # after this call
     next_attempt_at: datetime | None = None
-
-
-RETRY_KEYS = ("busy", "no_answer", "line_dropped", "provider_error", "max_attempts",
-              "kill_time")
-
-
-def parse_retry_overrides(text: str) -> dict[str, float]:
-    """`busy=2m,max_attempts=3` → {"busy": 120.0, "max_attempts": 3}; ValueError names the
-    bad part. Durations as in the config (30s, 3m, 3h)."""
-    out: dict[str, float] = {}
-    for part in (p.strip() for p in text.split(",") if p.strip()):
-        key, sep, value = part.partition("=")
-        key = key.strip()
-        if not sep or key not in RETRY_KEYS:
-            raise ValueError(f"{part!r}: expected KEY=VALUE with KEY one of "
-                             f"{', '.join(RETRY_KEYS)}")
-        if key == "max_attempts":
-            if not value.strip().isdigit() or int(value) < 1:
-                raise ValueError("max_attempts must be a whole number of at least 1")
-            out[key] = int(value)
-        else:
-            out[key] = parse_duration(value.strip())
-    return out
 
 
 def with_overrides(policy: RetrySettings, overrides: str | None) -> RetrySettings:

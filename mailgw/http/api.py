@@ -7,10 +7,10 @@ slowloris from one address cannot keep /healthz from another), `Connection: clos
 every answer. It is meant for a scraper and a health checker on a
 trusted network; bind it to loopback or a management interface.
 
-Drivers that hear back from a provider register a handler by name (`callbacks`):
-`POST /callbacks/<name>/<rest>` (the body bounded by the handler's `max_body` and
-BODY_TIMEOUT) and `GET /media/<name>/<token>` are handed to it untouched; the handler
-authenticates the request itself. This module knows no provider.
+Drivers that hear back from a provider are registered by name (`callbacks`): the routes a
+driver declares (`callback_routes`: `POST /callbacks/<name>/<rest>`, the body bounded by
+its `max_body` and BODY_TIMEOUT; `GET /media/<name>/<token>`) are handed to it untouched;
+the driver authenticates the request itself. This module knows no provider.
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ import asyncio
 import json
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlalchemy import func, select, text
 
+from mailgw.dispatch.drivers.base import MEDIA, CallbackRequest, Driver
 from mailgw.errors import listen_error
 from mailgw.ops import metrics
 from mailgw.ops.config import split_hostport
@@ -52,27 +53,6 @@ REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 401: "Unauthorized"
            408: "Request Timeout", 411: "Length Required", 413: "Content Too Large",
            431: "Request Header Fields Too Large", 500: "Internal Server Error",
            503: "Service Unavailable", 505: "HTTP Version Not Supported"}
-
-
-@dataclass(frozen=True)
-class CallbackRequest:
-    """One request for a driver, as received (the handler authenticates it)."""
-
-    method: str
-    target: str  # the raw path and query, e.g. /callbacks/twilio/TOKEN/status?x=1
-    rest: str  # the path after /callbacks/<name>/ or /media/<name>/
-    headers: dict[str, str]  # lower-case names
-    body: bytes
-
-
-class CallbackHandler(Protocol):
-    max_body: int
-
-    async def handle_callback(self, request: CallbackRequest
-                              ) -> tuple[int, bytes, str, dict[str, str]]: ...
-
-    async def handle_media(self, request: CallbackRequest
-                           ) -> tuple[int, bytes, str, dict[str, str]]: ...
 
 
 @dataclass(frozen=True)
@@ -117,7 +97,7 @@ class HttpApi:
         self.server: asyncio.Server | None = None
         self.writers: set[asyncio.StreamWriter] = set()
         self.per_client: Counter[str] = Counter()
-        self.callbacks: dict[str, CallbackHandler] = {}  # by driver name
+        self.callbacks: dict[str, Driver] = {}  # by driver name
 
     @property
     def address(self) -> tuple[str, int] | None:
@@ -225,10 +205,10 @@ class HttpApi:
         kind, _, tail = path[1:].partition("/")
         name, _, rest = tail.partition("/")
         handler = self.callbacks.get(name)
-        if handler is None or not rest:
+        if handler is None or not rest or kind not in handler.callback_routes:
             return _text(404, "not found")
         headers = _headers(head)
-        if kind == "media":
+        if kind == MEDIA:
             if method not in ("GET", "HEAD"):
                 return _text(405, "GET or HEAD only", Allow="GET, HEAD")
             request = CallbackRequest(method, target, rest, headers, b"")

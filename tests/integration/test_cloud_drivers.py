@@ -29,7 +29,7 @@ import pytest
 from pypdf import PdfWriter
 from sqlalchemy import func, select
 
-from mailgw.dispatch.drivers import callback_handlers, cloud, make_driver
+from mailgw.dispatch.drivers import cloud
 from mailgw.dispatch.drivers.base import (
     BUSY,
     DELIVERED,
@@ -42,10 +42,12 @@ from mailgw.dispatch.drivers.base import (
     CallRequest,
     CallResult,
 )
+from mailgw.dispatch.setup import callback_handlers, make_driver
 from mailgw.http.api import HttpApi
 from mailgw.ops import config
 from mailgw.store import Delivery, Job, Store
 from mailgw.store.models import ProviderEvent
+from mailgw.store.provider_events import StoreProviderEvents
 from tests.conftest import PASSWORD, free_port, wait_until
 from tests.fake_providers import FakeSinch, FakeTwilio, twilio_signature
 from tests.integration.test_end_to_end import send
@@ -192,7 +194,7 @@ def test_sinch_fax_with_duplicate_and_late_callbacks(store: Store, sinch: FakeSi
     wait_until(lambda: len(sinch.callback_log) >= 6, what="callbacks")
     assert {status for _, status in sinch.callback_log} == {200}
     # One row per status; the late IN_PROGRESS never outranks COMPLETED.
-    events = cloud.events(store, "sinch", fax_id)
+    events = StoreProviderEvents(lambda: store).events("sinch", fax_id)
     assert events[0].status == "COMPLETED"
     assert [s for ref, s, _ in rows(store, "sinch") if ref == fax_id].count("COMPLETED") == 1
     # Nothing stored carries the callback credentials.
@@ -357,7 +359,8 @@ def test_twilio_message_played(store: Store, twilio: FakeTwilio) -> None:
     assert result.provider_ref == call["sid"]
     # Duplicates and a late "ringing" were taken (2xx) and changed nothing.
     assert all(200 <= status < 300 for _, status in twilio.callback_log)
-    assert cloud.events(store, "twilio", call["sid"])[0].status == "completed"
+    kept = StoreProviderEvents(lambda: store).events("twilio", call["sid"])
+    assert kept[0].status == "completed"
 
 
 @pytest.mark.parametrize(("number", "options", "expected", "text"), [

@@ -88,7 +88,10 @@ def test_the_example_config_is_valid_and_documents_every_key() -> None:
             if f.name == "source":
                 continue
             value = getattr(obj, f.name)
-            if dataclasses.is_dataclass(value):
+            if isinstance(value, config.DriversSettings):  # each registered driver's table
+                for name in value:
+                    out += keys(value[name], f"{prefix}{f.name}.{name}.")
+            elif dataclasses.is_dataclass(value):
                 out += keys(value, f"{prefix}{f.name}.")
             else:
                 out.append(f.name)

@@ -22,8 +22,9 @@ from sqlalchemy import select
 from mailgw.accounts import voice
 from mailgw.codes import DETAILS
 from mailgw.dispatch.drivers.base import CallRequest
+from mailgw.dispatch.drivers.rate import TokenBucket
 from mailgw.dispatch.drivers.simulator import outcome
-from mailgw.dispatch.pacing import TokenBucket
+from mailgw.dispatch.drivers.voice_outcomes import OUTCOMES
 from mailgw.documents import checks as documents
 from mailgw.documents.sandbox import Limits
 from mailgw.inbound.mail import parse_mail
@@ -191,7 +192,7 @@ def test_simulator_voice_table(last: str, options: dict[str, str], attempt: int,
 
 
 def test_every_outcome_reads_in_every_language() -> None:
-    for key, text in voice.OUTCOMES.items():
+    for key, text in OUTCOMES.items():
         sentence = text.format(heard=7, length=20, number="+33170709901")
         for lang, words in WORDS.items():
             told = voice.describe(sentence, words)

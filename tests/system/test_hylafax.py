@@ -24,18 +24,12 @@ import pytest
 from sqlalchemy import select
 
 from mailgw.dispatch import states
-from mailgw.dispatch.drivers import make_driver
 from mailgw.dispatch.drivers.base import CallRequest, CallResult
-from mailgw.dispatch.drivers.hylafax import (
-    HylafaxDriver,
-    classify,
-    job_params,
-    lasttime,
-    line_seconds,
-    parse_qfile,
-)
+from mailgw.dispatch.drivers.hylafax import HylafaxDriver, HylafaxSettings, job_params
+from mailgw.dispatch.drivers.hylafax_job import classify, lasttime, line_seconds, parse_qfile
+from mailgw.dispatch.setup import make_driver
 from mailgw.ops import config
-from mailgw.ops.config import HylafaxSettings, RetrySettings
+from mailgw.ops.config import RetrySettings
 from mailgw.store import Attempt, Delivery
 from tests import hylafax_env
 from tests.conftest import PASSWORD, fax_message, need, wait_until

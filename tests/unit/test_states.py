@@ -9,8 +9,8 @@ import pytest
 
 from mailgw.dispatch import states
 from mailgw.dispatch.drivers.base import CallRequest, CallResult
-from mailgw.dispatch.drivers.simulator import SimulatorDriver, outcome
-from mailgw.ops.config import RetrySettings, SimulatorSettings
+from mailgw.dispatch.drivers.simulator import SimulatorDriver, SimulatorSettings, outcome
+from mailgw.ops.config import RetrySettings
 
 T0 = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
 POLICY = RetrySettings(busy=180, no_answer=300, line_dropped=60, provider_error=30,

@@ -1,13 +1,15 @@
 """The driver contract: the only code that talks to the telephone world.
 
 A driver gets one call to place and returns what came of it. It knows nothing of SMTP,
-the store or templates. A newcomer adds a driver by reading this file and `simulator.py`.
+the store or templates: what it needs from the rest of mailgw comes through the ports of
+ports.py. A newcomer adds a driver by reading this file and `simulator.py`, then adds one
+`register(...)` line (drivers/__init__.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 # Attempt results; error_class is the same word for the failures.
 DELIVERED = "delivered"
@@ -58,9 +60,57 @@ class CallResult:
     detail: str | None = None  # e.g. voice: "answering machine, message left"
 
 
+# The HTTP routes a driver may serve under [http] listen (mailgw.http.api hands it the
+# request untouched; the driver authenticates it): POST /callbacks/<name>/<rest> and
+# GET /media/<name>/<rest>.
+CALLBACKS, MEDIA = "callbacks", "media"
+
+
+@dataclass(frozen=True)
+class CallbackRequest:
+    """One request for a driver, as received (the driver authenticates it)."""
+
+    method: str
+    target: str  # the raw path and query, e.g. /callbacks/twilio/TOKEN/status?x=1
+    rest: str  # the path after /callbacks/<name>/ or /media/<name>/
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+
+
+# A driver's answer to a callback: status, body, content type, extra header fields.
+HttpReply = tuple[int, bytes, str, dict[str, str]]
+NOT_FOUND: HttpReply = (404, b"not found\n", "text/plain; charset=utf-8", {})
+
+
 class Driver(Protocol):
-    name: str
-    channels: frozenset[str]
-    lines: int  # calls this driver may place at once
+    """What the dispatcher and the HTTP endpoint may rely on. Every capability is declared
+    here with its default, so a driver subclasses this class and overrides only what it
+    has; nothing outside probes a driver for a member."""
+
+    name: ClassVar[str]
+    channels: ClassVar[frozenset[str]]
+    lines: int = 1  # calls this driver may place at once
+    calls_per_second: float = 0.0  # the dispatcher starts calls at most this fast; 0 = no limit
+    retry: str = ""  # this driver's overrides of [dispatch.retry], e.g. "busy=5m"
+    callback_routes: ClassVar[frozenset[str]] = frozenset()  # CALLBACKS and/or MEDIA
+    max_body: ClassVar[int] = 0  # the largest callback body taken, in bytes
 
     async def place_call(self, request: CallRequest) -> CallResult: ...
+
+    def detach(self) -> None:
+        """Called before the dispatcher hands its calls back on shutdown: a driver whose
+        calls can go on without it (and be adopted on the next start) leaves them running.
+        By default a cancelled call is simply cancelled."""
+        return None
+
+    async def handle_callback(self, request: CallbackRequest) -> HttpReply:
+        """POST /callbacks/<name>/<rest> (only when CALLBACKS is in callback_routes)."""
+        return NOT_FOUND
+
+    async def handle_media(self, request: CallbackRequest) -> HttpReply:
+        """GET /media/<name>/<rest> (only when MEDIA is in callback_routes)."""
+        return NOT_FOUND
+
+    async def close(self) -> None:
+        """Let go of connections and the like (the daemon is stopping)."""
+        return None

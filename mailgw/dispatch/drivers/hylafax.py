@@ -1,9 +1,7 @@
 """The HylaFAX driver: one fax call through a HylaFAX server (hfaxd, client protocol).
 
-The protocol is FTP-like (port 4559). Each step opens its own short session in a worker
-thread (stdlib ftplib, every socket operation bounded by `timeout`): hfaxd caches a job's
-state inside a session, and one failed RETR can leave a session's data channel unusable,
-so fresh sessions are the reliable way to watch a job.
+The protocol is FTP-like (port 4559), spoken by hylafax_client.py in worker threads, one
+short session per step; what a job's files say is read by hylafax_job.py (pure).
 
 One call = one HylaFAX job:
   find   LIST sendq/doneq with JOBFMT: a job tagged (JOBINFO) for this delivery is adopted
@@ -25,161 +23,73 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ftplib
 import hashlib
-import io
-import math
-import re
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 import structlog
 
 from mailgw.dispatch.drivers.base import (
-    BUSY,
     CANCELLED,
     DELIVERED,
-    LINE_DROPPED,
-    NO_ANSWER,
-    NOT_FAX,
-    NOT_IN_SERVICE,
     PROVIDER_ERROR,
     TIMEOUT,
     CallRequest,
     CallResult,
+    Driver,
 )
-from mailgw.ops.config import HylafaxSettings
+from mailgw.dispatch.drivers.hylafax_client import HylafaxClient
+from mailgw.dispatch.drivers.hylafax_job import (
+    FINISHED,
+    READY_POKE,
+    STATE_DONE,
+    STATE_FAILED,
+    HylafaxError,
+    JobFacts,
+    classify,
+    lasttime,
+    line_seconds,
+    vres_for,
+)
+from mailgw.dispatch.drivers.ports import CheckContext
+from mailgw.ops.config_types import Duration
 
 log = structlog.get_logger("mailgw.dispatch.hylafax")
 
-FINISHED = ("DONE", "FAILED")
-ADOPT_WINDOW = 6 * 3600.0  # a finished job older than this is never taken for ours
-READY_POKE = 20.0  # seconds a job may stay READY before faxq is nudged (see _follow)
-STATE_DONE, STATE_FAILED = 7, 8
-ABORTED = "job aborted by request"
-# JobFmt %a letters: undefined, suspended, pending, sleeping, blocked, ready, active, done, failed
-SUSPENDED_LETTER, DONE_LETTER = "T", "D"
-JOBFMT = '"%j|%a|%J"'
+NAME = "hylafax"
 
 
-class HylafaxError(Exception):
-    """The server could not be reached or refused a command."""
+@dataclass
+class HylafaxSettings:
+    """A HylaFAX server (hfaxd) spoken to over its client protocol (docs/drivers.md)."""
 
+    host: str = "127.0.0.1"
+    port: int = 4559
+    user: str = "mailgw"
+    password: str = ""  # empty: hosts.hfaxd lets this user in without one
+    password_file: str = ""  # read the password from this file instead (first line)
+    lines: int = 1  # calls placed at once: the number of modems HylaFAX may use for us
+    poll_interval: Duration = 2.0  # how often a job in progress is looked at
+    timeout: Duration = 30.0  # every connection and command
+    max_call_time: Duration = 7200.0  # a job not done by then is killed (also LASTTIME)
+    modem: str = "any"  # JPARM MODEM: a device, a modem class or "any"
+    dialstring: str = "{e164}"  # {e164} (+33…, HylaFAX's dial rules localise it) or {digits}
+    vres: int = 196  # the highest VRES sent (391 lets `best` go superfine: docs/drivers.md)
+    retry_owner: str = "mailgw"  # mailgw: one dial per attempt | hylafax: HylaFAX retries
+    max_dials: int = 3  # only with retry_owner = "hylafax"
+    max_tries: int = 3  # only with retry_owner = "hylafax"
+    tag_prefix: str = "mailgw"  # the job tag (JOBINFO) that finds our jobs after a crash
+    retry: str = ""  # this driver's overrides of [dispatch.retry], e.g. "busy=5m"
 
-@dataclass(frozen=True)
-class JobFacts:
-    """What a finished HylaFAX job says (its doneq qfile)."""
-
-    jobid: int
-    state: int
-    status: str
-    statuscode: str
-    npages: int
-    nskip: int
-    totpages: int
-    csi: str
-    commid: str
-    tts: int = 0  # when it was (last) due to be sent, Unix time
-
-    @property
-    def pages_sent(self) -> int:
-        return max(self.npages - self.nskip, 0)
-
-
-def parse_qfile(jobid: int, text: str) -> JobFacts:
-    values: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key not in values:
-            values[key] = value.strip()
-
-    def num(key: str) -> int:
-        try:
-            return int(values.get(key, "0") or 0)
-        except ValueError:
-            return 0
-
-    return JobFacts(jobid, num("state"), values.get("status", ""),
-                    values.get("statuscode", ""), num("npages"), num("nskip"),
-                    num("totpages"), _csid(values.get("csi", "")), values.get("commid", ""),
-                    num("tts"))
-
-
-def lasttime(seconds: float) -> str:
-    """JPARM LASTTIME is a relative DDHHMM."""
-    minutes = max(int(math.ceil(seconds / 60)), 1)
-    days, rest = divmod(minutes, 1440)
-    return f"{min(days, 99):02d}{rest // 60:02d}{rest % 60:02d}"
-
-
-def _csid(value: str) -> str:
-    """HylaFAX writes `<UNSPECIFIED>` when the far end sent no CSI: that is "not reported"."""
-    value = value.strip()
-    return "" if value.upper() in ("<UNSPECIFIED>", "UNSPECIFIED") else value
-
-
-def classify(reason: str, pages: int, csid: str) -> tuple[str, bool]:
-    """A failed job's status text → (result, retryable in principle)."""
-    r = reason.lower()
-    if ABORTED in r:
-        return CANCELLED, False
-    if "busy" in r:
-        return BUSY, True
-    if "kill time expired" in r:
-        return TIMEOUT, True
-    if "dialtone" in r:
-        return PROVIDER_ERROR, True  # our own line is dead, not the recipient's fault
-    if "no answer" in r or "no carrier" in r or "ring" in r:
-        return NO_ANSWER, True
-    if pages > 0:
-        return LINE_DROPPED, True
-    if any(w in r for w in ("voice", "t.4 receiver", "not a fax", "data modem")):
-        return NOT_FAX, False
-    if any(w in r for w in ("rejected by", "blacklist", "not in service", "invalid number")):
-        return NOT_IN_SERVICE, False
-    if csid or any(w in r for w in ("mps", "eop", "eom", "dcs", "tcf", "train", "disconnect",
-                                    "hangup", "phase", "response", "rtn", "ppr", "carrier")):
-        return LINE_DROPPED, True
-    if any(w in r for w in ("convert", "conversion", "document", "format", "image")):
-        return PROVIDER_ERROR, False
-    return PROVIDER_ERROR, True
-
-
-_LOG_TIME = re.compile(r"^(\w{3} +\d+ \d\d:\d\d:\d\d(?:\.\d+)?): ")
-
-
-def line_seconds(session_log: str) -> float | None:
-    """Time on the line from a session log (log/c<commid>): the dial to the last line."""
-    stamps: list[datetime] = []
-    dialled = False
-    for line in session_log.splitlines():
-        m = _LOG_TIME.match(line)
-        if not m:
-            continue
-        if not dialled and "ATD" not in line:
-            continue
-        dialled = True
-        text = m.group(1)
-        with contextlib.suppress(ValueError):
-            fmt = "%b %d %H:%M:%S.%f" if "." in text else "%b %d %H:%M:%S"
-            stamps.append(datetime.strptime("2000 " + " ".join(text.split()), "%Y " + fmt))
-    if len(stamps) < 2:
-        return None
-    seconds = (stamps[-1] - stamps[0]).total_seconds()
-    return seconds if seconds >= 0 else seconds + 86400 * 366  # across a new year: rare
-
-
-# The job's VRES for each quality (mailgw.documents.quality): lines per inch as HylaFAX counts them
-# (superfine is 391, T.30's "R8 × 15.4 l/mm"). `vres` in the settings caps it.
-VRES = {"normal": 98, "high": 196, "best": 391}
-
-
-def vres_for(quality: str, cap: int) -> int:
-    """The VRES a job is sent at: its quality's, at most the server's `vres` (pure)."""
-    return min(VRES.get(quality, VRES["high"]), cap)
+    def problems(self, ctx: CheckContext) -> list[str]:
+        out = []
+        if self.retry_owner not in ("mailgw", "hylafax"):
+            out.append(f"drivers.{NAME}.retry_owner: expected mailgw or hylafax, "
+                       f"got {self.retry_owner!r}")
+        if "{e164}" not in self.dialstring and "{digits}" not in self.dialstring:
+            out.append(f"drivers.{NAME}.dialstring: must contain {{e164}} or {{digits}}")
+        return out
 
 
 def job_params(req: CallRequest, cfg: HylafaxSettings, tag: str, *, mailgw_retries: bool
@@ -204,17 +114,20 @@ def job_params(req: CallRequest, cfg: HylafaxSettings, tag: str, *, mailgw_retri
     return params
 
 
-class HylafaxDriver:
-    name = "hylafax"
+class HylafaxDriver(Driver):
+    name = NAME
     channels = frozenset({"fax"})
 
     def __init__(self, settings: HylafaxSettings):
         self.cfg = settings
         self.lines = settings.lines
-        self.password = settings.password
+        self.retry = settings.retry
+        password = settings.password
         if settings.password_file:
             text = Path(settings.password_file).read_text(encoding="utf-8")
-            self.password = text.splitlines()[0].strip() if text else ""
+            password = text.splitlines()[0].strip() if text else ""
+        self.client = HylafaxClient(settings.host, settings.port, settings.user, password,
+                                    settings.timeout)
         self.mailgw_retries = settings.retry_owner == "mailgw"
         self.detached = False  # shutting down: leave jobs on the line for the next start
 
@@ -223,134 +136,11 @@ class HylafaxDriver:
         sent is left to faxq, and the next start adopts it by its tag (same key)."""
         self.detached = True
 
-    # -- the protocol (blocking: runs in worker threads) -------------------------------
-    @contextlib.contextmanager
-    def _session(self) -> Iterator[ftplib.FTP]:
-        ftp = ftplib.FTP(timeout=self.cfg.timeout, encoding="latin-1")
-        try:
-            try:
-                ftp.connect(self.cfg.host, self.cfg.port, timeout=self.cfg.timeout)
-                reply = ftp.sendcmd(f"USER {self.cfg.user}")
-                if reply.startswith("3"):
-                    ftp.sendcmd(f"PASS {self.password}")
-            except ftplib.error_perm as exc:
-                raise HylafaxError(f"login refused for {self.cfg.user}: {exc}") from exc
-            except (OSError, EOFError, ftplib.Error) as exc:
-                raise HylafaxError(f"cannot reach hfaxd at {self.cfg.host}:{self.cfg.port}: "
-                                   f"{exc}") from exc
-            try:
-                yield ftp
-            except (OSError, EOFError, ftplib.Error) as exc:
-                raise HylafaxError(str(exc)) from exc
-        finally:
-            if ftp.sock is not None:
-                with contextlib.suppress(OSError, EOFError, ftplib.Error):
-                    ftp.quit()
-            ftp.close()
-
-    def _find(self, delivery_tag: str, tag: str) -> int | None:
-        """A job of ours for this call: one still queued for the delivery, or this very call
-        already finished (not killed). Returns its job id."""
-        with self._session() as ftp:
-            ftp.sendcmd(f"JOBFMT {JOBFMT}")
-            found: dict[str, list[str]] = {}
-            for queue in ("sendq", "doneq"):
-                lines: list[str] = []
-                ftp.retrlines(f"LIST {queue}", lines.append)
-                found[queue] = lines
-        fingerprint = ":" + tag.rsplit(":", 1)[1]
-
-        def same(jobtag: str) -> bool:  # the same delivery, document, number and first page
-            return jobtag.startswith(delivery_tag) and jobtag.endswith(fingerprint)
-
-        for line in found["sendq"]:
-            jobid, state, jobtag = (line.split("|", 2) + ["", ""])[:3]
-            jobtag = jobtag.strip()
-            # this call, or an earlier attempt of the delivery whose result was never
-            # recorded: follow it, do not dial twice
-            if jobtag == tag or same(jobtag):
-                if state.strip() != SUSPENDED_LETTER and jobid.strip().isdigit():
-                    return int(jobid)
-        for line in found["doneq"]:
-            jobid, state, jobtag = (line.split("|", 2) + ["", ""])[:3]
-            jobtag = jobtag.strip()
-            if not jobid.strip().isdigit():
-                continue
-            # this very call, finished (unless we killed it: then it is placed anew); or a
-            # job of the delivery that got every page through (mailgw never calls again
-            # after a recorded delivery, so its result was lost in a crash)
-            if jobtag == tag or (state.strip() == DONE_LETTER and same(jobtag)):
-                facts = self._facts(int(jobid))
-                if (facts is not None and ABORTED not in facts.status.lower()
-                        and time.time() - facts.tts < ADOPT_WINDOW):
-                    return int(jobid)
-        return None
-
-    def _submit(self, req: CallRequest, tag: str) -> int:
-        assert req.document is not None
-        params = job_params(req, self.cfg, tag, mailgw_retries=self.mailgw_retries)
-        with self._session() as ftp:
-            ftp.voidcmd("TYPE I")
-            reply = ftp.storbinary("STOT", io.BytesIO(req.document))
-            m = re.search(r"FILE:\s*([^\s)]+)", reply)
-            if not m:
-                raise HylafaxError(f"STOT gave no file name: {reply}")
-            created = ftp.sendcmd("JNEW")
-            job = re.search(r"jobid:\s*(\d+)", created)
-            if not job:
-                raise HylafaxError(f"JNEW gave no job id: {created}")
-            for key, value in params:
-                ftp.sendcmd(f"JPARM {key} {value}")
-            ftp.sendcmd(f"JPARM DOCUMENT {m.group(1)}")
-            ftp.sendcmd("JSUBM")
-            return int(job.group(1))
-
-    def _look(self, jobid: int) -> tuple[str, dict[str, str]]:
-        """The job's state (READY, ACTIVE, SLEEPING, DONE, FAILED …) and, while it sleeps,
-        what its last call did."""
-        with self._session() as ftp:
-            try:
-                ftp.sendcmd(f"JOB {jobid}")
-            except ftplib.error_perm as exc:
-                return "GONE", {"status": str(exc)}
-            state = ftp.sendcmd("JPARM STATE")[4:].strip().upper()
-            extra: dict[str, str] = {}
-            if state == "SLEEPING":
-                for key in ("STATUS", "TOTDIALS", "NPAGES"):
-                    extra[key.lower()] = ftp.sendcmd(f"JPARM {key}")[4:].strip()
-            return state, extra
-
-    def _retr(self, path: str) -> str | None:
-        """One file over the protocol, in a session of its own (a failed RETR spoils it)."""
-        try:
-            with self._session() as ftp:
-                buf = io.BytesIO()
-                ftp.retrbinary(f"RETR {path}", buf.write)
-                return buf.getvalue().decode("latin-1")
-        except HylafaxError:
-            return None
-
-    def _facts(self, jobid: int) -> JobFacts | None:
-        text = self._retr(f"doneq/q{jobid}")
-        return parse_qfile(jobid, text) if text else None
-
-    def _poke(self, jobid: int) -> str:
-        """JSUSP + JSUBM: hfaxd hands the job to faxq again, which wakes its scheduler."""
-        with self._session() as ftp:
-            try:
-                ftp.sendcmd(f"JOB {jobid}")
-                ftp.sendcmd("JSUSP")
-                return ftp.sendcmd("JSUBM")
-            except ftplib.error_perm as exc:
-                return str(exc)  # it started meanwhile: nothing to do
-
-    def _kill(self, jobid: int) -> str:
-        with self._session() as ftp:
-            try:
-                ftp.sendcmd(f"JOB {jobid}")
-                return ftp.sendcmd("JKILL")
-            except ftplib.error_perm as exc:
-                return str(exc)  # already done, or gone
+    def _submit(self, request: CallRequest, tag: str) -> int:
+        """Blocking: a new job for this call (its JPARMs from the settings); its job id."""
+        assert request.document is not None
+        return self.client.submit(request.document, job_params(
+            request, self.cfg, tag, mailgw_retries=self.mailgw_retries))
 
     # -- the call ---------------------------------------------------------------------
     async def place_call(self, request: CallRequest) -> CallResult:
@@ -364,7 +154,7 @@ class HylafaxDriver:
         bound = log.bind(delivery_id=request.delivery_id, tag=tag)
         started = time.monotonic()
         try:
-            jobid = await asyncio.to_thread(self._find, delivery_tag, tag)
+            jobid = await asyncio.to_thread(self.client.find, delivery_tag, tag)
             if jobid is not None:
                 bound.info("hylafax_job_adopted", jobid=jobid)
             else:
@@ -390,7 +180,7 @@ class HylafaxDriver:
         ready_since: float | None = None
         while True:
             try:
-                state, extra = await asyncio.to_thread(self._look, jobid)
+                state, extra = await asyncio.to_thread(self.client.look, jobid)
             except HylafaxError as exc:
                 bound.warning("hylafax_poll_failed", jobid=jobid, error=str(exc))
                 state, extra = "UNKNOWN", {}
@@ -403,11 +193,11 @@ class HylafaxDriver:
                 # kill time without scheduling it (seen on an idle modem); resubmitting the
                 # job wakes it. Harmless when the job only waits for a busy modem.
                 with contextlib.suppress(HylafaxError):
-                    reply = await asyncio.to_thread(self._poke, jobid)
+                    reply = await asyncio.to_thread(self.client.poke, jobid)
                     bound.warning("hylafax_job_poked", jobid=jobid, reply=reply)
                 ready_since = None
             if state in FINISHED:
-                facts = await asyncio.to_thread(self._facts, jobid)
+                facts = await asyncio.to_thread(self.client.facts, jobid)
                 if facts is not None and facts.state in (STATE_DONE, STATE_FAILED):
                     return await self._result(facts, started)
             elif state == "GONE":
@@ -417,7 +207,7 @@ class HylafaxDriver:
                                              f"{extra.get('status', '')}"[:500])
             elif state == "SLEEPING" and self.mailgw_retries and extra.get("totdials", "0") != "0":
                 # HylaFAX means to call again by itself: the attempt is over, mailgw decides
-                await asyncio.to_thread(self._kill, jobid)
+                await asyncio.to_thread(self.client.kill, jobid)
                 reason = extra.get("status", "").split(";")[0].strip()
                 pages = int(extra.get("npages", "0") or 0)
                 result, retryable = classify(reason, pages, "")
@@ -426,7 +216,7 @@ class HylafaxDriver:
                                   duration=time.monotonic() - started)
             if time.monotonic() > deadline:
                 with contextlib.suppress(HylafaxError):
-                    await asyncio.to_thread(self._kill, jobid)
+                    await asyncio.to_thread(self.client.kill, jobid)
                 return CallResult(TIMEOUT, provider_ref=ref, retryable=True,
                                   error_text=f"HylaFAX job {jobid} not done in time")
             await asyncio.sleep(self.cfg.poll_interval)
@@ -435,7 +225,7 @@ class HylafaxDriver:
         ref = f"hylafax-job-{facts.jobid}"
         duration: float | None = None
         if facts.commid:
-            text = await asyncio.to_thread(self._retr, f"log/c{facts.commid}")
+            text = await asyncio.to_thread(self.client.retr, f"log/c{facts.commid}")
             duration = line_seconds(text) if text else None
         if duration is None:
             duration = time.monotonic() - started
@@ -463,12 +253,12 @@ class HylafaxDriver:
         pages = 0
         deadline = time.monotonic() + 2 * self.cfg.timeout
         try:
-            reply = await asyncio.shield(asyncio.to_thread(self._kill, jobid))
+            reply = await asyncio.shield(asyncio.to_thread(self.client.kill, jobid))
             log.info("hylafax_job_killed", jobid=jobid, reply=reply)
         except HylafaxError as exc:  # the kill was sent; its answer may just be late
             log.warning("hylafax_kill_unanswered", jobid=jobid, error=str(exc))
         while time.monotonic() < deadline:
-            facts = await asyncio.shield(asyncio.to_thread(self._facts, jobid))
+            facts = await asyncio.shield(asyncio.to_thread(self.client.facts, jobid))
             if facts is not None and facts.state == STATE_DONE:
                 return await self._result(facts, started)  # it got through first
             if facts is not None and facts.state == STATE_FAILED:

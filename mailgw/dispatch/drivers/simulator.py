@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import phonenumbers
 
-from mailgw.accounts import voice as voicelib
 from mailgw.dispatch.drivers.base import (
     BUSY,
     CANCELLED,
@@ -38,8 +37,25 @@ from mailgw.dispatch.drivers.base import (
     PROVIDER_ERROR,
     CallRequest,
     CallResult,
+    Driver,
 )
-from mailgw.ops.config import SimulatorSettings
+from mailgw.dispatch.drivers.ports import CheckContext
+from mailgw.dispatch.drivers.voice_outcomes import outcome_text
+
+NAME = "simulator"
+
+
+@dataclass
+class SimulatorSettings:
+    time_scale: float = 1.0
+    lines: int = 4
+    calls_per_second: float = 0.0  # the rate calls are started at; 0 = no limit
+    retry: str = ""  # this driver's overrides of [dispatch.retry], e.g. "busy=5m"
+
+    def problems(self, ctx: CheckContext) -> list[str]:
+        if self.calls_per_second < 0:
+            return [f"drivers.{NAME}.calls_per_second: must be 0 (no limit) or more"]
+        return []
 
 SECONDS_PER_PAGE = 30.0  # about 30 s a page at 14.4 kbit/s, at the `high` quality
 # A page takes time in proportion to its scan lines (mailgw.documents.quality): normal has half of
@@ -136,7 +152,7 @@ def voice_outcome(req: CallRequest, case: int) -> CallResult:
 
     def ok(key: str, seconds: float, **params: object) -> CallResult:
         return CallResult(DELIVERED, duration=RING + prompt + seconds, provider_ref=ref,
-                          detail=voicelib.outcome_text(key, **params))
+                          detail=outcome_text(key, **params))
 
     def failed(result: str, retryable: bool, text: str, duration: float) -> CallResult:
         return CallResult(result, duration=duration, provider_ref=ref, retryable=retryable,
@@ -148,9 +164,9 @@ def voice_outcome(req: CallRequest, case: int) -> CallResult:
         return failed(PROVIDER_ERROR, True, "provider error (temporary)", 1.0)
     if opts.get("voicemail") == "only":  # a voicemail drop: the phone never rings
         if case == 95:
-            return failed(NO_ANSWER, False, voicelib.outcome_text("no_voicemail"), 2.0)
+            return failed(NO_ANSWER, False, outcome_text("no_voicemail"), 2.0)
         return CallResult(DELIVERED, duration=(2.0 + length) * (10.0 if case == 98 else 1.0),
-                          provider_ref=ref, detail=voicelib.outcome_text("dropped", heard=heard))
+                          provider_ref=ref, detail=outcome_text("dropped", heard=heard))
     if case == 90 and n == 1 or case == 94:
         return failed(BUSY, True, "busy", BUSY_TONE)
     if case == 91 and n <= 2 or case == 95:
@@ -159,17 +175,17 @@ def voice_outcome(req: CallRequest, case: int) -> CallResult:
         return failed(LINE_DROPPED, True, "call dropped during the message", RING + half)
     if case == 93:  # an answering machine
         if welcome:
-            return failed(NO_ANSWER, True, voicelib.outcome_text("machine_no_star"),
+            return failed(NO_ANSWER, True, outcome_text("machine_no_star"),
                           RING + WELCOME)
         if opts.get("voicemail") == "no":
-            return failed(NO_ANSWER, True, voicelib.outcome_text("machine_not_left"), RING + 2)
+            return failed(NO_ANSWER, True, outcome_text("machine_not_left"), RING + 2)
         return ok("machine_left", length + 3.0, heard=heard)
     if case == 89 and welcome:
-        return failed(NO_ANSWER, False, voicelib.outcome_text("no_star"), RING + WELCOME)
+        return failed(NO_ANSWER, False, outcome_text("no_star"), RING + WELCOME)
     if case == 96:
         return CallResult(PARTIAL, duration=RING + prompt + half, provider_ref=ref,
                           error_code=code,
-                          error_text=voicelib.outcome_text("heard_part", heard=half,
+                          error_text=outcome_text("heard_part", heard=half,
                                                            length=heard))
     if case == 88 and opts.get("transfer"):
         return ok("transferred", half, heard=half, number=opts["transfer"])
@@ -177,14 +193,15 @@ def voice_outcome(req: CallRequest, case: int) -> CallResult:
     return replace(result, duration=result.duration * (10.0 if case == 98 else 1.0))
 
 
-class SimulatorDriver:
-    name = "simulator"
+class SimulatorDriver(Driver):
+    name = NAME
     channels = frozenset({"fax", "voice"})
 
     def __init__(self, settings: SimulatorSettings):
         self.time_scale = settings.time_scale
         self.lines = settings.lines
         self.calls_per_second = settings.calls_per_second
+        self.retry = settings.retry
 
     async def place_call(self, request: CallRequest) -> CallResult:
         """The outcome, after waiting its duration times `time_scale`. The attempt records

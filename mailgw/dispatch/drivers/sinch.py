@@ -26,6 +26,7 @@ import hmac
 import json
 import random
 import urllib.parse
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -34,6 +35,7 @@ import structlog
 from mailgw.dispatch.drivers import cloud
 from mailgw.dispatch.drivers.base import (
     BUSY,
+    CALLBACKS,
     CANCELLED,
     DELIVERED,
     LINE_DROPPED,
@@ -42,15 +44,67 @@ from mailgw.dispatch.drivers.base import (
     NOT_IN_SERVICE,
     PROVIDER_ERROR,
     TIMEOUT,
+    CallbackRequest,
     CallRequest,
     CallResult,
+    Driver,
+    HttpReply,
 )
-from mailgw.ops.config import SinchSettings
-from mailgw.store import Store
+from mailgw.dispatch.drivers.cloud_http import ApiError, Client, basic_auth, multipart
+from mailgw.dispatch.drivers.ports import CheckContext, Ports
+from mailgw.ops.config_types import Duration, read_secret
 
 log = structlog.get_logger("mailgw.dispatch.sinch")
 
 NAME = "sinch"
+
+
+@dataclass
+class SinchSettings:
+    """Sinch Fax API v3 (formerly Phaxio), docs/drivers-cloud.md."""
+
+    api_url: str = "https://fax.api.sinch.com"
+    project_id: str = ""
+    key_id: str = ""  # an access key of the project (HTTP Basic user)
+    key_secret: str = ""
+    key_secret_file: str = ""  # read the key secret from this file instead (first line)
+    service_id: str = ""  # empty: the project's default fax service
+    from_number: str = ""  # empty: the service's default number
+    public_url: str = ""  # https://… where Sinch reaches [http] listen; empty = polling only
+    callback_user: str = "mailgw"  # Basic credentials put in the callback URL
+    callback_password: str = ""
+    callback_password_file: str = ""
+    lines: int = 4
+    poll_interval: Duration = 60.0  # status API look-up while no callback came
+    max_call_time: Duration = 3600.0
+    timeout: Duration = 30.0  # every API request
+    api_retries: int = 4  # 429, 5xx and timeouts are tried again this many times
+    retry: str = ""  # this driver's overrides of [dispatch.retry], e.g. "busy=5m"
+
+    def secret(self) -> str:
+        return read_secret(self.key_secret, self.key_secret_file)
+
+    def callback_secret(self) -> str:
+        return read_secret(self.callback_password, self.callback_password_file)
+
+    def problems(self, ctx: CheckContext) -> list[str]:
+        """Files and URLs always; the credentials only when this driver is chosen."""
+        key = f"drivers.{NAME}"
+        out = cloud.setting_problems(
+            {f"{key}.key_secret_file": self.key_secret_file,
+             f"{key}.callback_password_file": self.callback_password_file},
+            {f"{key}.public_url": self.public_url, f"{key}.api_url": self.api_url})
+        if ctx.chosen:
+            for name, value in (("project_id", self.project_id), ("key_id", self.key_id)):
+                if not value:
+                    out.append(f"{key}.{name}: required by dispatch.driver = {NAME}")
+            if not (self.key_secret or self.key_secret_file):
+                out.append(f"{key}.key_secret: required (or key_secret_file)")
+            if self.public_url and not (self.callback_password or self.callback_password_file):
+                out.append(f"{key}.callback_password: required with public_url "
+                           "(callbacks are authenticated with it)")
+        return out
+
 LABEL = "mailgw-key"
 STATUSES = ("QUEUED", "IN_PROGRESS", "COMPLETED", "FAILURE")
 KEEP = ("id", "status", "direction", "numberOfPages", "pagesSentSuccessfully", "errorType",
@@ -183,21 +237,24 @@ def facts(fax: dict[str, Any], source: str) -> dict[str, Any]:
 RESOLUTION = {"normal": "STANDARD", "high": "FINE", "best": "FINE"}
 
 
-class SinchDriver:
+class SinchDriver(Driver):
     name = NAME
     channels = frozenset({"fax"})
+    callback_routes = frozenset({CALLBACKS})
     max_body = 50_000_000  # a JSON callback carries the fax, base64-encoded
 
-    def __init__(self, settings: SinchSettings, store: Store):
+    def __init__(self, settings: SinchSettings, ports: Ports):
         self.settings = settings
-        self.store = store
+        self.events = ports.events
         self.lines = settings.lines
+        self.retry = settings.retry
         secret = settings.secret()
-        self.client = cloud.Client(settings.api_url, cloud.basic_auth(settings.key_id, secret),
-                                   timeout=settings.timeout, retries=settings.api_retries)
+        self.client = Client(settings.api_url, basic_auth(settings.key_id, secret),
+                             timeout=settings.timeout, retries=settings.api_retries,
+                             lines=settings.lines)
         self.token_key = cloud.derive_key(secret or settings.project_id, "sinch-callback")
         password = settings.callback_secret()
-        self.callback_auth = (cloud.basic_auth(settings.callback_user, password)
+        self.callback_auth = (basic_auth(settings.callback_user, password)
                               if password else None)
         self.base = f"/v3/projects/{urllib.parse.quote(settings.project_id, safe='')}/faxes"
 
@@ -209,22 +266,22 @@ class SinchDriver:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.max_call_time
         key_ref = f"key:{request.idempotency_key}"
-        known = await asyncio.to_thread(cloud.events, self.store, NAME, key_ref)
+        known = await asyncio.to_thread(self.events.events, NAME, key_ref)
         fax_id = str(known[0].payload.get("id", "")) if known else ""
         if not fax_id:
             try:
                 fax = await self._send(request)
-            except cloud.ApiError as exc:
+            except ApiError as exc:
                 return CallResult(PROVIDER_ERROR, retryable=exc.retryable,
                                   error_code=f"HTTP {exc.status}" if exc.status else None,
                                   error_text=f"Sinch: {exc.text}"[:300])
             fax_id = str(fax["id"])
-            await asyncio.to_thread(cloud.record_event, self.store, NAME, key_ref,
-                                    "submitted", 0, {"id": fax_id})
+            await asyncio.to_thread(self.events.record, NAME, key_ref, "submitted", 0,
+                                    {"id": fax_id})
             await self._store(fax, "send")
         log.info("fax_submitted", fax_id=fax_id, delivery_id=request.delivery_id)
         found = await cloud.wait_final(
-            self.store, NAME, fax_id, deadline=deadline, poll=lambda: self._poll(fax_id),
+            self.events, NAME, fax_id, deadline=deadline, poll=lambda: self._poll(fax_id),
             poll_every=self.settings.poll_interval if self.settings.public_url else min(
                 self.settings.poll_interval, 10.0))
         if found is None:
@@ -245,8 +302,8 @@ class SinchDriver:
             fields += [("callbackUrl", self._callback_url(request)),
                        ("callbackUrlContentType", "application/json"),
                        ("inProgressNotifications", "true")]
-        ctype, body = cloud.multipart(fields, [("file", "document.pdf", "application/pdf",
-                                                request.document or b"")])
+        ctype, body = multipart(fields, [("file", "document.pdf", "application/pdf",
+                                          request.document or b"")])
         attempt = 0
         while True:
             attempt += 1
@@ -255,10 +312,9 @@ class SinchDriver:
                                                retry_timeouts=False, retries=0)
                 fax = reply.json()
                 if not fax.get("id"):
-                    raise cloud.ApiError(reply.status, "no fax id in the answer",
-                                         retryable=True)
+                    raise ApiError(reply.status, "no fax id in the answer", retryable=True)
                 return fax
-            except cloud.ApiError as exc:
+            except ApiError as exc:
                 if not exc.retryable or attempt > s.api_retries:
                     raise
                 if exc.status != 429:  # the request may have gone through: look first
@@ -275,7 +331,7 @@ class SinchDriver:
         try:
             reply = await self.client.call("GET", f"{self.base}?{query}")
             faxes = reply.json().get("faxes") or []
-        except cloud.ApiError:
+        except ApiError:
             return None
         for fax in faxes:
             labels = fax.get("labels") if isinstance(fax, dict) else None
@@ -303,15 +359,18 @@ class SinchDriver:
 
     async def _store(self, fax: dict[str, Any], source: str) -> bool:
         status, level = rank(fax)
-        new = await asyncio.to_thread(cloud.record_event, self.store, NAME, str(fax["id"]),
-                                      status, level, facts(fax, source))
+        new = await asyncio.to_thread(self.events.record, NAME, str(fax["id"]), status, level,
+                                      facts(fax, source))
         if new:
             cloud.notify(NAME, str(fax["id"]))
         return new
 
     # -- callbacks -----------------------------------------------------------------------
 
-    async def handle_callback(self, request: Any) -> tuple[int, bytes, str, dict[str, str]]:
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def handle_callback(self, request: CallbackRequest) -> HttpReply:
         if self.callback_auth is not None:
             given = request.headers.get("authorization", "")
             if not hmac.compare_digest(given.encode(), self.callback_auth.encode()):
@@ -329,6 +388,3 @@ class SinchDriver:
         new = await self._store(fax, "callback")
         log.info("fax_callback", fax_id=fax["id"], status=fax["status"], duplicate=not new)
         return 200, b"", "text/plain; charset=utf-8", {}
-
-    async def handle_media(self, request: Any) -> tuple[int, bytes, str, dict[str, str]]:
-        return 404, b"not found\n", "text/plain; charset=utf-8", {}

@@ -23,168 +23,128 @@ API (Status=canceled or completed).
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import hmac
 import threading
 import time
 import urllib.parse
+from dataclasses import dataclass
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 import structlog
-from sqlalchemy import select
 
-from mailgw.accounts import voice as voicelib
 from mailgw.dispatch.drivers import cloud
 from mailgw.dispatch.drivers.base import (
-    BUSY,
-    CANCELLED,
-    DELIVERED,
-    LINE_DROPPED,
-    NO_ANSWER,
-    NOT_FAX,
-    NOT_IN_SERVICE,
-    PARTIAL,
+    CALLBACKS,
+    MEDIA,
     PROVIDER_ERROR,
     TIMEOUT,
+    CallbackRequest,
     CallRequest,
     CallResult,
+    Driver,
+    HttpReply,
 )
-from mailgw.dispatch.pacing import TokenBucket
-from mailgw.ops.config import TwilioSettings
-from mailgw.store import Delivery, Job, Store
+from mailgw.dispatch.drivers.cloud_http import ApiError, Client, basic_auth
+from mailgw.dispatch.drivers.ports import CheckContext, Ports
+from mailgw.dispatch.drivers.rate import TokenBucket
+from mailgw.dispatch.drivers.twilio_call import (
+    CALL_RANKS,
+    FINAL_STATUSES,
+    HANGUP_FAX,
+    HANGUP_HUMAN,
+    HANGUP_MACHINE,
+    KEEP,
+    PLAY,
+    PLAYED,
+    STEP_RANKS,
+    TRANSFER,
+    TWIML,
+    WELCOME,
+    call_options,
+    reply,
+    result_for,
+    signature,
+    twiml,
+    url_variants,
+)
+from mailgw.ops.config_types import Duration, read_secret
 
 log = structlog.get_logger("mailgw.dispatch.twilio")
 
 NAME = "twilio"
-TEXT = "text/plain; charset=utf-8"
-XML = "text/xml; charset=utf-8"
-CALL_RANKS = {"queued": 5, "initiated": 10, "ringing": 20, "in-progress": 30}
-FINAL_STATUSES = ("completed", "busy", "no-answer", "failed", "canceled")
-# What the TwiML side of a call did, as events of the call (ranks under the final ones).
-TWIML, WELCOME, PLAY, TRANSFER, PLAYED = "twiml", "welcome", "play", "transfer", "played"
-HANGUP_FAX, HANGUP_HUMAN, HANGUP_MACHINE = "hangup:fax", "hangup:human", "hangup:machine"
-STEP_RANKS = {TWIML: 31, WELCOME: 35, HANGUP_FAX: 36, HANGUP_HUMAN: 36, HANGUP_MACHINE: 36,
-              PLAY: 40, TRANSFER: 45, PLAYED: 50}
-KEEP = ("CallStatus", "CallDuration", "AnsweredBy", "SequenceNumber", "Timestamp",
-        "CallbackSource", "Digits")
-
 _buckets: dict[str, TokenBucket] = {}
 _buckets_lock = threading.Lock()
 
 
-def signature(token: str, url: str, params: list[tuple[str, str]]) -> str:
-    """X-Twilio-Signature: base64(HMAC-SHA1(auth token, URL + each name+value, sorted))."""
-    data = url
-    for name in sorted({k for k, _ in params}):
-        for value in sorted(v for k, v in params if k == name):
-            data += name + value
-    mac = hmac.new(token.encode(), data.encode(), hashlib.sha1).digest()
-    return base64.b64encode(mac).decode("ascii")
+@dataclass
+class TwilioSettings:
+    """Twilio Programmable Voice (REST API 2010-04-01), docs/drivers-cloud.md."""
+
+    api_url: str = "https://api.twilio.com"
+    account_sid: str = ""
+    auth_token: str = ""
+    auth_token_file: str = ""  # read the auth token from this file instead (first line)
+    from_number: str = ""  # caller ID: a Twilio number or a verified caller ID
+    public_url: str = ""  # https://… where Twilio reaches [http] listen (required)
+    lines: int = 4
+    calls_per_second: float = 1.0  # the account's CPS (Twilio's default is 1), per process
+    machine_detection: str = "DetectMessageEnd"  # DetectMessageEnd | Enable | off
+    ring_timeout: int = 30  # seconds Twilio lets the phone ring
+    welcome_text: str = "Press star to hear your message."
+    media_ttl: Duration = 7200.0  # how long a signed sound URL stays valid
+    poll_interval: Duration = 60.0
+    max_call_time: Duration = 3600.0
+    timeout: Duration = 30.0
+    api_retries: int = 4
+    retry: str = ""  # this driver's overrides of [dispatch.retry], e.g. "busy=5m"
+
+    def secret(self) -> str:
+        return read_secret(self.auth_token, self.auth_token_file)
+
+    def problems(self, ctx: CheckContext) -> list[str]:
+        """Files, URLs and values always; the credentials only when this driver is chosen."""
+        key = f"drivers.{NAME}"
+        out = cloud.setting_problems({f"{key}.auth_token_file": self.auth_token_file},
+                                     {f"{key}.public_url": self.public_url,
+                                      f"{key}.api_url": self.api_url})
+        if self.machine_detection not in ("DetectMessageEnd", "Enable", "off"):
+            out.append(f"{key}.machine_detection: expected DetectMessageEnd, Enable or off")
+        if self.calls_per_second < 0:
+            out.append(f"{key}.calls_per_second: must be 0 (no limit) or more")
+        if ctx.chosen:
+            for name, value in (("account_sid", self.account_sid),
+                                ("from_number", self.from_number),
+                                ("public_url", self.public_url)):
+                if not value:
+                    out.append(f"{key}.{name}: required by dispatch.driver = {NAME}")
+            if not (self.auth_token or self.auth_token_file):
+                out.append(f"{key}.auth_token: required (or auth_token_file)")
+            if self.public_url and not ctx.http_listen:
+                out.append(f"http.listen: required by dispatch.driver = {NAME} (callbacks "
+                           "and the sound are served there)")
+        return out
 
 
-def _url_variants(url: str) -> list[str]:
-    """The URL as given, without its port and with the default port (as Twilio's helper
-    libraries check: the port Twilio signs is not always the one in the URL)."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    userinfo = parts.netloc.rpartition("@")[0]
-    prefix = f"{userinfo}@" if userinfo else ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    out = [url]
-    for netloc in (prefix + host, f"{prefix}{host}:{port}"):
-        out.append(urllib.parse.urlunsplit(parts._replace(netloc=netloc)))
-    return list(dict.fromkeys(out))
+class TwilioDriver(Driver):
+    """Paces its own call creations (`calls_per_second`, per account and process), so the
+    dispatcher's rate stays the protocol's default (no limit)."""
 
-
-def result_for(found: list[cloud.Event], sid: str, length: float,
-               options: dict[str, str]) -> CallResult:
-    """A finished call (its events, final first) as a call result, told with mailgw.accounts.voice's
-    outcome sentences; `length` is the sound's, in seconds."""
-    final = found[0]
-    steps = {e.status: e.payload for e in found}
-    answered_by = next((str(e.payload["AnsweredBy"]) for e in found
-                        if e.payload.get("AnsweredBy")), "")
-    duration = next((float(e.payload["CallDuration"]) for e in found
-                     if str(e.payload.get("CallDuration", "")).isdigit()), 0.0)
-    base: dict[str, Any] = {"duration": duration, "provider_ref": sid}
-    full = round(length)
-
-    def since_play(step: dict[str, Any]) -> int:
-        start, end = steps.get(PLAY, {}).get("at"), step.get("at")
-        if not isinstance(start, int | float) or not isinstance(end, int | float):
-            return full
-        return max(0, min(full, round(end - start)))
-
-    status = final.status
-    if status == "busy":
-        return CallResult(BUSY, retryable=True, error_code="busy", error_text="busy", **base)
-    if status == "no-answer":
-        return CallResult(NO_ANSWER, retryable=True, error_code="no-answer",
-                          error_text="no answer", **base)
-    if status == "failed":
-        return CallResult(NOT_IN_SERVICE, error_code="failed",
-                          error_text="the call could not be completed as dialled", **base)
-    if status == "canceled":
-        return CallResult(CANCELLED, error_text="the call was cancelled", **base)
-    machine = answered_by.startswith("machine")
-    if HANGUP_FAX in steps:
-        return CallResult(NOT_FAX, error_code="fax", error_text="a fax machine answered",
-                          **base)
-    if HANGUP_MACHINE in steps:
-        return CallResult(NO_ANSWER, retryable=True, error_code="machine",
-                          error_text=voicelib.outcome_text("machine_not_left"), **base)
-    if HANGUP_HUMAN in steps:
-        return CallResult(NO_ANSWER, error_code="human",
-                          error_text="a person answered: the message is for voicemail only",
-                          **base)
-    if TRANSFER in steps:
-        return CallResult(DELIVERED, detail=voicelib.outcome_text(
-            "transferred", heard=since_play(steps[TRANSFER]), number=options.get("t", "")),
-            **base)
-    if PLAYED in steps:
-        key = "machine_left" if machine else "played_star" if WELCOME in steps else "played"
-        return CallResult(DELIVERED, detail=voicelib.outcome_text(key, heard=full), **base)
-    if PLAY in steps:
-        heard = since_play(final.payload)
-        return CallResult(PARTIAL, error_code="hangup", error_text=voicelib.outcome_text(
-            "heard_part", heard=heard, length=full), **base)
-    if WELCOME in steps:
-        if machine:
-            return CallResult(NO_ANSWER, retryable=True, error_code="welcome",
-                              error_text=voicelib.outcome_text("machine_no_star"), **base)
-        return CallResult(NO_ANSWER, error_code="welcome",
-                          error_text=voicelib.outcome_text("no_star"), **base)
-    return CallResult(LINE_DROPPED, retryable=True, error_code="hangup",
-                      error_text="call dropped before the message", **base)
-
-
-def _reply(status: int, body: str = "", ctype: str = TEXT
-           ) -> tuple[int, bytes, str, dict[str, str]]:
-    return status, body.encode(), ctype, {}
-
-
-def _twiml(*verbs: str) -> tuple[int, bytes, str, dict[str, str]]:
-    body = '<?xml version="1.0" encoding="UTF-8"?><Response>' + "".join(verbs) + "</Response>"
-    return _reply(200, body, XML)
-
-
-class TwilioDriver:
     name = NAME
     channels = frozenset({"voice"})
+    callback_routes = frozenset({CALLBACKS, MEDIA})
     max_body = 64_000  # Twilio's form posts are small
 
-    def __init__(self, settings: TwilioSettings, store: Store):
+    def __init__(self, settings: TwilioSettings, ports: Ports):
         self.settings = settings
-        self.store = store
+        self.events = ports.events
+        self.media = ports.media
         self.lines = settings.lines
+        self.retry = settings.retry
         self.token = settings.secret()
-        self.client = cloud.Client(settings.api_url,
-                                   cloud.basic_auth(settings.account_sid, self.token),
-                                   timeout=settings.timeout, retries=settings.api_retries)
+        self.client = Client(settings.api_url, basic_auth(settings.account_sid, self.token),
+                             timeout=settings.timeout, retries=settings.api_retries,
+                             lines=settings.lines)
         self.call_key = cloud.derive_key(self.token or settings.account_sid, "twilio-call")
         self.media_key = cloud.derive_key(self.token or settings.account_sid, "twilio-media")
         self.base = (f"/2010-04-01/Accounts/{urllib.parse.quote(settings.account_sid, safe='')}"
@@ -196,12 +156,12 @@ class TwilioDriver:
 
     async def place_call(self, request: CallRequest) -> CallResult:
         s = self.settings
-        sound = request.document or await asyncio.to_thread(self._stored_sound,
+        sound = request.document or await asyncio.to_thread(self.media.sound,
                                                             request.delivery_id)
         if not sound:
             return CallResult(PROVIDER_ERROR, error_text="no sound to play")
-        options = dict(getattr(request, "options", None) or {})
-        compact = _options(options)
+        options = dict(request.options)
+        compact = call_options(options)
         token = cloud.sign(self.call_key, {"d": request.delivery_id, "o": compact},
                            s.max_call_time + 86400)
         hook = f"{self.public}/callbacks/{NAME}/{token}"
@@ -224,7 +184,7 @@ class TwilioDriver:
                     "POST", f"{self.base}.json", body=urllib.parse.urlencode(params).encode(),
                     content_type="application/x-www-form-urlencoded", retry_timeouts=False)
                 call = reply.json()
-            except cloud.ApiError as exc:
+            except ApiError as exc:
                 return CallResult(PROVIDER_ERROR, retryable=exc.retryable,
                                   error_code=f"HTTP {exc.status}" if exc.status else None,
                                   error_text=f"Twilio: {exc.text}"[:300])
@@ -234,7 +194,7 @@ class TwilioDriver:
                                   error_text="Twilio: no call sid in the answer")
             await self._record(sid, str(call.get("status") or "queued"), {"source": "create"})
             log.info("call_created", sid=sid, delivery_id=request.delivery_id)
-            found = await cloud.wait_final(self.store, NAME, sid, deadline=deadline,
+            found = await cloud.wait_final(self.events, NAME, sid, deadline=deadline,
                                            poll=lambda: self._poll(sid),
                                            poll_every=s.poll_interval)
             if found is None:
@@ -280,7 +240,7 @@ class TwilioDriver:
 
     async def _hang_up(self, sid: str) -> None:
         """End the call (best effort): canceled before it is answered, completed after."""
-        found = await asyncio.to_thread(cloud.events, self.store, NAME, sid)
+        found = await asyncio.to_thread(self.events.events, NAME, sid)
         if found and found[0].rank >= cloud.FINAL_RANK:
             return
         answered = any(e.status == "in-progress" or e.status in STEP_RANKS for e in found)
@@ -291,51 +251,48 @@ class TwilioDriver:
                 "POST", f"{self.base}/{urllib.parse.quote(sid)}.json", body=body,
                 content_type="application/x-www-form-urlencoded", retries=1), 15)
             log.info("call_ended_by_us", sid=sid, status=status)
-        except (cloud.ApiError, TimeoutError) as exc:
+        except (ApiError, TimeoutError) as exc:
             log.warning("call_end_failed", sid=sid, error=str(exc)[:200])
 
     async def _record(self, sid: str, status: str, facts: dict[str, Any]) -> bool:
         facts = {**facts, "at": round(time.time(), 3)}
         level = (cloud.FINAL_RANK if status in FINAL_STATUSES
                  else STEP_RANKS.get(status, CALL_RANKS.get(status, 1)))
-        new = await asyncio.to_thread(cloud.record_event, self.store, NAME, sid, status, level,
-                                      facts)
+        new = await asyncio.to_thread(self.events.record, NAME, sid, status, level, facts)
         if new:
             cloud.notify(NAME, sid)
         return new
 
-    def _stored_sound(self, delivery_id: int) -> bytes | None:
-        with self.store.read() as s:
-            return s.scalar(select(Job.document).join(Delivery, Delivery.job_id == Job.id)
-                            .where(Delivery.id == delivery_id))
+    async def close(self) -> None:
+        await self.client.close()
 
     # -- requests from Twilio --------------------------------------------------------------
 
-    def _authentic(self, request: Any, params: list[tuple[str, str]]) -> bool:
+    def _authentic(self, request: CallbackRequest, params: list[tuple[str, str]]) -> bool:
         given = request.headers.get("x-twilio-signature", "")
         if not given or not self.public:
             return False
-        for url in _url_variants(self.public + request.target):
+        for url in url_variants(self.public + request.target):
             if hmac.compare_digest(signature(self.token, url, params).encode(),
                                    given.encode()):
                 return True
         return False
 
-    async def handle_callback(self, request: Any) -> tuple[int, bytes, str, dict[str, str]]:
+    async def handle_callback(self, request: CallbackRequest) -> HttpReply:
         try:
             params = urllib.parse.parse_qsl(request.body.decode("utf-8"),
                                             keep_blank_values=True, strict_parsing=False)
         except UnicodeDecodeError:
-            return _reply(400, "not a form\n")
+            return reply(400, "not a form\n")
         if not self._authentic(request, params):
             log.warning("callback_refused", driver=NAME, reason="signature")
-            return _reply(403, "forbidden\n")
+            return reply(403, "forbidden\n")
         token, _, kind = request.rest.partition("/")
         claims = cloud.verify(self.call_key, token)
         form = dict(params)
         sid = form.get("CallSid", "")
         if claims is None or not sid:
-            return _reply(403, "forbidden\n")
+            return reply(403, "forbidden\n")
         raw = claims.get("o")
         options: dict[str, Any] = raw if isinstance(raw, dict) else {}
         hook = f"{self.public}/callbacks/{NAME}/{token}"
@@ -343,10 +300,10 @@ class TwilioDriver:
         if kind == "status":
             status = form.get("CallStatus", "")
             if status not in CALL_RANKS and status not in FINAL_STATUSES:
-                return _reply(400, "unknown CallStatus\n")
+                return reply(400, "unknown CallStatus\n")
             new = await self._record(sid, status, {**facts, "source": "callback"})
             log.info("call_status", sid=sid, status=status, duplicate=not new)
-            return _reply(204)
+            return reply(204)
         if kind == "twiml":
             return await self._answered(sid, form, options, claims, hook, facts)
         if kind == "gather":
@@ -360,16 +317,16 @@ class TwilioDriver:
             if step == "play" and digits == "9" and options.get("t"):
                 await self._record(sid, TRANSFER, facts)
                 caller = escape(self.settings.from_number)
-                return _twiml(f'<Dial callerId="{caller}">{escape(str(options["t"]))}</Dial>')
+                return twiml(f'<Dial callerId="{caller}">{escape(str(options["t"]))}</Dial>')
             return await self._play(sid, options, claims, hook)
         if kind == "done":
             await self._record(sid, PLAYED, facts)
-            return _twiml("<Hangup/>")
-        return _reply(404, "not found\n")
+            return twiml("<Hangup/>")
+        return reply(404, "not found\n")
 
     async def _answered(self, sid: str, form: dict[str, str], options: dict[str, Any],
                         claims: dict[str, Any], hook: str, facts: dict[str, Any]
-                        ) -> tuple[int, bytes, str, dict[str, str]]:
+                        ) -> HttpReply:
         await self._record(sid, TWIML, facts)
         answered_by = form.get("AnsweredBy", "")
         hang_up = None
@@ -381,21 +338,21 @@ class TwilioDriver:
             hang_up = HANGUP_HUMAN
         if hang_up is not None:
             await self._record(sid, hang_up, facts)
-            return _twiml("<Hangup/>")
+            return twiml("<Hangup/>")
         if options.get("w"):
             await self._record(sid, WELCOME, facts)
             return self._welcome(hook)
         return await self._play(sid, options, claims, hook)
 
-    def _welcome(self, hook: str) -> tuple[int, bytes, str, dict[str, str]]:
+    def _welcome(self, hook: str) -> HttpReply:
         text = escape(self.settings.welcome_text)
         gather = (f'<Gather input="dtmf" numDigits="1" timeout="8" finishOnKey="" '
                   f'action={quoteattr(hook + "/gather?step=welcome")} method="POST">'
                   f"<Say>{text}</Say></Gather>")
-        return _twiml(gather, gather, "<Hangup/>")
+        return twiml(gather, gather, "<Hangup/>")
 
     async def _play(self, sid: str, options: dict[str, Any], claims: dict[str, Any],
-                    hook: str) -> tuple[int, bytes, str, dict[str, str]]:
+                    hook: str) -> HttpReply:
         await self._record(sid, PLAY, {})
         media = cloud.sign(self.media_key, {"d": claims.get("d")}, self.settings.media_ttl)
         play = f"<Play>{escape(f'{self.public}/media/{NAME}/{media}')}</Play>"
@@ -404,28 +361,17 @@ class TwilioDriver:
             play = (f'<Gather input="dtmf" numDigits="1" timeout="2" finishOnKey="" '
                     f'action={quoteattr(hook + "/gather?step=play")} method="POST">'
                     f"{play}</Gather>")
-        return _twiml(play, done)
+        return twiml(play, done)
 
-    async def handle_media(self, request: Any) -> tuple[int, bytes, str, dict[str, str]]:
+    async def handle_media(self, request: CallbackRequest) -> HttpReply:
         claims = cloud.verify(self.media_key, request.rest.split("/", 1)[0])
         if claims is None or not isinstance(claims.get("d"), int):
-            return _reply(403, "forbidden\n")
+            return reply(403, "forbidden\n")
         delivery_id = claims["d"]
         sound = self.sounds.get(delivery_id) or await asyncio.to_thread(
-            self._stored_sound, delivery_id)
+            self.media.sound, delivery_id)
         if not sound:
-            return _reply(404, "not found\n")
+            return reply(404, "not found\n")
         return 200, sound, cloud.sniff_audio(sound), {}
 
 
-def _options(options: dict[str, str]) -> dict[str, str]:
-    """The call options the TwiML needs (mailgw.accounts.voice's canonical ones), short, for the
-    signed callback token: t = transfer number, w = welcome prompt, v = voicemail mode."""
-    out: dict[str, str] = {}
-    if options.get("transfer"):
-        out["t"] = options["transfer"]
-    if options.get("welcome") == "yes":
-        out["w"] = "1"
-    if options.get("voicemail") in ("no", "only"):
-        out["v"] = options["voicemail"]
-    return out

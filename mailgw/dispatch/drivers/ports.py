@@ -1,0 +1,58 @@
+"""What a driver may ask of the rest of mailgw, as small ports implemented outside drivers/.
+
+A driver never imports the store: the events its provider reports and the sounds it
+serves reach it through these, implemented by mailgw.store.provider_events and handed to
+the driver's factory (mailgw.dispatch.setup). Tests and the fuzz harness pass in-memory
+ones. All methods block (they may touch a database): call them in a thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Event:
+    """What a provider said about one call (a callback, or a status look-up)."""
+
+    status: str
+    rank: int  # the final answer is the highest rank, whatever order events came in
+    payload: dict[str, Any]
+
+
+class ProviderEvents(Protocol):
+    """Durable, deduplicated provider events, shared by every host of one store."""
+
+    def record(self, driver: str, ref: str, status: str, rank: int,
+               payload: Mapping[str, Any]) -> bool:
+        """Keep one event; False when the same (driver, ref, status) is already kept."""
+        ...
+
+    def events(self, driver: str, ref: str) -> list[Event]:
+        """Every event kept for this call, highest rank first (earliest first among equals)."""
+        ...
+
+
+class MediaSource(Protocol):
+    """The sound of a voice delivery, for a provider that fetches it by URL later (and
+    perhaps from another host than the one that placed the call)."""
+
+    def sound(self, delivery_id: int) -> bytes | None: ...
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Everything a driver's factory may be given besides its settings."""
+
+    events: ProviderEvents
+    media: MediaSource
+
+
+@dataclass(frozen=True)
+class CheckContext:
+    """What a driver's settings check may know of the rest of the configuration."""
+
+    chosen: bool  # dispatch.driver names this driver: its required keys must be set
+    http_listen: str  # [http] listen ("" = off), where providers call back
