@@ -20,6 +20,7 @@ from mailgw.accounts import voice
 from mailgw.dispatch import queries
 from mailgw.dispatch.drivers.base import CANCELLED, CallRequest, CallResult, Driver
 from mailgw.dispatch.drivers.base import TIMEOUT as RESULT_TIMEOUT
+from mailgw.dispatch.faxdoc import FaxMaker
 from mailgw.dispatch.pacing import TokenBucket
 from mailgw.dispatch.states import parse_retry_overrides, with_overrides
 from mailgw.documents.quality import of_options as quality_of
@@ -66,6 +67,7 @@ class Dispatcher:
         # the driver's call rate (calls started a second); 0 = no limit
         self.pace = TokenBucket(float(getattr(driver, "calls_per_second", 0.0) or 0.0),
                                 now=time.monotonic())
+        self.faxes = FaxMaker(store, settings, driver)  # cover pages and header lines
 
     def wake(self) -> None:
         self.wakeup.set()
@@ -186,6 +188,10 @@ class Dispatcher:
                                                          c.job_id)
         elif c.channel == "voice":  # the converted sound (WAV) and the call options
             document, options = await asyncio.to_thread(voice.load_call, self.store, c.job_id)
+        failed = None
+        if c.channel == "fax" and any(self.faxes.wanted(options)):
+            document, failed = await asyncio.to_thread(self.faxes.make, c.delivery_id,
+                                                       document, options)
         request = CallRequest(delivery_id=c.delivery_id, attempt=c.attempt, channel=c.channel,
                               number=c.number, idempotency_key=c.idempotency_key,
                               document=document, pages_total=c.pages_total,
@@ -194,7 +200,7 @@ class Dispatcher:
                               quality=quality_of(options) if c.channel == "fax" else "high")
         started = utcnow()
         bound.info("call_started", driver=self.driver.name, first_page=c.first_page)
-        result = await self._place(c, request, started)
+        result = failed or await self._place(c, request, started)
         if result is None:
             raise asyncio.CancelledError  # shutdown: drain() hands the lease back
         ended = utcnow()

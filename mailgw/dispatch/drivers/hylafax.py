@@ -207,6 +207,7 @@ def job_params(req: CallRequest, cfg: HylafaxSettings, tag: str, *, mailgw_retri
 class HylafaxDriver:
     name = "hylafax"
     channels = frozenset({"fax"})
+    own_header_line = True  # HylaFAX images its TagLineFormat on every page (docs/fax-pages.md)
 
     def __init__(self, settings: HylafaxSettings):
         self.cfg = settings

@@ -186,6 +186,9 @@ RESOLUTION = {"normal": "STANDARD", "high": "FINE", "best": "FINE"}
 class SinchDriver:
     name = NAME
     channels = frozenset({"fax"})
+    # Sinch prints its own header on every page (headerText, default "-", with page numbers
+    # on by default: its Fax API v3 documents them), so mailgw adds none (docs/fax-pages.md)
+    own_header_line = True
     max_body = 50_000_000  # a JSON callback carries the fax, base64-encoded
 
     def __init__(self, settings: SinchSettings, store: Store):
