@@ -84,7 +84,7 @@ class Decision:
             self.dropped = verdict.reason
         elif isinstance(verdict, Refuse):
             self.code = verdict.code
-            self.detail = verdict.detail.text(self.lang) if verdict.detail else ""
+            self.detail = verdict.explain(self.lang)
         else:
             plan = verdict.plan
             self.code, self.store_ref, self.options = plan.code, plan.store_ref, dict(plan.options)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from mailgw.accounts import accounts
@@ -20,10 +21,12 @@ from mailgw.codes import Code, sentence
 from mailgw.documents.fax_input import fax_documents, fax_kind
 from mailgw.documents.sandbox import Limits
 from mailgw.inbound.mail import InboundMail, parse_mail
+from mailgw.intake import gather
 from mailgw.intake.commit import as_scheduled, scheduled_jobs
 from mailgw.intake.decide import decide
 from mailgw.intake.explain import diagnostics, dial_steps, subject_steps
 from mailgw.intake.facts import DefaultLookups, ReadOnlyStore, StoreLookups
+from mailgw.intake.proof_dns import Prover
 from mailgw.intake.settle import cancel_code, cancel_matches
 from mailgw.intake.verdict import (
     Accept,
@@ -73,8 +76,8 @@ def examine(raw: bytes, settings: Settings, *, now: datetime, to: str | None = N
     notes = [store_note]
     inner: StoreLookups | DefaultLookups | None
     if store is not None:
-        row = accounts.find_for_mail(store.read_engine, sender=mail.from_addr) \
-            if mail.from_addr else None
+        row, _ = gather.find_account(partial(accounts.find_for_mail, store.read_engine),
+                                     mail, None)
         account = AccountFacts.of(row) if row is not None else None
         inner = StoreLookups(store.read, row.id, row.password_hash, limits) if row else None
     else:
@@ -84,10 +87,7 @@ def examine(raw: bytes, settings: Settings, *, now: datetime, to: str | None = N
                      "and library messages as present")
     proofs: frozenset[str] = frozenset()
     if account is not None and account.require != "password":
-        from mailgw.intake.proof_dns import Prover
-
-        if Prover.of(settings.proof).dmarc(raw, mail.from_addr):
-            proofs = frozenset({"dmarc"})
+        proofs = gather.prove(Prover.of(settings.proof), raw, mail)
         notes.append(f"the account requires {account.require}; DMARC-aligned pass: "
                      f"{'yes' if proofs else 'no'} (SPF is not checked here: no client "
                      "address; SMTP AUTH cannot be)")
@@ -155,7 +155,7 @@ def as_json(e: Examined) -> dict[str, Any]:
     }
     v = e.verdict
     if isinstance(v, Refuse) or (e.code is not None and e.code == Code.NOTHING_TO_CANCEL):
-        detail = v.detail.text(e.lang) if isinstance(v, Refuse) and v.detail else ""
+        detail = v.explain(e.lang) if isinstance(v, Refuse) else ""
         assert e.code is not None
         out["refusal"] = {"code": e.code, "text": sentence(e.code, e.lang), "detail": detail}
         return out

@@ -22,6 +22,8 @@ from email.utils import getaddresses
 from functools import lru_cache
 from typing import Any
 
+from publicsuffixlist import PublicSuffixList
+
 # What each `require` setting asks beyond the password, as MailFacts.proof names it.
 REQUIRES: dict[str, frozenset[str]] = {
     "password": frozenset(),
@@ -164,8 +166,7 @@ def trusted_results(fields: Iterable[str], trusted: Collection[str]) -> list[Aut
 
 @lru_cache(maxsize=1)
 def _psl() -> Any:
-    from publicsuffixlist import PublicSuffixList  # the list it ships: nothing fetched
-
+    """The list publicsuffixlist ships (nothing fetched), read once on first use."""
     return PublicSuffixList()
 
 

@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from mailgw.accounts import accounts
 from mailgw.documents.sandbox import Limits
 from mailgw.inbound.mail import InboundMail, parse_mail
-from mailgw.intake import commit
+from mailgw.intake import commit, gather
 from mailgw.intake.batching import GroupCommit
 from mailgw.intake.budget import Budget, give_back_freed_memory
 from mailgw.intake.decide import decide, read_command
@@ -49,6 +49,9 @@ RECENT_ANSWERS = 10_000  # answers remembered for repeated mails (a few MB)
 
 
 class Intake:
+    """One per process, shared by the SMTP handler and the IMAP pollers (both call
+    `handle`); it owns the parse budget, the guard, and the answers remembered for repeats."""
+
     def __init__(self, store: Store, settings: Settings, renderer: Renderer,
                  *, clock: Callable[[], datetime] = utcnow):
         self.store = store
@@ -140,29 +143,21 @@ class Intake:
     def _earlier(self, account_id: int, key: str) -> IntakeResult | None:
         return commit.earlier_answer(self.store.read, account_id, key)
 
-    def _find_account(self, mail: InboundMail, env: Envelope) -> tuple[Account | None,
-                                                                       str | None]:
-        """The account (by SMTP AUTH login, else From) and the sender's address."""
-        if env.auth_login:
-            account = self.accounts.get(login=env.auth_login)
-            return account, account.email if account else None
-        if mail.from_addr:
-            account = self.accounts.get(sender=mail.from_addr)
-            return account, mail.from_addr.lower() if account else None
-        return None, None
-
     def _decide(self, mail: InboundMail, env: Envelope, raw: bytes) -> Decision:
         """Gather the facts, ask mailgw.intake.decide, and keep its verdict for the commit."""
         d = Decision(mail=mail, channel="fax", code=0, lang=self.settings.notify.default_lang,
                       key=idempotency_key(mail, raw, env.rcpt_tos, self.policy.fax_address))
         if not mail.is_auto_reply and (env.auth_login or mail.from_addr):
-            d.account, d.sender = self._find_account(mail, env)
+            d.account, d.sender = gather.find_account(self.accounts.get, mail, env.auth_login)
         account = d.account
         facts = MailFacts(mail, env.rcpt_tos, env.auth_login,
                           proof=frozenset({"auth"}) if env.auth_login else frozenset())
         lookups = None
         if account is not None:
-            facts = dataclasses.replace(facts, proof=self._proof(mail, env, raw, account))
+            facts = dataclasses.replace(facts, proof=gather.prove(
+                self.prover, raw, mail, auth_login=env.auth_login, mail_from=env.mail_from,
+                client_ip=env.client_ip,
+                known_client=self.known.is_known(account.id, env.client_ip)))
             d.lang = account.lang
             lookups = StoreLookups(self.store.read, account.id, account.password_hash,
                                    self.limits, self._gate(d, account, env, facts.proof))
@@ -172,22 +167,6 @@ class Intake:
                          lookups, self.clock(), policy=self.policy)
         d.take(verdict)
         return d  # credits (83) and cancels (95/96) are settled at commit, under lock
-
-    def _proof(self, mail: InboundMail, env: Envelope, raw: bytes,
-               account: Account) -> frozenset[str]:
-        """What proves the sender beyond the password: SMTP AUTH, a client address that
-        delivered this account's password before (mailgw.intake.known_clients), and a DMARC-aligned
-        pass for the From domain (mailgw.intake.proof: trusted headers, or our own checks)."""
-        found = {"auth"} if env.auth_login else set()
-        if self.known.is_known(account.id, env.client_ip):
-            found.add("known_client")
-        try:
-            if self.prover.dmarc(raw, mail.from_addr, mail_from=env.mail_from,
-                                 client_ip=env.client_ip):
-                found.add("dmarc")
-        except Exception as exc:  # noqa: BLE001 - no proof, never a failed mail
-            log.warning("proof_error", error_type=type(exc).__name__)
-        return frozenset(found)
 
     def _gate(self, d: Decision, account: Account, env: Envelope, proof: frozenset[str]
               ) -> Callable[[bool, Callable[[], bool]], bool]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from mailgw.accounts import voice
-from mailgw.codes import Code, Detail
+from mailgw.codes import Code, Detail, is_accepted, sentence
 from mailgw.inbound.mail import InboundMail
 from mailgw.recipients import ListEntry
 from mailgw.subject_parser import Command
@@ -153,9 +153,23 @@ class Accept:
 
 @dataclass(frozen=True)
 class Refuse:
+    """A refusal carries its code; the user is told the code's sentence (one table:
+    mailgw.codes.CODES) and, when there is one, the detail (mailgw.codes.DETAILS)."""
+
     code: Code
     detail: Detail | None
     found: Found
+
+    def __post_init__(self) -> None:
+        if is_accepted(self.code):
+            raise ValueError(f"{self.code!r} accepts a mail: not a refusal")
+
+    def sentence(self, lang: str) -> str:
+        return sentence(self.code, lang)
+
+    def explain(self, lang: str) -> str:
+        """The detail in `lang`, or "" (the reply line and the ack add it to the sentence)."""
+        return self.detail.text(lang) if self.detail else ""
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,10 @@ from datetime import datetime
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
-from mailgw.codes import Code, detail, is_accepted, smtp_reply
+from mailgw.codes import detail, smtp_reply
 from mailgw.dispatch.queries import OnFinal
-from mailgw.intake import ack, commit
+from mailgw.intake import ack, commit, settle
 from mailgw.intake.model import Decision, Envelope, IntakeResult
-from mailgw.intake.settle import cancel_code, cancel_matches, credit_refusal
 from mailgw.notify.render import Rendered, Renderer
 from mailgw.store import Account, Store
 from mailgw.subject_parser import Command
@@ -93,23 +92,27 @@ class Writer:
         """The mail's changes (a new job's rows are kept for the batch's INSERTs)."""
         d.code, d.detail = d.decided  # a retry after a failed batch starts afresh
         w = _Writing(d, env)
-        cmd = d.command
-        if w.account is None:
+        cmd, account = d.command, w.account
+        todo = settle.action(has_account=account is not None, proven=d.proven, code=d.code,
+                             cancel=cmd is not None and cmd.cancel, store_ref=d.store_ref,
+                             has_document=bool(d.document), has_command=cmd is not None)
+        if account is None or todo == "none":
             return w
-        if d.proven and cmd is not None and cmd.cancel and is_accepted(d.code):
-            assert s is not None
-            w.job_ids = self._cancel(s, w.account.id, cmd, d.numbers)
-            d.code = cancel_code(w.job_ids)
-            credits.pop(w.account.id, None)  # refunded: read the balance again
-        elif d.store_ref and d.code == Code.SENDING and d.document:
-            assert s is not None
-            replaced = commit.store_message(s, w.account.id, d.store_ref, d.document,
+        if todo == "cancel":
+            assert s is not None and cmd is not None
+            w.job_ids = self._cancel(s, account.id, cmd, d.numbers)
+            d.code = settle.cancel_code(w.job_ids)
+            credits.pop(account.id, None)  # refunded: read the balance again
+        elif todo == "store":
+            assert s is not None and d.store_ref and d.document
+            replaced = commit.store_message(s, account.id, d.store_ref, d.document,
                                             d.duration or 0.0, d.document_name)
             d.detail = detail("message_replaced" if replaced else "message_stored", d.lang,
                               ref=d.store_ref, seconds=round(d.duration or 0))
-        elif is_accepted(d.code) and cmd is not None:
-            if self._reserve_credits(conn, w.account.id, d, credits):
-                self._new_job(w, d, cmd, now, limited=credits[w.account.id] is not None)
+        else:
+            assert cmd is not None
+            if self._reserve_credits(conn, account, d, credits):
+                self._new_job(w, d, cmd, now, limited=credits[account.id] is not None)
         return w
 
     def _answer(self, w: _Writing, now: datetime, processed: list[commit.Row],
@@ -129,30 +132,24 @@ class Writer:
                          job_ids[0] if job_ids else None))
         return IntakeResult(d.code, reply, proven=d.proven, job_ids=tuple(job_ids))
 
-    def _cost(self, d: Decision) -> int:
-        return len(d.recipients) * ((d.pages or 1) if d.channel == "fax" else 1)
-
-    def _reserve_credits(self, conn: Connection, account_id: int, d: Decision,
+    def _reserve_credits(self, conn: Connection, account: Account, d: Decision,
                          credits: dict[int, int | None]) -> bool:
         """Take the credits in the job's transaction; never below zero, even when racing.
         The balance is read once per transaction, then followed in `credits`."""
-        if account_id not in credits:
-            if d.account is not None and d.account.credits is None:
-                credits[account_id] = None  # no limit a second ago (MailAccounts): no read
+        if account.id not in credits:
+            if account.credits is None:
+                credits[account.id] = None  # no limit a second ago (MailAccounts): no read
             else:
-                credits[account_id] = commit.read_credits(conn, account_id,
+                credits[account.id] = commit.read_credits(conn, account.id,
                                                           lock=self.store.is_postgres)
-        left = credits[account_id]
-        if left is None:
-            return True
-        cost = self._cost(d)
-        refusal = credit_refusal(left, cost)
-        if refusal is not None:
-            d.code = refusal.code
-            d.detail = refusal.detail.text(d.lang) if refusal.detail else ""
+        got = settle.charge(credits[account.id],
+                            settle.cost(d.channel, len(d.recipients), d.pages))
+        if got.refusal is not None:
+            d.code, d.detail = got.refusal.code, got.refusal.explain(d.lang)
             return False
-        commit.debit(conn, account_id, cost)
-        credits[account_id] = left - cost
+        if got.left is not None:
+            commit.debit(conn, account.id, got.debit)
+        credits[account.id] = got.left
         return True
 
     def _new_job(self, w: _Writing, d: Decision, cmd: Command, now: datetime, *,
@@ -160,7 +157,7 @@ class Writer:
         """The job's and its deliveries' columns; the batch inserts them all at once."""
         assert w.account is not None
         w.job = commit.job_row(d, w.account, cmd, now)
-        each = ((d.pages or 1) if d.channel == "fax" else 1) if limited else 0
+        each = settle.units(d.channel, d.pages) if limited else 0
         w.deliveries = commit.delivery_rows(
             d.recipients, cmd.when_utc, now,
             pages_total=d.pages if d.channel == "fax" else None, reserved=each)
@@ -170,6 +167,7 @@ class Writer:
         if cmd.when_utc is None:
             return []
         jobs = {job.id: job for job in commit.scheduled_jobs(s, account_id, cmd.when_utc)}
-        cancelled = cancel_matches(map(commit.as_scheduled, jobs.values()), numbers, cmd.ref)
+        cancelled = settle.cancel_matches(map(commit.as_scheduled, jobs.values()), numbers,
+                                          cmd.ref)
         commit.cancel(s, [jobs[i] for i in cancelled], self.on_final)
         return cancelled

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from mailgw.accounts.voice import describe as describe_voice
 from mailgw.accounts.voice import job_options
-from mailgw.codes import is_accepted, sentence
+from mailgw.codes import Code, is_accepted, sentence
 from mailgw.documents import quality as qualities
 from mailgw.notify.outbox import enqueue
 from mailgw.notify.render import Rendered, Renderer
@@ -70,6 +70,7 @@ def ack_mail(renderer: Renderer, f: AckFacts) -> Rendered:
     w = words(f.lang)
     ctx = {
         "code": f.code, "sentence": sentence(f.code, f.lang), "accepted": is_accepted(f.code),
+        "cancel": f.code == Code.CANCELLED,
         "detail": f.detail, "channel": f.channel, "channel_word": w[f.channel],
         "received": local_time(f.received, f.tz, f.lang),
         "original_subject": f.original_subject, "job_ids": list(f.job_ids),

@@ -7,6 +7,7 @@ from datetime import timedelta
 from email import message_from_bytes, policy
 from typing import Any
 
+from mailgw.codes import Code
 from mailgw.notify.messages import AckFacts, ack_mail, notice_mail, summary_mail
 from mailgw.notify.render import renderer_for
 from mailgw.store.models import Account, Attempt, Delivery, Job, utcnow
@@ -47,7 +48,7 @@ def preview(settings: Any, *, kind: str, lang: str, state: str, channel: str = "
     account, job, delivery, attempts = _sample(state, channel, lang)
     if kind == "ack":
         mail = ack_mail(renderer, AckFacts(
-            code=80, to=SAMPLE_TO, lang=lang, tz=account.tz, channel=channel,
+            code=Code.SENDING, to=SAMPLE_TO, lang=lang, tz=account.tz, channel=channel,
             received=utcnow(), original_subject=job.subject,
             original_message_id=job.message_id, job_ids=[42], numbers=[delivery.number],
             pages=job.pages, ref=job.ref, comment=job.comment))

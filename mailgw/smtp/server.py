@@ -14,22 +14,12 @@ Policy lives here, the decision in intake:
 from __future__ import annotations
 
 import asyncio
-import io
-import re
 import ssl
 from collections.abc import Callable
 from typing import Any
 
 import structlog
-from aiosmtpd.smtp import (
-    MISSING,
-    SMTP,
-    AuthResult,
-    Envelope,
-    LoginPassword,
-    Session,
-    syntax,
-)
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, syntax
 
 from mailgw.accounts.accounts import AuthCache, normalize_address
 from mailgw.errors import EX_CONFIG, OperatorError, listen_error
@@ -56,8 +46,6 @@ NUL_REFUSED = "554 5.6.0 NUL characters are not allowed in mail"
 BUSY = "451 4.3.2 Too many mails arriving at once, please try again shortly"
 DATA_WAIT = 30.0
 OTHER_CHANNEL = "452 4.5.3 Too many recipients: fax and voice go in separate mails"
-LINE_TOO_LONG = "500 Line too long (see RFC5321 4.5.3.1.6)"  # aiosmtpd's replies
-TOO_MUCH_DATA = "552 Error: Too much mail data"
 
 
 class GatewayHandler:
@@ -92,8 +80,6 @@ class GatewayHandler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        if isinstance(server, GatewaySMTP):
-            server.cancel_data_timer()
         raw = envelope.original_content or b""
         if isinstance(raw, str):  # pragma: no cover - decode_data is off
             raw = raw.encode("utf-8", "surrogateescape")
@@ -187,75 +173,28 @@ class Authenticator:
         return AuthResult(success=True, auth_data=email)
 
 
-_ATOMS = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-_PLAIN_PATH = re.compile(rf"<({_ATOMS}@{_ATOMS})>")  # <dot-atom@dot-atom>, RFC 5321 4.1.2
-
-
 class GatewaySMTP(StressTimers):
-    """aiosmtpd's protocol with connection caps (flood.py), stress-adaptive timeouts
-    (smtp_timers.py) and a bound on the DATA phase.
-
-    Two shortcuts for what aiosmtpd does on every connection and command (measured: its
-    `__init__` half, `_getaddr` most of the CPU of MAIL and RCPT), with the same results.
-    """
-
-    _method_names: list[str] | None = None
-
-    def __dir__(self) -> list[str]:
-        # aiosmtpd's __init__ looks up its auth_* and smtp_* methods with dir() and
-        # inspect.getmembers() on every connection: only those names, computed once.
-        cls = type(self)
-        names = cls.__dict__.get("_method_names")  # per class: a subclass adds its own
-        if names is None:
-            names = sorted(n for n in object.__dir__(self) if n.startswith(("auth_", "smtp_")))
-            cls._method_names = names
-        return names
-
-    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
-        # aiosmtpd's parses every path with the email header parser (and builds a
-        # typing.Protocol class per call); a plain <local@domain> gives the same answer.
-        match = _PLAIN_PATH.match(arg)
-        if match is None:
-            return super()._getaddr(arg)
-        address, rest = match.group(1), arg[match.end():].lstrip(" \t")  # as its CFWS
-        if rest.startswith("("):  # a comment after the path: the parser's business
-            return super()._getaddr(arg)
-        if self.local_part_limit and len(address.rpartition("@")[0]) > self.local_part_limit:
-            return None, None
-        return address, rest
+    """aiosmtpd's protocol (patched: aiosmtpd_compat) with connection caps (flood.py),
+    stress-adaptive timeouts (timers.py), DATA slots and a bound on the DATA phase, and
+    AUTH failures held by the client's delay."""
 
     def __init__(self, handler: GatewayHandler, *, connections: Connections,
                  data_timeout: float, known: KnownClients | None = None, **kwargs: Any):
         super().__init__(handler, connections=connections, **kwargs)
-        if self._decode_data:
-            raise ValueError("GatewaySMTP hands intake bytes: decode_data must be off")
         self.data_timeout = data_timeout
         self.known_clients = known
         self.known = Known()  # what this client proved, read before an AUTH is checked
         self.tarpit = 0.0  # hold the next reply this long (a wrong guess)
         self.auth_refusal: str | None = None  # set by the authenticator, answered here
-        self._counted = False
         self._data_timer: asyncio.TimerHandle | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if self._original_transport is None and not self._counted:
-            peer = transport.get_extra_info("peername")
-            ip = str(peer[0]) if isinstance(peer, tuple) and peer else None
-            refusal = self.connections.admit(self, ip)
-            if refusal is not None:  # 421: full, or too many from this client
-                transport.write(refusal)  # type: ignore[attr-defined]
-                transport.close()
-                return
-            self._counted = True
-        super().connection_made(transport)
+    def admit(self, transport: asyncio.BaseTransport) -> bytes | None:
+        peer = transport.get_extra_info("peername")
+        ip = str(peer[0]) if isinstance(peer, tuple) and peer else None
+        return self.connections.admit(self, ip)  # a 421: full, or too many from this client
 
-    def connection_lost(self, error: Exception | None) -> None:
-        if self._counted:
-            self.connections.release(self)
-            self._counted = False
-        if self.session is None:  # refused in connection_made
-            return
-        super().connection_lost(error)
+    def released(self) -> None:
+        self.connections.release(self)
 
     @syntax("AUTH <mechanism>")
     async def smtp_AUTH(self, arg: str) -> None:
@@ -273,28 +212,13 @@ class GatewaySMTP(StressTimers):
                 await asyncio.sleep(delay)
             await self.push(refusal)
 
-    @syntax("DATA")
-    async def smtp_DATA(self, arg: str) -> None:
-        # aiosmtpd 1.4's smtp_DATA, but with the mail received into one buffer. aiosmtpd keeps
-        # a bytearray per line (≈ 60 B of overhead for each 78 B line of base64) and then joins
-        # them: 20-30 MB per 10 MB mail in flight, times every DATA slot. Here a mail costs its
-        # own size (the BytesIO's buffer becomes the bytes without a copy). What the client
-        # sees is aiosmtpd's, reply for reply: only a lone ".\r\n" ends DATA (never a bare
-        # LF: smuggling), an over-long line answers 500 and too much data 552, both after the
-        # rest of the DATA has been read, and the handler's handle_DATA gives the reply.
-        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
-            return
-        assert self.envelope is not None
-        if not self.envelope.rcpt_tos:
-            await self.push("503 Error: need RCPT command")
-            return
-        if arg:
-            await self.push("501 Syntax: DATA")
-            return
+    async def data_phase(self) -> None:
+        # DATA's checks have passed (aiosmtpd's, reply for reply). A client that guessed
+        # wrong gets few DATA at once; a trusted relay's clients count apart.
         clients = self.connections.clients
         if clients is None or self.session is None or (
                 isinstance(self.event_handler, GatewayHandler)
-                and _ip(self.session) in self.event_handler.relays):  # its clients count apart
+                and _ip(self.session) in self.event_handler.relays):
             await self._data()
             return
         async with clients.hold(_ip(self.session)) as free:
@@ -304,7 +228,6 @@ class GatewaySMTP(StressTimers):
             await self._data()
 
     async def _data(self) -> None:
-        assert self.envelope is not None
         # A slot before the 354: a flood of large mails waits here instead of in memory.
         slots = self.connections.data_slots
         if slots.locked():  # wait_for costs a task: only when there is something to wait for
@@ -322,65 +245,24 @@ class GatewaySMTP(StressTimers):
         self._data_timer = self.loop.call_later(self.data_timeout, self._data_expired)
         self._begin_data()
         try:
-            await self.push("354 End data with <CR><LF>.<CR><LF>")
-            content = await self._receive_data()
-            if content is None:
-                self._set_post_data_state()
-                return
-            self.envelope.content = self.envelope.original_content = content
-            del content  # handle_DATA takes the mail from the envelope and hands it on
-            self._suspend()  # intake decides: no client timer meanwhile
-            status = await self._call_handler_hook("DATA")
-            self._set_post_data_state()
+            reply = await self.receive_and_handle()
         finally:
             self.cancel_data_timer()
-            self.connections.data_slots.release()
+            slots.release()
             if self.in_data():
                 self._end_data()  # the reply is the client's to read: its timer runs again
+        if reply is None:  # a 500 or 552 answered, or the client gone
+            return
         # A wrong guess's reply is held here, its DATA slot free for others' mail (the
         # client's own slot, if it has guessed wrong before, stays taken).
         delay, self.tarpit = self.tarpit, 0.0
         if delay:
             await asyncio.sleep(delay)
-        await self.push("250 OK" if status is MISSING else status)
+        await self.push(reply)
 
-    async def _receive_data(self) -> bytes | None:
-        """The mail, dot-unstuffed; None once a 500 or 552 has been answered."""
-        buf: io.BytesIO | None = io.BytesIO()  # None once refused: the rest is read, not kept
-        size = 0
-        limit = self.data_size_limit
-        refusal = LINE_TOO_LONG
-        partial = False  # inside a line longer than the reader's limit (aiosmtpd's fragments)
-        while self.transport is not None:
-            try:
-                line: bytes = await self._reader.readuntil(b"\r\n")
-            except asyncio.CancelledError:
-                log.info("connection_lost_during_data")
-                self._writer.close()
-                raise
-            except asyncio.LimitOverrunError as e:
-                # Read on to the end of the DATA; the 500 comes after it (RFC 5321 4.2.5).
-                buf = None
-                line = await self._reader.read(e.consumed)
-            if not partial and line == b".\r\n":
-                break
-            size += len(line)
-            self._data_line(size)
-            if buf is not None and limit and size > limit:
-                refusal, buf = TOO_MUCH_DATA, None
-            partial = not line.endswith(b"\r\n")
-            if buf is None:
-                continue
-            if len(line) > self.line_length_limit:  # readuntil lets 1002-1003 bytes through
-                buf = None
-            else:
-                buf.write(memoryview(line)[1:] if line.startswith(b".") else line)
-        else:
-            return None  # the connection is gone: no mail without its final dot
-        if buf is None:
-            await self.push(refusal)
-            return None
-        return buf.getvalue()
+    def mail_received(self) -> None:
+        super().mail_received()
+        self.cancel_data_timer()  # the transfer is over: intake runs to its commit
 
     def cancel_data_timer(self) -> None:
         timer = self._data_timer

@@ -15,7 +15,8 @@ aiosmtpd arms one timer at connect and after each valid command (`idle_timeout`)
   one evicted to make room in a full listener (flood.Connections).
 
 The deadline is computed lazily: DATA only notes the time and size of each line, and the
-timer, when it fires, moves itself to the deadline that activity has pushed back.
+timer, when it fires, moves itself to the deadline that activity has pushed back. The
+timer itself is aiosmtpd's, reached through the hooks of aiosmtpd_compat.PatchedSMTP.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ import asyncio
 from typing import Any
 
 import structlog
-from aiosmtpd.smtp import SMTP, syntax
+from aiosmtpd.smtp import syntax
 
 from mailgw.ops import metrics
+from mailgw.smtp.aiosmtpd_compat import PatchedSMTP
 from mailgw.smtp.flood import Connections
 
 log = structlog.get_logger("mailgw.smtp")
@@ -37,7 +39,7 @@ MIN_DATA_RATE = 500  # bytes/s a DATA must keep up under stress (Postfix's smtpd
 ABORT_AFTER = 2.0  # seconds a closed session may take to flush its 421 before it is aborted
 
 
-class StressTimers(SMTP):
+class StressTimers(PatchedSMTP):
     """aiosmtpd's protocol with the timer above; GatewaySMTP builds on it."""
 
     def __init__(self, handler: Any, *, connections: Connections, stress_timeout: float = 10.0,
@@ -68,18 +70,15 @@ class StressTimers(SMTP):
     def stress_began(self) -> None:
         """Stress began for this session: shorten its wait now."""
         self._stress_seen = True
-        if self.transport is not None and self._timeout_handle is not None \
-                and not self._suspended:
-            self._arm()
+        if self.transport is not None and self.timer_started() and not self._suspended:
+            self.arm_timer()
 
     # -- the timer ---------------------------------------------------------------------------
 
-    def _reset_timeout(self, duration: float | None = None) -> None:
-        # aiosmtpd calls this at connect and after each valid command (`duration` is for
-        # its PROXY handshake, which mailgw does not enable).
+    def on_activity(self) -> None:
+        # At connect and after each valid command; the timer is armed next.
         self._prev_active, self._active_at = self._active_at, self.loop.time()
         self._suspended = False
-        self._arm()
 
     def _stressed(self) -> bool:
         # Sticky, as a Postfix smtpd started under stress keeps its short timeouts: else the
@@ -88,8 +87,10 @@ class StressTimers(SMTP):
             self._stress_seen = self.connections.stressed(self, self._data_started is not None)
         return self._stress_seen
 
-    def _deadline(self) -> float:
-        idle = float(self._timeout_duration)
+    def timer_deadline(self) -> float | None:
+        if self._suspended:
+            return None
+        idle = self.idle_timeout
         if not self._stressed():
             return self._active_at + idle
         wait = min(idle, self.stress_timeout)
@@ -98,30 +99,24 @@ class StressTimers(SMTP):
             when = min(when, self._data_started + wait + self._data_bytes / MIN_DATA_RATE)
         return when
 
-    def _arm(self) -> None:
-        if self._timeout_handle is not None:
-            self._timeout_handle.cancel()
-        self._timeout_handle = self.loop.call_at(self._deadline(), self._timeout_cb)
-
     def _suspend(self) -> None:
         """The server works (a DATA slot, intake): the client is not idle meanwhile."""
         self._suspended = True
-        if self._timeout_handle is not None:
-            self._timeout_handle.cancel()
+        self.arm_timer()  # no deadline: stopped
 
     def _resume(self) -> None:
         self._suspended = False
         if self.transport is not None:
             self._active_at = self.loop.time()
-            self._arm()
+            self.arm_timer()
 
     def _begin_data(self) -> None:
         self._data_started = self._active_at = self.loop.time()
         self._data_bytes = 0
         self._suspended = False
-        self._arm()
+        self.arm_timer()
 
-    def _data_line(self, size: int) -> None:
+    def data_line(self, size: int) -> None:
         """A DATA line came in; `size` bytes so far (the timer reads these when it fires)."""
         self._active_at = self.loop.time()
         self._data_bytes = size
@@ -130,13 +125,10 @@ class StressTimers(SMTP):
         self._data_started = None
         self._resume()
 
-    def _timeout_cb(self) -> None:
-        if self.transport is None or self._suspended:
-            return
-        when = self._deadline()
-        if when - self.loop.time() > 0.005:  # activity since the timer was set: wait on
-            self._timeout_handle = self.loop.call_at(when, self._timeout_cb)
-            return
+    def mail_received(self) -> None:
+        self._suspend()  # intake decides: no client timer meanwhile
+
+    def timed_out(self) -> None:
         self._cut("smtp_timeout")
 
     def _cut(self, event: str) -> None:
@@ -168,7 +160,7 @@ class StressTimers(SMTP):
     def _junk(self) -> None:
         if self._stressed():
             self._active_at = self._prev_active
-            self._arm()
+            self.arm_timer()
 
     @syntax("NOOP [ignored]")
     async def smtp_NOOP(self, arg: str) -> None:
@@ -195,6 +187,6 @@ def _abort(transport: asyncio.BaseTransport) -> None:
     transport.abort()  # type: ignore[attr-defined]  # a no-op once the close is done
 
 
-def _peer(proto: SMTP) -> str | None:
+def _peer(proto: PatchedSMTP) -> str | None:
     peer = getattr(proto.session, "peer", None) if proto.session else None
     return str(peer[0]) if isinstance(peer, tuple) and peer else None

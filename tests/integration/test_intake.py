@@ -293,35 +293,6 @@ def test_every_corpus_mail_gets_an_answer_and_never_a_crash(make_app, sink,
         assert client.noop()[0] == 250  # still serving
 
 
-def test_parse_budget_bounds_the_bytes_parsed_at_once() -> None:
-    """Large mails are parsed one at a time (a mail over the budget counts as the whole
-    budget); small ones share it. A property of the admissions, whatever the timing."""
-    import threading
-
-    from mailgw.intake.budget import Budget
-
-    budget = Budget(10)
-    lock = threading.Lock()
-    inside = [0, 0]  # bytes being parsed now, the most seen
-
-    def parse(size: int) -> None:
-        with budget.hold(size):
-            with lock:
-                inside[0] += min(size, 10)
-                inside[1] = max(inside[1], inside[0])
-            with lock:
-                inside[0] -= min(size, 10)
-
-    threads = [threading.Thread(target=parse, args=(size,))
-               for size in (20, 3, 3, 25, 5, 5, 1, 1, 12, 2) * 5]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    assert inside == [0, inside[1]] and 0 < inside[1] <= 10
-    assert budget.used == 0 and budget.serving == budget.tickets == len(threads)
-
-
 def test_a_repeat_is_answered_from_memory_only_with_the_right_password(
         make_app, sink, monkeypatch: pytest.MonkeyPatch) -> None:
     """An MTA that lost our 250 sends the mail again: once the password is checked, the

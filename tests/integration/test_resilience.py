@@ -312,18 +312,18 @@ def test_one_failing_mail_does_not_fail_its_batch(make_app, sink, corpus: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """A mail whose insert fails gets 451 (the sender retries); the others of its batch are
     committed one by one and get their 250."""
-    from mailgw.intake.service import Intake
+    from mailgw.intake.writer import Writer
 
     app = make_app()
     app.add_account()
-    new_job = Intake._new_job
+    new_job = Writer._new_job
 
     def failing(self, w, d, cmd, now, **kw):  # type: ignore[no-untyped-def]
         if cmd.comment == "boom":
             raise RuntimeError("insert failed")
         return new_job(self, w, d, cmd, now, **kw)
 
-    monkeypatch.setattr(Intake, "_new_job", failing)
+    monkeypatch.setattr(Writer, "_new_job", failing)
     pdf = (corpus / "pdfs" / "one-page-crazyones.pdf").read_bytes()
     boom = fax_message(f"{PASSWORD}:0170709902::boom", pdf)
     first, replies, sizes = _in_one_batch(
@@ -336,7 +336,7 @@ def test_one_failing_mail_does_not_fail_its_batch(make_app, sink, corpus: Path,
     assert all(r.startswith("250 2.0.0 [80]") for r in [first, *replies[1:]]), replies
     assert _counts(app) == (3, 3, 3)
     # the sender's retry of the failed mail goes through once the fault is gone
-    monkeypatch.setattr(Intake, "_new_job", new_job)
+    monkeypatch.setattr(Writer, "_new_job", new_job)
     assert send(app.port, boom).startswith("250 2.0.0 [80]")
     assert _counts(app) == (4, 4, 4)
 

@@ -10,8 +10,6 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from mailgw.documents.samples import make_pdf
@@ -201,60 +199,3 @@ def test_data_out_of_order_or_with_an_argument_is_refused_as_aiosmtpd_does(make_
         assert command(f, b"HELP DATA\r\n").startswith(b"250 Syntax: DATA")
         assert command(f, b"DATA\r\n").startswith(b"354")
         f.close()
-
-
-# -- the listener's shortcuts give aiosmtpd's own answers ---------------------------------
-
-_ATEXT = "abcXYZ019!#$%&'*+/=?^_`{|}~-"
-_paths = st.one_of(
-    st.builds(lambda local, domain, rest: f"<{local}@{domain}>{rest}",
-              st.text(_ATEXT + ".", min_size=0, max_size=12),
-              st.text(_ATEXT + ".-[]:", min_size=0, max_size=12),
-              st.sampled_from(["", " SIZE=1000", " BODY=8BITMIME", "x", ">"])),
-    st.text(_ATEXT + '.<>@"\\ ()[],:;é', max_size=30))
-
-
-def _protocols() -> tuple[Any, Any]:
-    import asyncio
-
-    from aiosmtpd.smtp import SMTP
-
-    from mailgw.smtp.server import Connections, GatewaySMTP
-
-    loop = asyncio.new_event_loop()
-    try:
-        asyncio.set_event_loop(loop)
-        handler = type("H", (), {})()
-        ours = GatewaySMTP(handler, connections=Connections(10), data_timeout=60,  # type: ignore[arg-type]
-                           loop=loop)
-        theirs = SMTP(handler, loop=loop)
-        ours.local_part_limit = theirs.local_part_limit = 64  # RFC 5321's limit, checked too
-    finally:
-        asyncio.set_event_loop(None)
-        loop.close()
-    return ours, theirs
-
-
-@settings(max_examples=600, deadline=None)
-@given(_paths)
-def test_mail_and_rcpt_paths_parse_as_aiosmtpd_parses_them(arg: str) -> None:
-    def outcome(protocol: Any) -> object:
-        try:
-            return protocol._getaddr(arg)
-        except Exception as exc:  # noqa: BLE001 - the stdlib parser raises on some ('0@')
-            return type(exc)
-
-    ours, theirs = _PROTOCOLS
-    assert outcome(ours) == outcome(theirs)
-
-
-def test_the_method_tables_are_aiosmtpd_s() -> None:
-    ours, theirs = _PROTOCOLS
-    assert set(ours._smtp_methods) == set(theirs._smtp_methods)
-    assert {m: (a.method.__name__, a.is_builtin) for m, a in ours._auth_methods.items()} \
-        == {m: (a.method.__name__, a.is_builtin) for m, a in theirs._auth_methods.items()}
-    for name in ("<a.b@example.com>", "<" + "x" * 65 + "@example.com>", "<>"):
-        assert ours._getaddr(name) == theirs._getaddr(name)
-
-
-_PROTOCOLS = _protocols()
