@@ -265,6 +265,18 @@ DETAILS: dict[str, dict[str, str]] = {
     "option_number": {"fr": "{option} : « {value} » n'est pas un numéro valide, option ignorée",
                       "en": "{option}: \"{value}\" is not a valid number, option ignored",
                       "ru": "{option}: «{value}» — неверный номер, параметр пропущен"},
+    "cover_page": {"fr": "une page de garde propre à chaque destinataire est ajoutée en tête "
+                         "(comptée dans les pages)",
+                   "en": "a cover page of its own is put first for each recipient (counted in "
+                         "the pages)",
+                   "ru": "для каждого получателя первой добавляется своя титульная страница "
+                         "(учтена в числе страниц)"},
+    "header_line": {"fr": "une ligne d'en-tête (date, expéditeur, page x/y) est imprimée en haut "
+                          "de chaque page",
+                    "en": "a header line (date, sender, page x/y) is printed at the top of "
+                          "every page",
+                    "ru": "вверху каждой страницы печатается строка заголовка (дата, "
+                          "отправитель, страница x/y)"},
     "option_value": {"fr": "{option} : « {value} » non valide ({allowed}), option ignorée",
                      "en": "{option}: \"{value}\" not valid ({allowed}), option ignored",
                      "ru": "{option}: «{value}» недопустимо ({allowed}), параметр пропущен"},

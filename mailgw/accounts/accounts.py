@@ -24,6 +24,7 @@ from mailgw.accounts.passwords import password_verified as password_verified  # 
 from mailgw.accounts.passwords import verify_password_cached as verify_password_cached
 from mailgw.dispatch.pacing import parse_window
 from mailgw.dispatch.states import parse_retry_overrides
+from mailgw.documents.cover_options import check as yes_no
 from mailgw.documents.quality import check as quality_check
 from mailgw.intake.proof import REQUIRES
 from mailgw.store import accounts as rows
@@ -49,12 +50,15 @@ class AccountView:
     senders: tuple[str, ...]
     require: str = "password"
     quality: str = "high"  # the fax quality (mailgw.documents.quality)
+    cover: bool = False  # a cover page on its faxes (mailgw.documents.cover_options)
+    header_line: bool = False  # a header line on every page of its faxes
 
     @classmethod
     def of(cls, a: Account, senders: list[str] | None = None) -> AccountView:
         return cls(a.id, a.email, a.region, a.lang, a.tz, a.credits,
                    tuple(senders if senders is not None else [s.address for s in a.senders]),
-                   a.require or "password", a.quality or "high")
+                   a.require or "password", a.quality or "high", bool(a.cover),
+                   bool(a.header_line))
 
 
 def normalize_address(address: str) -> str:
@@ -114,6 +118,13 @@ def check_quality(value: str) -> str:
         raise AccountError(str(exc)) from None
 
 
+def check_yes_no(option: str, value: str) -> bool:
+    try:
+        return yes_no(value)
+    except ValueError as exc:
+        raise AccountError(f"{option}: {exc}") from None
+
+
 def add_account(session: Session, email: str, password: str, *, region: str, lang: str,
                 tz: str, credits: int | None, require: str = "password",
                 quality: str = "high") -> AccountView:
@@ -167,7 +178,8 @@ def update_account(session: Session, email: str, *, region: str | None = None,
                    window: str | None = None, notice_address: str | None = None,
                    webhook_url: str | None = None, webhook_secret: str | None = None,
                    retry: str | None = None, require: str | None = None,
-                   quality: str | None = None) -> AccountView:
+                   quality: str | None = None, cover: str | None = None,
+                   header_line: str | None = None) -> AccountView:
     """Change what is given; credits accept N, +N, -N or 'unlimited' (never below zero)."""
     account = find_by_email(session, email)
     if account is None:
@@ -176,6 +188,10 @@ def update_account(session: Session, email: str, *, region: str | None = None,
         account.require = check_require(require)
     if quality is not None:
         account.quality = check_quality(quality)
+    if cover is not None:
+        account.cover = check_yes_no("cover", cover)
+    if header_line is not None:
+        account.header_line = check_yes_no("header-line", header_line)
     if region is not None:
         if region.upper() not in phonenumbers.SUPPORTED_REGIONS:
             raise AccountError(f"unknown region {region!r}")

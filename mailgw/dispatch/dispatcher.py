@@ -22,6 +22,7 @@ from mailgw.accounts import voice
 from mailgw.dispatch.drivers.base import CANCELLED, CallRequest, CallResult, Driver
 from mailgw.dispatch.drivers.base import TIMEOUT as RESULT_TIMEOUT
 from mailgw.dispatch.drivers.rate import TokenBucket
+from mailgw.dispatch.faxdoc import FaxMaker
 from mailgw.dispatch.states import with_overrides
 from mailgw.documents.quality import of_options as quality_of
 from mailgw.idle import until_woken
@@ -66,6 +67,7 @@ class Dispatcher:
         self.recorder: asyncio.Task[None] | None = None
         # the driver's call rate (calls started a second); 0 = no limit
         self.pace = TokenBucket(driver.calls_per_second, now=time.monotonic())
+        self.faxes = FaxMaker(store, settings, driver)  # cover pages and header lines
 
     def wake(self) -> None:
         self.wakeup.set()
@@ -185,6 +187,10 @@ class Dispatcher:
                                                          c.job_id)
         elif c.channel == "voice":  # the converted sound (WAV) and the call options
             document, options = await asyncio.to_thread(voice.load_call, self.store, c.job_id)
+        failed = None
+        if c.channel == "fax" and any(self.faxes.wanted(options)):
+            document, failed = await asyncio.to_thread(self.faxes.make, c.delivery_id,
+                                                       document, options)
         request = CallRequest(delivery_id=c.delivery_id, attempt=c.attempt, channel=c.channel,
                               number=c.number, idempotency_key=c.idempotency_key,
                               document=document, pages_total=c.pages_total,
@@ -193,7 +199,7 @@ class Dispatcher:
                               quality=quality_of(options) if c.channel == "fax" else "high")
         started = utcnow()
         bound.info("call_started", driver=self.driver.name, first_page=c.first_page)
-        result = await self._place(c, request, started)
+        result = failed or await self._place(c, request, started)
         if result is None:
             raise asyncio.CancelledError  # shutdown: drain() hands the lease back
         ended = utcnow()

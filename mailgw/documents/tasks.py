@@ -21,7 +21,7 @@ import img2pdf  # noqa: F401 - loaded before any fork (documents.render imports 
 from PIL import Image, TiffImagePlugin  # noqa: F401 - the same, for Pillow and its TIFF codec
 from pypdf import PdfWriter
 
-from mailgw.documents import audio, render, render_pdf
+from mailgw.documents import audio, render, render_pdf, stamp
 from mailgw.documents.samples import make_pdf, make_wav
 
 Task = Callable[[bytes], object]
@@ -107,9 +107,26 @@ def render_task(data: bytes) -> dict[str, object]:
     return answer
 
 
+def compose_task(data: bytes) -> dict[str, object]:
+    """A delivery's own fax (mailgw.documents.stamp): the cover page and the header line on the
+    job's PDF. Input: one JSON line (cover: HTML or null, header: text or null, page_word),
+    then the PDF. The answer: document (base64) and pages, or error."""
+    logging.disable(logging.CRITICAL)
+    head, _, body = data.partition(b"\n")
+    params = json.loads(head)
+    cover, header = params.get("cover"), params.get("header")
+    try:
+        document, pages = stamp.compose(body, None if cover is None else str(cover),
+                                        None if header is None else str(header),
+                                        str(params.get("page_word") or "Page"))
+    except Exception as exc:  # noqa: BLE001 - fpdf2's HTML reader, a PDF pypdf cannot join
+        return {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+    return {"document": base64.b64encode(document).decode("ascii"), "pages": pages}
+
+
 TASKS: dict[str, Task] = {
     "pdf": pdf_info, "wav": wav_info, "pdfmerge": pdf_merge, "audio": audio.audio_info,
-    "render": render_task,
+    "render": render_task, "compose": compose_task,
 }
 
 
@@ -124,5 +141,6 @@ def warm_up() -> None:
         pdf_merge(frame + frame)
         audio.audio_info(b'{"rate": 8000}\n' + make_wav(0.5))
         render_task(b'{"kind": "pdf", "output": "pdf"}\n' + sample)
+        compose_task(b'{"cover": "<p>warm-up</p>", "header": "warm-up"}\n' + sample)
     except Exception:  # noqa: BLE001, S110 - only an optimisation; a document still works
         pass

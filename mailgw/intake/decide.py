@@ -20,6 +20,7 @@ from datetime import datetime
 
 from mailgw.accounts import voice
 from mailgw.codes import DETAILS, Code, Detail, is_accepted
+from mailgw.documents import cover_options
 from mailgw.documents import quality as qualities
 from mailgw.documents.fax_input import LIMIT_REASONS, fax_documents, fax_kind
 from mailgw.inbound.mail import Attachment, InboundMail
@@ -131,7 +132,7 @@ def decide(mail: MailFacts, account: AccountFacts | None, lookups: Lookups | Non
     if m.partial:
         return _refuse(f, Code.BAD_DOCUMENT, "a fragment (message/partial) cannot be used",
                        Detail.of("partial_message"))
-    verdict = _fax(f, m, lookups, policy, code, account.quality) if f.channel == "fax" else \
+    verdict = _fax(f, m, lookups, policy, code, account) if f.channel == "fax" else \
         _voice(f, m, account, lookups, policy, code)
     _note_ignored(f, m)
     return verdict
@@ -223,13 +224,16 @@ def _note_ignored(f: Found, mail: InboundMail) -> None:
 
 
 def _fax(f: Found, mail: InboundMail, lookups: Lookups, policy: Policy, code: Code,
-         account_quality: str = qualities.DEFAULT) -> Verdict:
+         account: AccountFacts) -> Verdict:
     """The documents rendered to fax pages (mailgw.documents.fax_input says which); one PDF to send.
     An office file LibreOffice cannot convert here is left out when other documents come
     with it (the ack names it), refused (93) when it is the only one. The quality is the
     body's `quality:` line, else the account's (mailgw.documents.quality); pictures are rendered at
-    it, and the job keeps it in its options for the driver."""
-    quality, problems = qualities.resolve(mail.text_body or "", account_quality)
+    it, and the job keeps it in its options for the driver. So are the cover page and the
+    header line (mailgw.documents.cover_options); a cover page counts in the fax's pages."""
+    quality, problems = qualities.resolve(mail.text_body or "", account.quality)
+    extras, more = cover_options.resolve(mail.text_body or "", account.cover, account.header_line)
+    problems += more
     f.steps.append(f"quality {quality} ({qualities.dpi(quality)} dpi)")
     docs = fax_documents(mail)
     if not docs:
@@ -263,12 +267,16 @@ def _fax(f: Found, mail: InboundMail, lookups: Lookups, policy: Policy, code: Co
     if merged is None:
         return _refuse(f, Code.BAD_DOCUMENT, "the PDFs could not be joined",
                        Detail.of("merge_failed"))
+    pages += 1 if cover_options.COVER in extras else 0
     f.pages = pages
     names = [d.filename for d in docs if d.part in f.used_parts]
     document = Document(merged, names[0] if len(names) == 1 else f"{len(names)} documents",
                         "application/pdf", pages=pages)
     notes = tuple(Detail.of(p.key, **p.params) for p in problems)
-    return _accept(f, Plan("send", code, document, {qualities.KEY: quality}, notes=notes))
+    notes += tuple(Detail.of({"cover": "cover_page", "header": "header_line"}[k])
+                   for k in extras)
+    return _accept(f, Plan("send", code, document, {qualities.KEY: quality, **extras},
+                           notes=notes))
 
 
 def _accept(f: Found, plan: Plan) -> Accept:

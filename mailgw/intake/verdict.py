@@ -64,12 +64,15 @@ class AccountFacts:
     voice_defaults: Mapping[str, str] = field(default_factory=dict)
     require: str = "password"  # what proves the sender beyond the password (mailgw.intake.proof)
     quality: str = "high"  # the account's fax quality (mailgw.documents.quality)
+    cover: bool = False  # a cover page on every fax (mailgw.documents.cover_options)
+    header_line: bool = False  # a header line on every page
 
     @classmethod
     def of(cls, account: Account) -> AccountFacts:
         defaults = voice.load_defaults(account) if account.voice_options else {}
         return cls(account.id, account.region, account.tz, account.lang, defaults,
-                   account.require or "password", account.quality or "high")
+                   account.require or "password", account.quality or "high",
+                   bool(account.cover), bool(account.header_line))
 
 
 @dataclass(frozen=True)

@@ -44,10 +44,13 @@ def cmd_account(args: argparse.Namespace, settings: config.Settings) -> int:
                     credits=args.credits, window=args.window,
                     notice_address=args.notice_address, webhook_url=args.webhook_url,
                     webhook_secret=read_password() if args.webhook_secret_stdin else None,
-                    retry=args.retry, require=args.require, quality=args.quality)
+                    retry=args.retry, require=args.require, quality=args.quality,
+                    cover=args.cover, header_line=args.header_line)
             print(f"account {view.email}: region {view.region}, lang {view.lang}, tz {view.tz},"
                   f" credits {'unlimited' if view.credits is None else view.credits},"
-                  f" require {view.require}, quality {view.quality}")
+                  f" require {view.require}, quality {view.quality},"
+                  f" cover {'yes' if view.cover else 'no'},"
+                  f" header-line {'yes' if view.header_line else 'no'}")
         elif args.account_command == "allow":
             with store.tx() as s:
                 accounts.allow_sender(s, args.email, args.other_sender)

@@ -90,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="read the webhook's HMAC secret from standard input")
     p.add_argument("--require", choices=REQUIRE_CHOICES, help=REQUIRE_HELP)
     p.add_argument("--quality", choices=QUALITY_CHOICES, help=QUALITY_HELP)
+    p.add_argument("--cover", choices=("yes", "no"), help="a cover page on every fax "
+                   "(template <lang>/cover.html); a mail's body line 'cover: …' overrides it")
+    p.add_argument("--header-line", choices=("yes", "no"), help="a header line (date, sender, "
+                   "page x/y) on every page; a mail's body line 'header: …' overrides it")
     p.add_argument("--retry", help="this account's retry policy over [dispatch.retry], e.g. "
                    "'busy=2m,no_answer=10m,max_attempts=3,kill_time=6h' (or 'default')")
     p = asub.add_parser("allow", parents=[common], help="let another address send for an "

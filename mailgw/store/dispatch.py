@@ -292,3 +292,12 @@ def in_param(col: Any, name: str, pg: bool) -> Any:
     if pg:
         return col == any_(bindparam(name, type_=ARRAY(col.type)))
     return col.in_(bindparam(name, expanding=True))
+
+
+def cover_facts(s: Session, delivery_id: int) -> Any:
+    """One delivery's number, list columns, job and account: what its cover page shows."""
+    return s.execute(
+        select(Delivery.number, Delivery.columns, Delivery.pages_total, Job.ref,
+               Job.comment, Job.sender, Job.pages, Account.email, Account.lang, Account.tz)
+        .join(Job, Job.id == Delivery.job_id).join(Account, Account.id == Job.account_id)
+        .where(Delivery.id == delivery_id)).one()

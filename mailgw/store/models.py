@@ -86,6 +86,10 @@ class Account(Base):
                                          server_default="password")
     # The fax quality (documents.quality): normal | high | best; a mail's `quality:` overrides it
     quality: Mapped[str] = mapped_column(String(10), default="high", server_default="high")
+    # A cover page and a header line on its faxes (documents.cover_options); a mail's
+    # `cover:` / `header:` lines override them
+    cover: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    header_line: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     senders: Mapped[list[SenderAddress]] = relationship(back_populates="account")
 

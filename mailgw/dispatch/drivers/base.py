@@ -91,6 +91,7 @@ class Driver(Protocol):
     channels: ClassVar[frozenset[str]]
     lines: int = 1  # calls this driver may place at once
     calls_per_second: float = 0.0  # the dispatcher starts calls at most this fast; 0 = no limit
+    own_header_line: bool = False  # the provider prints its own header line on every page
     retry: str = ""  # this driver's overrides of [dispatch.retry], e.g. "busy=5m"
     callback_routes: ClassVar[frozenset[str]] = frozenset()  # CALLBACKS and/or MEDIA
     max_body: ClassVar[int] = 0  # the largest callback body taken, in bytes

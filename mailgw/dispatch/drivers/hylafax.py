@@ -117,6 +117,7 @@ def job_params(req: CallRequest, cfg: HylafaxSettings, tag: str, *, mailgw_retri
 class HylafaxDriver(Driver):
     name = NAME
     channels = frozenset({"fax"})
+    own_header_line = True  # HylaFAX images its TagLineFormat on every page (docs/fax-pages.md)
 
     def __init__(self, settings: HylafaxSettings):
         self.cfg = settings

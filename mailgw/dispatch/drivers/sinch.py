@@ -241,6 +241,9 @@ class SinchDriver(Driver):
     name = NAME
     channels = frozenset({"fax"})
     callback_routes = frozenset({CALLBACKS})
+    # Sinch prints its own header on every page (headerText, default "-", with page numbers
+    # on by default: its Fax API v3 documents them), so mailgw adds none (docs/fax-pages.md)
+    own_header_line = True
     max_body = 50_000_000  # a JSON callback carries the fax, base64-encoded
 
     def __init__(self, settings: SinchSettings, ports: Ports):
