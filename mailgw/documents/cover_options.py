@@ -8,7 +8,7 @@ quality (mailgw.documents.quality). Pure. The job keeps them in its options (`{"
 
 from __future__ import annotations
 
-from mailgw.accounts.voice import Problem, parse_block
+from mailgw.accounts.call_options import Problem, parse_block
 
 COVER, HEADER = "cover", "header"
 ALIASES = {"page-de-garde": COVER, "couverture": COVER, "garde": COVER, "титульная": COVER,

@@ -7,7 +7,7 @@ its options (`{"quality": …}`), and each driver gets it as `CallRequest.qualit
 
 from __future__ import annotations
 
-from mailgw.accounts.voice import Problem, parse_block
+from mailgw.accounts.call_options import Problem, parse_block
 from mailgw.documents.render import QUALITIES
 
 DEFAULT = "high"

@@ -18,7 +18,7 @@ import dataclasses
 from collections.abc import Iterable
 from datetime import datetime
 
-from mailgw.accounts import voice
+from mailgw.accounts import call_options as voice
 from mailgw.codes import DETAILS, Code, Detail, is_accepted
 from mailgw.documents import cover_options
 from mailgw.documents import quality as qualities

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from mailgw.accounts import voice
+from mailgw.accounts import call_options as voice
 from mailgw.codes import Code, Detail, is_accepted, sentence
 from mailgw.inbound.mail import InboundMail
 from mailgw.recipients import ListEntry

@@ -116,14 +116,18 @@ def cmd_group(args: argparse.Namespace, settings: config.Settings) -> int:
 
 
 def cmd_voice(args: argparse.Namespace, settings: config.Settings) -> int:
-    from mailgw.accounts import accounts, voice  # late import: start-up speed (SQLAlchemy, argon2)
+    from mailgw.accounts import (  # late import: start-up speed (SQLAlchemy, argon2)
+        accounts,
+        call_options,
+        voice,
+    )
 
     store = open_store(settings)
 
     def account_of(s: Any) -> Any:
         account = accounts.find_by_email(s, args.account)
         if account is None:
-            raise voice.VoiceError(f"no account {args.account}")
+            raise call_options.VoiceError(f"no account {args.account}")
         return account
 
     try:
@@ -137,7 +141,7 @@ def cmd_voice(args: argparse.Namespace, settings: config.Settings) -> int:
                     print(f"{number} is now a verified caller ID of {account.email}")
                 elif args.callerid_command == "remove":
                     if not voice.remove_caller_id(s, account, args.number):
-                        raise voice.VoiceError(f"{args.number} is not a caller ID of "
+                        raise call_options.VoiceError(f"{args.number} is not a caller ID of "
                                                f"{account.email}")
                     print(f"{args.number} removed")
                 else:
@@ -158,13 +162,14 @@ def cmd_voice(args: argparse.Namespace, settings: config.Settings) -> int:
                           f"{m.source_name or ''}".rstrip())
             elif args.voice_command == "remove":
                 if not voice.delete_message(s, account.id, args.ref):
-                    raise voice.VoiceError(f"no message {args.ref!r} for {account.email}")
+                    raise call_options.VoiceError(f"no message {args.ref!r} for {account.email}")
                 print(f"message {args.ref} removed")
             else:
                 options = (voice.set_defaults(s, account, args.pairs, clear=args.clear)
-                           if args.pairs or args.clear else voice.load_defaults(account))
-                print(f"{account.email}: " + (voice.describe_options(options) or "no options"))
-    except voice.VoiceError as exc:
+                           if args.pairs or args.clear else call_options.load_defaults(account))
+                described = call_options.describe_options(options) or "no options"
+                print(f"{account.email}: {described}")
+    except call_options.VoiceError as exc:
         print(f"mailgw: {exc}", file=sys.stderr)
         return EXIT_REFUSED
     return EXIT_OK
@@ -173,30 +178,30 @@ def cmd_voice(args: argparse.Namespace, settings: config.Settings) -> int:
 def _voice_add(args: argparse.Namespace, settings: config.Settings, store: Any,
                account_of: Any) -> int:
     """Check and convert the file in the sandbox, then store it under REF."""
-    from mailgw.accounts import voice  # late import: start-up speed (SQLAlchemy)
+    from mailgw.accounts import call_options, voice  # late import: start-up speed (SQLAlchemy)
     from mailgw.documents import checks as documents  # late import: start-up speed (sandbox)
     from mailgw.documents.sandbox import Limits  # late import: start-up speed (sandbox)
 
     path = Path(args.file)
-    if voice.normalize_ref(args.ref) is None:
-        raise voice.VoiceError(detail("ref_name", "en", ref=args.ref))
+    if call_options.normalize_ref(args.ref) is None:
+        raise call_options.VoiceError(detail("ref_name", "en", ref=args.ref))
     with store.read() as s:
         account_of(s)
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise voice.VoiceError(f"cannot read {args.file}: {exc.strerror}") from None
+        raise call_options.VoiceError(f"cannot read {args.file}: {exc.strerror}") from None
     limit = settings.limits.max_sound_seconds
     check = documents.check_sound(
         data, Limits.of(settings.limits),
         max_seconds=limit)
     if not check.usable or check.audio is None:
         reason = check.reason if check.reason in DETAILS else "sound_empty"
-        raise voice.VoiceError(detail(reason, "en", name=path.name, limit=f"{limit:g}",
+        raise call_options.VoiceError(detail(reason, "en", name=path.name, limit=f"{limit:g}",
                                       seconds=round(check.duration or 0)))
     with store.tx() as s:
         replaced = voice.store_message(s, account_of(s).id, args.ref, check.audio,
                                        check.duration or 0.0, path.name)
-    print(f"message {voice.normalize_ref(args.ref)} {'replaced' if replaced else 'stored'}, "
+    print(f"message {call_options.normalize_ref(args.ref)} {'replaced' if replaced else 'stored'}, "
           f"{round(check.duration or 0)} s ({check.format}, peak {check.peak_db} dBFS)")
     return EXIT_OK

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from mailgw.accounts import voice
+from mailgw.accounts import call_options, voice
 from mailgw.codes import DETAILS
 from mailgw.dispatch.drivers.base import CallRequest
 from mailgw.dispatch.drivers.rate import TokenBucket
@@ -123,23 +123,23 @@ def test_m4a_with_its_index_after_the_samples_is_read(sounds: dict[str, bytes]) 
 def test_options_block_aliases_and_reports() -> None:
     body = ("Bonjour,\n\nTransfert: 01 70 70 99 01\nretries: 2\ncolour: blue\nwelcome: oui\n"
             "voicemail: only\n\nMerci.\ncallerid: 0170709900\n-- \nAlice\nTel: 0612345678\n")
-    block = voice.parse_block(body)
+    block = call_options.parse_block(body)
     assert block.values == {"transfer": "01 70 70 99 01", "retries": "2", "welcome": "oui",
                             "voicemail": "only"}
     assert [p.key for p in block.problems] == ["option_unknown"]
     assert block.problems[0].params["option"] == "colour"
-    resolved = voice.resolve(body, {"retries": "4", "callerid": "+33170709900"}, "FR", [])
+    resolved = call_options.resolve(body, {"retries": "4", "callerid": "+33170709900"}, "FR", [])
     assert resolved.options == {"transfer": "+33170709901", "welcome": "yes",
                                 "callerid": "+33170709900", "retries": "2",
                                 "voicemail": "only"}
     # a signature or quoted text is never read; no block, no options
-    assert voice.parse_block("-- \ntransfer: 0170709901\n").values == {}
-    assert voice.parse_block("> retries: 3\n").values == {}
-    assert voice.parse_block("depot: 1").values == {"voicemail": "only"}
+    assert call_options.parse_block("-- \ntransfer: 0170709901\n").values == {}
+    assert call_options.parse_block("> retries: 3\n").values == {}
+    assert call_options.parse_block("depot: 1").values == {"voicemail": "only"}
 
 
 def test_option_values_that_cannot_be_used_are_reported() -> None:
-    options, problems = voice.validate(
+    options, problems = call_options.validate(
         {"transfer": "abc", "callerid": "0170709955", "retries": "99", "voicemail": "maybe",
          "welcome": "perhaps"}, "FR", ["+33170709900"])
     assert options == {"callerid": ""}  # unverified: the number is hidden
@@ -149,7 +149,7 @@ def test_option_values_that_cannot_be_used_are_reported() -> None:
         for lang in ("fr", "en", "ru"):
             assert DETAILS[p.key][lang].format(**p.params)
     # "none" switches a default off
-    resolved = voice.resolve("transfer: none\n", {"transfer": "+33170709901"}, "FR", [])
+    resolved = call_options.resolve("transfer: none\n", {"transfer": "+33170709901"}, "FR", [])
     assert resolved.options == {} and resolved.problems == ()
     assert voice.retry_policy(voice.RetrySettings(max_attempts=5), {"retries": "0"}
                               ).max_attempts == 1
