@@ -22,14 +22,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from sqlalchemy import func, select, text
 
 from mailgw.dispatch.drivers.base import MEDIA, CallbackRequest, Driver
 from mailgw.errors import listen_error
 from mailgw.ops import metrics
 from mailgw.ops.config import split_hostport
 from mailgw.smtp.flood import client_key
-from mailgw.store import OutboxMail, Store, utcnow
+from mailgw.store.metrics import probe_store
 
 if TYPE_CHECKING:
     from mailgw.app import App
@@ -75,18 +74,6 @@ def _headers(head: bytes) -> dict[str, str]:
         if sep and name.strip():
             out[name.strip().lower()] = value.strip()
     return out
-
-
-def _probe_store(store: Store, timeout: float) -> float:
-    """`SELECT 1` and the age in seconds of the oldest unsent outbox mail (0 when none)."""
-    with store.read() as s:
-        if store.is_postgres:
-            s.execute(text(f"SET LOCAL statement_timeout = {max(int(timeout * 1000), 1)}"))
-        s.execute(text("SELECT 1"))
-        oldest = s.scalar(select(func.min(OutboxMail.created_at))
-                          .where(OutboxMail.sent_at.is_(None), OutboxMail.dead_at.is_(None)))
-    when = metrics.aware_utc(oldest)
-    return max((utcnow() - when).total_seconds(), 0.0) if when is not None else 0.0
 
 
 class HttpApi:
@@ -270,7 +257,7 @@ class HttpApi:
         age: float | None = None
         try:
             age = await asyncio.wait_for(
-                asyncio.to_thread(_probe_store, app.store, STORE_TIMEOUT), STORE_TIMEOUT)
+                asyncio.to_thread(probe_store, app.store, STORE_TIMEOUT), STORE_TIMEOUT)
             checks["store"] = {"ok": True, "dialect": app.store.dialect}
         except Exception as exc:  # noqa: BLE001 - reported, not raised
             error = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__

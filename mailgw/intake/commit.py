@@ -3,9 +3,9 @@ the library message, the idempotency row and the acks' outbox rows. The job itse
 rows, the credit debit, the cancel) goes through the jobs service (mailgw.jobs.service),
 whose SQL is in mailgw.store.jobs.
 
-Nothing here decides anything: the writer (mailgw.intake.writer) reads values, asks the
-pure ones (mailgw.intake.settle), then writes. Core, not ORM objects, on the hot path: this
-runs for every mail.
+Its own two statements are in mailgw.store.processed. Nothing here decides anything:
+the writer (mailgw.intake.writer) reads values, asks the pure ones (mailgw.intake.settle),
+then writes. Core, not ORM objects, on the hot path: this runs for every mail.
 """
 
 from __future__ import annotations
@@ -14,9 +14,8 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
-from typing import cast
 
-from sqlalchemy import Connection, Table, insert, select
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from mailgw.accounts import voice
@@ -25,12 +24,10 @@ from mailgw.intake.verdict import Scheduled
 from mailgw.notify.outbox import enqueue_many
 from mailgw.notify.render import Rendered
 from mailgw.recipients import ListEntry
-from mailgw.store import Account, Job, ProcessedMessage, Store
+from mailgw.store import Account, Job, Store
+from mailgw.store import processed as processed_rows
 from mailgw.store.jobs import Row
 from mailgw.subject_parser import Command, masked_subject
-
-# Built once (it runs for every batch).
-_INSERT_PROCESSED = insert(cast(Table, ProcessedMessage.__table__))
 
 
 @contextmanager
@@ -93,7 +90,7 @@ def record(conn: Connection, processed: list[Row], acks: list[tuple[Rendered, in
            return_path: str) -> None:
     """The idempotency rows (the answer a repeat gets) and the acks, in the outbox."""
     if processed:
-        conn.execute(_INSERT_PROCESSED, processed)
+        processed_rows.insert_many(conn, processed)
     enqueue_many(conn, acks, return_path=return_path)
 
 
@@ -101,8 +98,7 @@ def earlier_answer(read: Callable[[], AbstractContextManager[Session]], account_
                    key: str) -> IntakeResult | None:
     """The answer given the first time, for the same mail received again."""
     with read() as s:
-        row = s.scalar(select(ProcessedMessage).where(
-            ProcessedMessage.account_id == account_id, ProcessedMessage.message_id == key))
+        row = processed_rows.find(s, account_id, key)
         if row is None:
             return None
         ids = tuple(int(i) for i in row.job_ids.split(",") if i)

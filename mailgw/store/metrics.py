@@ -65,3 +65,15 @@ def read_snapshot(store: Store, timeout: float = 5.0) -> StoreSnapshot:
                        .where(Delivery.state.in_(WAITING), Delivery.next_attempt_at <= now))
         snap.queue_lag = _age(now, aware_utc(due))
     return snap
+
+
+def probe_store(store: Store, timeout: float) -> float:
+    """`SELECT 1` and the age in seconds of the oldest unsent outbox mail (0 when none)."""
+    with store.read() as s:
+        if store.is_postgres:
+            s.execute(text(f"SET LOCAL statement_timeout = {max(int(timeout * 1000), 1)}"))
+        s.execute(text("SELECT 1"))
+        oldest = s.scalar(select(func.min(OutboxMail.created_at))
+                          .where(OutboxMail.sent_at.is_(None), OutboxMail.dead_at.is_(None)))
+    when = aware_utc(oldest)
+    return max((utcnow() - when).total_seconds(), 0.0) if when is not None else 0.0
