@@ -11,6 +11,8 @@ is not pure. Imports under `if TYPE_CHECKING:` are for the type checker only and
 from __future__ import annotations
 
 import ast
+import importlib
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
@@ -221,3 +223,30 @@ def test_the_rules_catch_a_forbidden_import(tmp_path: Path) -> None:
     assert any("mailgw.store" in step for step in reach("mailgw.app"))
     assert _under("mailgw.dispatch.drivers.simulator", DRIVERS)
     assert not _under("mailgw.dispatchers", ("mailgw.dispatch",))
+
+
+def test_the_architecture_page_names_code_that_exists() -> None:
+    """docs/architecture.md walks one mail in function names: each `package.module.name` it
+    gives must still exist, so the page cannot drift from the code unnoticed."""
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    tops = {p.stem if p.is_file() else p.name for p in PACKAGE.iterdir()
+            if not p.name.startswith("_") and (p.suffix == ".py" or p.is_dir())}
+    missing = []
+    for token in sorted(set(re.findall(r"`([a-z_]+(?:\.[A-Za-z_]+)+)", text))):
+        if token.split(".")[0] not in tops or token.endswith(".py"):
+            continue
+        parts = token.split(".")
+        for cut in range(len(parts), 0, -1):
+            try:
+                obj: object = importlib.import_module(".".join(["mailgw", *parts[:cut]]))
+            except ImportError:
+                continue
+            try:
+                for attr in parts[cut:]:
+                    obj = getattr(obj, attr)
+            except AttributeError:
+                missing.append(token)
+            break
+        else:
+            missing.append(token)
+    assert not missing, f"docs/architecture.md names what does not exist: {missing}"

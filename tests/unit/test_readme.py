@@ -90,3 +90,13 @@ def test_every_option_shown_is_accepted(command: str, option: str) -> None:
 def test_no_document_points_outside_the_repository_in_words_either() -> None:
     for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
         assert "../shared" not in doc.read_text(encoding="utf-8"), doc.name
+
+
+def test_the_test_tiers_the_readme_names_are_make_targets() -> None:
+    """`make test-unit` (README) runs the unit tier; each tier has its target."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert "make test-unit" in readme
+    for tier in ("unit", "integration", "system"):
+        assert f"test-{tier}: install-test\n\t$(BIN)/python -m pytest -q tests/{tier}\n" in makefile
+        assert (ROOT / "tests" / tier / "__init__.py").is_file()
