@@ -31,3 +31,6 @@ OUTCOME_WORD = {IN_PROGRESS: "N/A", DELIVERED_ALL: "Success", PARTIALLY: "Partia
 FAX, VOICE = "fax", "voice"
 CHANNELS = (FAX, VOICE)
 LANGS = ("fr", "en", "ru")
+
+# -- the header our own mail carries: intake ignores a mail that has it (no mail loops)
+LOOP_HEADER = "X-Mailgw-Loop"

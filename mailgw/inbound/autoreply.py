@@ -10,8 +10,7 @@ import re
 from email.message import Message
 
 from mailgw.inbound.headers import header_text, raw_header
-
-LOOP_HEADER = "X-Mailgw-Loop"
+from mailgw.vocab import LOOP_HEADER  # the one definition
 
 _AUTO_SUBJECT = re.compile(
     r"""^\s*(?:

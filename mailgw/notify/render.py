@@ -18,10 +18,9 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from mailgw.notify.mime import compose, compose_email
+from mailgw.vocab import LOOP_HEADER  # the one definition
 
 TEMPLATES = Path(__file__).with_name("templates")
-LOOP_HEADER = "X-Mailgw-Loop"
-
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\u0085]+")
 
