@@ -15,7 +15,10 @@ from mailgw.ops.cli_common import EXIT_OK, EXIT_REFUSED, open_store, read_passwo
 
 
 def cmd_account(args: argparse.Namespace, settings: config.Settings) -> int:
-    from mailgw.accounts import accounts  # late import: start-up speed (SQLAlchemy, argon2)
+    from mailgw.accounts import (  # late import: start-up speed (SQLAlchemy, argon2)
+        accounts,
+        inbound_numbers,
+    )
 
     store = open_store(settings)
     a = settings.accounts
@@ -46,11 +49,18 @@ def cmd_account(args: argparse.Namespace, settings: config.Settings) -> int:
                     webhook_secret=read_password() if args.webhook_secret_stdin else None,
                     retry=args.retry, require=args.require, quality=args.quality,
                     cover=args.cover, header_line=args.header_line)
+                numbers = None
+                if args.inbound_number or args.no_inbound_number:
+                    numbers = inbound_numbers.change(
+                        s, args.email, args.inbound_number or [],
+                        args.no_inbound_number or [])
             print(f"account {view.email}: region {view.region}, lang {view.lang}, tz {view.tz},"
                   f" credits {'unlimited' if view.credits is None else view.credits},"
                   f" require {view.require}, quality {view.quality},"
                   f" cover {'yes' if view.cover else 'no'},"
-                  f" header-line {'yes' if view.header_line else 'no'}")
+                  f" header-line {'yes' if view.header_line else 'no'}"
+                  + (f", inbound numbers {','.join(numbers) or 'none'}"
+                     if numbers is not None else ""))
         elif args.account_command == "allow":
             with store.tx() as s:
                 accounts.allow_sender(s, args.email, args.other_sender)
@@ -58,15 +68,19 @@ def cmd_account(args: argparse.Namespace, settings: config.Settings) -> int:
         elif args.account_command == "list":
             with store.read() as s:
                 views = accounts.list_accounts(s)
+                inbound = inbound_numbers.numbers(s, [v.id for v in views])
             if args.json:
-                print(json.dumps([v.__dict__ | {"senders": list(v.senders)} for v in views],
+                print(json.dumps([v.__dict__ | {"senders": list(v.senders),
+                                                "inbound_numbers": inbound[v.id]}
+                                  for v in views],
                                  ensure_ascii=False, indent=2))
             else:
                 for v in views:
                     credits = "unlimited" if v.credits is None else str(v.credits)
                     print(f"{v.id:>5}  {v.email:<32} {v.region}  {v.lang}  {v.tz:<20} "
                           f"credits={credits}  quality={v.quality}  "
-                          f"senders={','.join(v.senders)}")
+                          f"senders={','.join(v.senders)}"
+                          + (f"  inbound={','.join(inbound[v.id])}" if inbound[v.id] else ""))
     except accounts.AccountError as exc:
         print(f"mailgw: {exc}", file=sys.stderr)
         return EXIT_REFUSED

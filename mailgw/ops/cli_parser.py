@@ -94,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "(template <lang>/cover.html); a mail's body line 'cover: …' overrides it")
     p.add_argument("--header-line", choices=("yes", "no"), help="a header line (date, sender, "
                    "page x/y) on every page; a mail's body line 'header: …' overrides it")
+    p.add_argument("--inbound-number", action="append", metavar="NUMBER",
+                   help="mail faxes received on this number (DID, E.164) to the account; "
+                   "repeat for several; a number belongs to one account")
+    p.add_argument("--no-inbound-number", action="append", metavar="NUMBER",
+                   help="stop mailing faxes received on this number to the account")
     p.add_argument("--retry", help="this account's retry policy over [dispatch.retry], e.g. "
                    "'busy=2m,no_answer=10m,max_attempts=3,kill_time=6h' (or 'default')")
     p = asub.add_parser("allow", parents=[common], help="let another address send for an "

@@ -312,3 +312,35 @@ class KnownClient(Base):
     address: Mapped[str] = mapped_column(String(45), index=True)  # as intake.guessing writes it
     network: Mapped[str] = mapped_column(String(49), index=True)  # its /24 or /64
     seen_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+
+
+class InboundNumber(Base):
+    """A number (DID, E.164) whose received faxes are mailed to one account."""
+
+    __tablename__ = "inbound_number"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    number: Mapped[str] = mapped_column(String(20), unique=True)  # E.164, "+33170709901"
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"),
+                                            index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class ReceivedFax(Base):
+    """A received fax already turned into a mail: (source, name) is unique, so a restart
+    or a second host polling the same fax server never mails it twice. Written in the
+    transaction that queues the mail (mailgw.notify.received)."""
+
+    __tablename__ = "received_fax"
+    __table_args__ = (UniqueConstraint("source", "name"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    source: Mapped[str] = mapped_column(String(200))  # "hylafax:host:port", "sinch"
+    name: Mapped[str] = mapped_column(String(200))  # "recvq/fax00001.tif", a provider's id
+    called: Mapped[str] = mapped_column(String(40))
+    caller: Mapped[str] = mapped_column(String(40))
+    csid: Mapped[str] = mapped_column(String(40))
+    pages: Mapped[int] = mapped_column(Integer)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("account.id",
+                                                              ondelete="SET NULL"))
+    rcpt_to: Mapped[str] = mapped_column(String(320))  # "" = nobody to mail: logged, kept
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
