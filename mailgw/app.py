@@ -21,6 +21,7 @@ from mailgw.imap.mailbox import start_pollers
 from mailgw.intake.service import Intake
 from mailgw.jobs.service import Jobs
 from mailgw.notify.outbox import OutboxSender
+from mailgw.notify.received import run_receiving
 from mailgw.notify.render import renderer_for
 from mailgw.ops.config import Settings
 from mailgw.smtp.server import Connections, GatewayHandler, start_smtp
@@ -84,6 +85,9 @@ class App:
             self.dispatcher = Dispatcher(self.store, s, make_driver(s, self.store), jobs,
                                          owner=owner, on_outbox=outbox_event)
             self.tasks.append(asyncio.create_task(self.dispatcher.run(self.stop_event)))
+            if self.dispatcher.driver.receive_interval > 0:  # faxes sent to our numbers
+                self.tasks.append(asyncio.create_task(
+                    run_receiving(self.dispatcher.driver, self.stop_event)))
         if "imap" in self.roles:
             if self.intake is None:
                 self.intake = Intake(self.store, s, renderer, jobs=jobs)

@@ -3,8 +3,11 @@ whose HTTP routes [http] listen serves. The only place that joins drivers and th
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from mailgw.dispatch.drivers import registry
 from mailgw.dispatch.drivers.base import Driver
+from mailgw.notify.received import ReceivedMailer
 from mailgw.ops.config import Settings
 from mailgw.store.db import Store
 from mailgw.store.provider_events import store_ports
@@ -21,7 +24,8 @@ def make_driver(settings: Settings, store: Store | None = None) -> Driver:
             opened.append(Store(settings.store.url, busy_timeout=settings.store.busy_timeout))
         return opened[0]
 
-    return registry.create(name, settings.drivers[name], store_ports(the_store))
+    ports = replace(store_ports(the_store), received=ReceivedMailer(the_store, settings))
+    return registry.create(name, settings.drivers[name], ports)
 
 
 def callback_handlers(settings: Settings, store: Store, driver: Driver | None = None

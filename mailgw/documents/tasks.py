@@ -17,7 +17,7 @@ import struct
 import wave
 from collections.abc import Callable
 
-import img2pdf  # noqa: F401 - loaded before any fork (documents.render imports it late)
+import img2pdf  # loaded before any fork (documents.render imports it late, too)
 from PIL import Image, TiffImagePlugin  # noqa: F401 - the same, for Pillow and its TIFF codec
 from pypdf import PdfWriter
 
@@ -124,9 +124,34 @@ def compose_task(data: bytes) -> dict[str, object]:
     return {"document": base64.b64encode(document).decode("ascii"), "pages": pages}
 
 
+def received_task(data: bytes) -> dict[str, object]:
+    """A received fax's TIFF → a PDF, losslessly (img2pdf keeps G4 pages as they are and
+    re-encodes the others without loss; each page keeps its own, often non-square, dpi).
+    The answer: pdf (base64), pages, dpi ([x, y] of the first page), or error."""
+    logging.disable(logging.CRITICAL)
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            pages = int(getattr(im, "n_frames", 1))
+            dpi = [round(float(v)) for v in im.info.get("dpi", (204, 196))]
+            try:
+                pdf = img2pdf.convert(data, nodate=True)
+            except Exception:  # noqa: BLE001 - a page img2pdf refuses (a cut-off last page)
+                frames = []
+                for i in range(pages):
+                    im.seek(i)
+                    out = io.BytesIO()
+                    im.convert("1").save(out, "TIFF", compression="group4",
+                                         dpi=im.info.get("dpi", (204, 196)))
+                    frames.append(out.getvalue())
+                pdf = img2pdf.convert(frames, nodate=True)
+    except Exception as exc:  # noqa: BLE001 - not a readable TIFF at all
+        return {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+    return {"pdf": base64.b64encode(bytes(pdf)).decode("ascii"), "pages": pages, "dpi": dpi}
+
+
 TASKS: dict[str, Task] = {
     "pdf": pdf_info, "wav": wav_info, "pdfmerge": pdf_merge, "audio": audio.audio_info,
-    "render": render_task, "compose": compose_task,
+    "render": render_task, "compose": compose_task, "received": received_task,
 }
 
 

@@ -168,6 +168,9 @@ class NotifySettings:
     summary_from: int = 10  # such jobs, and lists and groups, get a summary (0: never)
     progress_at_half: bool = False  # such jobs also get a progress summary at 50 %
     webhook_timeout: Duration = 10.0
+    # received faxes to a number no account owns: "postmaster" = postmaster@<gateway domain>,
+    # an address, or "" = no mail (logged, the fax stays on the fax server)
+    received_unmapped_to: str = "postmaster"
 
     def smarthost_secret(self) -> str:
         if self.smarthost_password_file:

@@ -13,7 +13,7 @@ from mailgw.dispatch.drivers.sinch import SinchDriver, SinchSettings
 from mailgw.dispatch.drivers.twilio import TwilioDriver, TwilioSettings
 
 registry.register("simulator", SimulatorSettings, lambda s, ports: SimulatorDriver(s))
-registry.register("hylafax", HylafaxSettings, lambda s, ports: HylafaxDriver(s))
+registry.register("hylafax", HylafaxSettings, lambda s, ports: HylafaxDriver(s, ports.received))
 registry.register("sinch", SinchSettings, SinchDriver)
 registry.register("twilio", TwilioSettings, TwilioDriver)
 

@@ -95,6 +95,7 @@ class Driver(Protocol):
     retry: str = ""  # this driver's overrides of [dispatch.retry], e.g. "busy=5m"
     callback_routes: ClassVar[frozenset[str]] = frozenset()  # CALLBACKS and/or MEDIA
     max_body: ClassVar[int] = 0  # the largest callback body taken, in bytes
+    receive_interval: float = 0.0  # > 0: poll_received is called this often (seconds)
 
     async def place_call(self, request: CallRequest) -> CallResult: ...
 
@@ -111,6 +112,11 @@ class Driver(Protocol):
     async def handle_media(self, request: CallbackRequest) -> HttpReply:
         """GET /media/<name>/<rest> (only when MEDIA is in callback_routes)."""
         return NOT_FOUND
+
+    async def poll_received(self) -> int:
+        """Look once for faxes sent to our numbers and hand each new one to the factory's
+        `Ports.received`; how many were handed over."""
+        return 0
 
     async def close(self) -> None:
         """Let go of connections and the like (the daemon is stopping)."""

@@ -52,7 +52,8 @@ from mailgw.dispatch.drivers.hylafax_job import (
     line_seconds,
     vres_for,
 )
-from mailgw.dispatch.drivers.ports import CheckContext
+from mailgw.dispatch.drivers.hylafax_recv import poll as poll_recvq
+from mailgw.dispatch.drivers.ports import CheckContext, NoReceivedFaxes, ReceivedFaxes
 from mailgw.ops.config_types import Duration
 
 log = structlog.get_logger("mailgw.dispatch.hylafax")
@@ -81,6 +82,10 @@ class HylafaxSettings:
     max_tries: int = 3  # only with retry_owner = "hylafax"
     tag_prefix: str = "mailgw"  # the job tag (JOBINFO) that finds our jobs after a crash
     retry: str = ""  # this driver's overrides of [dispatch.retry], e.g. "busy=5m"
+    # received faxes (recvq) are mailed: how often recvq is looked at (0 = never), and the
+    # number they were sent to when the sender gave no subaddress (the line's DID, E.164)
+    receive_interval: Duration = 0.0
+    receive_number: str = ""
 
     def problems(self, ctx: CheckContext) -> list[str]:
         out = []
@@ -119,8 +124,10 @@ class HylafaxDriver(Driver):
     channels = frozenset({"fax"})
     own_header_line = True  # HylaFAX images its TagLineFormat on every page (docs/fax-pages.md)
 
-    def __init__(self, settings: HylafaxSettings):
+    def __init__(self, settings: HylafaxSettings, received: ReceivedFaxes | None = None):
         self.cfg = settings
+        self.received = received or NoReceivedFaxes()
+        self.receive_interval = settings.receive_interval
         self.lines = settings.lines
         self.retry = settings.retry
         password = settings.password
@@ -131,6 +138,12 @@ class HylafaxDriver(Driver):
                                     settings.timeout)
         self.mailgw_retries = settings.retry_owner == "mailgw"
         self.detached = False  # shutting down: leave jobs on the line for the next start
+
+    async def poll_received(self) -> int:
+        """recvq through the client protocol (mailgw.dispatch.drivers.hylafax_recv)."""
+        source = f"hylafax:{self.cfg.host}:{self.cfg.port}"
+        return await asyncio.to_thread(poll_recvq, self.client, self.received, source,
+                                       self.cfg.receive_number)
 
     def detach(self) -> None:
         """Called by the dispatcher before it hands its calls back on shutdown: a fax half

@@ -137,6 +137,17 @@ class HylafaxClient:
         except HylafaxError:
             return None
 
+    def retr_bytes(self, path: str) -> bytes | None:
+        """A binary file (a received TIFF), in a session of its own."""
+        try:
+            with self.session() as ftp:
+                buf = io.BytesIO()
+                ftp.voidcmd("TYPE I")
+                ftp.retrbinary(f"RETR {path}", buf.write)
+                return buf.getvalue()
+        except HylafaxError:
+            return None
+
     def facts(self, jobid: int) -> JobFacts | None:
         text = self.retr(f"doneq/q{jobid}")
         return parse_qfile(jobid, text) if text else None

@@ -8,8 +8,9 @@ ones. All methods block (they may touch a database): call them in a thread.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 
@@ -43,11 +44,52 @@ class MediaSource(Protocol):
 
 
 @dataclass(frozen=True)
+class ReceivedFax:
+    """A fax someone sent to one of our numbers, as a driver found it."""
+
+    source: str  # where it came from, e.g. "hylafax:127.0.0.1:4559" or "sinch"
+    name: str  # unique within the source: "fax00001.tif", a provider's fax id
+    called: str  # our number that was called (E.164 when known; "" = unknown)
+    caller: str  # the caller's number (caller ID), "" when not given
+    csid: str  # the remote fax's identity (TSI/CSID), "" when not sent
+    pages: int
+    duration: float  # seconds on the line
+    received_at: datetime
+    resolution: int  # vertical lines per inch: 98, 196 or 391
+    tiff: bytes = field(repr=False)
+    partial: bool = False  # the call ended before the sender said it was done
+    error: str = ""  # why, for a partial reception
+
+
+class ReceivedFaxes(Protocol):
+    """Where a driver hands received faxes; mailgw.notify.received mails them."""
+
+    def taken(self, source: str, names: Sequence[str]) -> set[str]:
+        """Which of these were already handed over (and need not be fetched again)."""
+        ...
+
+    def deliver(self, fax: ReceivedFax) -> bool:
+        """Queue its mail durably; False when it was already taken (idempotent)."""
+        ...
+
+
+class NoReceivedFaxes:
+    """Received faxes dropped: for a driver built without the mailer (tests, `check-config`)."""
+
+    def taken(self, source: str, names: Sequence[str]) -> set[str]:
+        return set(names)
+
+    def deliver(self, fax: ReceivedFax) -> bool:
+        return False
+
+
+@dataclass(frozen=True)
 class Ports:
     """Everything a driver's factory may be given besides its settings."""
 
     events: ProviderEvents
     media: MediaSource
+    received: ReceivedFaxes = field(default_factory=NoReceivedFaxes)
 
 
 @dataclass(frozen=True)
