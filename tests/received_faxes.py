@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 from email.message import EmailMessage
 
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, TiffImagePlugin, TiffTags
 from pypdf import PdfReader
 
 
@@ -34,3 +34,26 @@ def body_text(mail: EmailMessage) -> str:
     part = mail.get_body(("plain",))
     assert part is not None
     return str(part.get_content())
+
+
+def hylafax_tiff(pages: int, *, csid: str, subaddress: str = "", seconds: int = 0,
+                 vres: int = 196) -> bytes:
+    """A TIFF as faxgetty writes it into recvq/: the TSI in ImageDescription, HylaFAX's
+    private tags for the subaddress (34909) and the time on the line (34910)."""
+    frames = []
+    for n in range(pages):
+        im = Image.new("1", (1728, 2200 if vres > 100 else 1100), 1)
+        ImageDraw.Draw(im).text((100, 100), f"{csid} page {n + 1}", fill=0)
+        frames.append(im)
+    info = TiffImagePlugin.ImageFileDirectory_v2()
+    info[270] = csid
+    if subaddress:
+        info[34909] = subaddress
+        info.tagtype[34909] = TiffTags.ASCII
+    if seconds:
+        info[34910] = seconds
+        info.tagtype[34910] = TiffTags.LONG
+    out = io.BytesIO()
+    frames[0].save(out, "TIFF", compression="group4", dpi=(204, vres), save_all=True,
+                   append_images=frames[1:], tiffinfo=info)
+    return out.getvalue()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import structlog
 from sqlalchemy.exc import IntegrityError
@@ -80,18 +81,20 @@ class ReceivedMailer:
         with self._store().read() as s:
             return rows.taken(s, source, names)
 
-    def attachment(self, fax: ReceivedFax) -> tuple[str, bytes, str, str]:
-        """The fax as a PDF; the TIFF itself when it cannot be read (never lose a fax)."""
+    def attachment(self, fax: ReceivedFax) -> tuple[tuple[str, bytes, str, str], int]:
+        """The fax as a PDF and its vertical dpi read from the TIFF itself; the TIFF as it
+        came when it cannot be read (never lose a fax)."""
         stem = "fax-" + fax.received_at.strftime("%Y%m%d-%H%M%S")
         try:
             answer = sandbox.run("received", fax.tiff, self.limits)
         except sandbox.SandboxFailure as exc:
             answer = {"error": str(exc)}
-        pdf = answer.get("pdf")
+        pdf, dpi = answer.get("pdf"), answer.get("dpi")
         if isinstance(pdf, str):
-            return f"{stem}.pdf", base64.b64decode(pdf), "application", "pdf"
+            resolution = int(dpi[1]) if isinstance(dpi, list) and len(dpi) == 2 else 0
+            return (f"{stem}.pdf", base64.b64decode(pdf), "application", "pdf"), resolution
         log.warning("received_fax_not_converted", name=fax.name, error=answer.get("error"))
-        return f"{stem}.tif", fax.tiff, "image", "tiff"
+        return (f"{stem}.tif", fax.tiff, "image", "tiff"), 0
 
     def called_number(self, fax: ReceivedFax) -> str:
         try:
@@ -103,7 +106,9 @@ class ReceivedMailer:
         if self.taken(fax.source, [fax.name]):
             return False
         called = self.called_number(fax)
-        attachment = self.attachment(fax)
+        attachment, resolution = self.attachment(fax)
+        if resolution > 0:  # the TIFF's own word beats a listing's
+            fax = replace(fax, resolution=resolution)
         try:
             with self._store().tx() as s:
                 owner = rows.owner_of(s, called) if called else None

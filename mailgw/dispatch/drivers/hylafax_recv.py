@@ -58,8 +58,9 @@ def seconds(text: str) -> float:
 
 
 def when(text: str) -> datetime:
-    """%Y ("2026:12:07 20:59:18", UTC unless TZONE LOCAL was asked); now if unreadable."""
-    for fmt in ("%Y:%m:%d %H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y:%m:%d %H:%M"):
+    """%Y ("2026/12/07 21.01.50" from hfaxd 6.0, in UTC unless TZONE LOCAL was asked);
+    now if unreadable."""
+    for fmt in ("%Y/%m/%d %H.%M.%S", "%Y:%m:%d %H:%M:%S", "%Y-%m-%d %H:%M:%S"):
         try:
             return datetime.strptime(text.strip(), fmt).replace(tzinfo=UTC)
         except ValueError:

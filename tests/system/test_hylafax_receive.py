@@ -1,0 +1,116 @@
+"""Received faxes from a real HylaFAX (hfaxd on 127.0.0.1, tests/hylafax_env.py): mailgw
+polls recvq through the client protocol (LIST recvq with RCVFMT, RETR) and mails each fax
+once, as a PDF, to the account that owns the called number.
+
+The TIFFs are put into recvq/ as faxgetty leaves them (uucp-owned, the sender's TSI and
+HylaFAX's private tags): hfaxd's listing and transfer are real, the modem side is not (see
+docs/testing.md for the T.30 receive that is not built yet).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mailgw.accounts import accounts, inbound_numbers
+from mailgw.dispatch.setup import make_driver
+from mailgw.notify.received import run_receiving
+from mailgw.store import Store
+from tests import hylafax_env
+from tests.conftest import PASSWORD, Sink, make_settings, need
+from tests.hylafax_env import HylafaxEnv
+from tests.integration.test_received import outbox_rows, send_all
+from tests.received_faxes import body_text, hylafax_tiff, pdf_of
+
+CSID = "+33 1 99 00 00 01 ACME"
+
+
+@pytest.fixture(scope="module")
+def hylafax() -> Iterator[HylafaxEnv]:
+    need(hylafax_env.missing() is None, str(hylafax_env.missing()))
+    env = HylafaxEnv("class2")
+    try:
+        env.start()
+    except BaseException:
+        print(env.diagnostics())
+        env.stop()
+        raise
+    yield env
+    env.stop()
+
+
+def put(env: HylafaxEnv, name: str, data: bytes) -> None:
+    path = env.spool / "recvq" / name
+    path.write_bytes(data)
+    subprocess.run(["chown", "uucp:uucp", str(path)], check=True)
+    os.chmod(path, 0o644)
+
+
+@pytest.fixture
+def gw(hylafax: HylafaxEnv, tmp_path: Path, sink: Sink) -> Iterator[tuple[Store, Any]]:
+    for old in (hylafax.spool / "recvq").glob("fax*.tif"):
+        old.unlink()
+    url = f"sqlite:///{tmp_path / 'recv.db'}"
+    settings = make_settings(url, sink.port, dispatch={"driver": "hylafax"}, drivers={
+        "hylafax": {"port": hylafax.port, "user": hylafax.USER, "timeout": "15s",
+                    "receive_interval": "200ms", "receive_number": "+33170709902"}})
+    store = Store(url)
+    store.upgrade()
+    with store.tx() as s:
+        accounts.add_account(s, "alice@example.com", PASSWORD, region="FR", lang="en",
+                             tz="Europe/Paris", credits=None)
+        inbound_numbers.change(s, "alice@example.com", ["+33170709901"], [])
+    yield store, settings
+    store.dispose()
+
+
+def test_recvq_faxes_are_mailed_once_by_called_number(hylafax, gw, sink) -> None:
+    store, settings = gw
+    put(hylafax, "fax00001.tif", hylafax_tiff(2, csid=CSID, subaddress="+33170709901",
+                                              seconds=40))
+    put(hylafax, "fax00002.tif", hylafax_tiff(1, csid="OTHER FAX", vres=98))
+    driver = make_driver(settings, store)
+    assert driver.receive_interval == 0.2
+    assert asyncio.run(driver.poll_received()) == 2
+    assert send_all(store, settings) == 2
+    by_to = {m["To"]: m for m in sink.kinds("received")}
+    mail = by_to["alice@example.com"]
+    text = body_text(mail)
+    assert f"({CSID})" in text and "Pages: 2" in text and "high (204×196 dpi)" in text
+    assert len(pdf_of(mail)[1].pages) == 2
+    # no subaddress: the line's own number (receive_number), which nobody owns; the
+    # operator reads [notify] default_lang (fr)
+    other = by_to["postmaster@gw.example.org"]
+    assert "Numéro appelé : +33 1 70 70 99 02" in body_text(other)
+    assert "normale (204×98 dpi)" in body_text(other)
+    # a restart (a new driver, the same store) takes nothing twice
+    assert asyncio.run(make_driver(settings, store).poll_received()) == 0
+    assert outbox_rows(store) == 2
+
+
+def test_the_daemon_loop_picks_up_a_new_fax(hylafax, gw, sink) -> None:
+    store, settings = gw
+    driver = make_driver(settings, store)
+
+    async def run_a_while() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_receiving(driver, stop))
+        await asyncio.sleep(0.5)
+        put(hylafax, "fax00003.tif", hylafax_tiff(3, csid=CSID, subaddress="+33170709901"))
+        for _ in range(100):
+            if outbox_rows(store):
+                break
+            await asyncio.sleep(0.1)
+        stop.set()
+        await task
+
+    asyncio.run(run_a_while())
+    assert send_all(store, settings) == 1
+    (mail,) = sink.kinds("received")
+    assert mail["To"] == "alice@example.com" and len(pdf_of(mail)[1].pages) == 3
