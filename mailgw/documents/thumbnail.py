@@ -39,7 +39,10 @@ def _from_pdf(data: bytes, width: int) -> tuple[Image.Image, int]:
         pages = len(pdf)
         page = pdf[0]
         bitmap = page.render(scale=width / page.get_width(), grayscale=True)
-        return bitmap.to_pil().convert("L"), pages
+        image = bitmap.to_pil().convert("L")
+        if image.width != width:  # pdfium rounds the page's edges outwards
+            image = image.resize((width, max(1, round(image.height * width / image.width))))
+        return image, pages
     finally:
         pdf.close()
 
