@@ -24,8 +24,8 @@ from mailgw.documents import cover_options
 from mailgw.documents import quality as qualities
 from mailgw.documents.fax_input import LIMIT_REASONS, fax_documents, fax_kind
 from mailgw.inbound.mail import Attachment, InboundMail
-from mailgw.intake.proof import missing as missing_proof
 from mailgw.intake import trial
+from mailgw.intake.proof import missing as missing_proof
 from mailgw.intake.routes import address_numbers, channel_of
 from mailgw.intake.verdict import (
     Accept,

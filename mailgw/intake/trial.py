@@ -46,9 +46,16 @@ def mode(body: str, subject_preview: bool = False) -> tuple[Mode | None, tuple[P
     return chosen, tuple(problems)
 
 
+def _first(f: Found) -> list[ListEntry]:
+    """The recipient a preview or a test shows: the list's first row (its columns fill the
+    cover), else the first number given."""
+    with_columns = [r for r in f.recipients if r.columns]
+    return (with_columns or f.recipients)[:1]
+
+
 def first_only(f: Found) -> None:
     """A preview shows what the first recipient would get: the others are not listed."""
-    f.recipients = f.recipients[:1]
+    f.recipients = _first(f)
     f.steps.append("preview: rendered for the first recipient"
                    + (f" ({f.recipients[0].number})" if f.recipients else " (no number)")
                    + ", never dialled, no credit taken")
@@ -57,6 +64,7 @@ def first_only(f: Found) -> None:
 def to_test_number(f: Found, test_number: str) -> None:
     """Every number replaced by the account's test number, keeping the first recipient's
     list columns for the cover page."""
-    f.recipients = [ListEntry(test_number, f.recipients[0].columns if f.recipients else ())]
+    first = _first(f)
+    f.recipients = [ListEntry(test_number, first[0].columns if first else ())]
     f.invalid, f.duplicates, f.from_list = [], 0, False
     f.steps.append(f"test: sent only to the account's test number {test_number}")
