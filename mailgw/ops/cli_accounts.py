@@ -45,12 +45,14 @@ def cmd_account(args: argparse.Namespace, settings: config.Settings) -> int:
                     notice_address=args.notice_address, webhook_url=args.webhook_url,
                     webhook_secret=read_password() if args.webhook_secret_stdin else None,
                     retry=args.retry, require=args.require, quality=args.quality,
-                    cover=args.cover, header_line=args.header_line)
+                    cover=args.cover, header_line=args.header_line,
+                    test_number=args.test_number)
             print(f"account {view.email}: region {view.region}, lang {view.lang}, tz {view.tz},"
                   f" credits {'unlimited' if view.credits is None else view.credits},"
                   f" require {view.require}, quality {view.quality},"
                   f" cover {'yes' if view.cover else 'no'},"
-                  f" header-line {'yes' if view.header_line else 'no'}")
+                  f" header-line {'yes' if view.header_line else 'no'},"
+                  f" test-number {view.test_number or 'none'}")
         elif args.account_command == "allow":
             with store.tx() as s:
                 accounts.allow_sender(s, args.email, args.other_sender)

@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(template <lang>/cover.html); a mail's body line 'cover: …' overrides it")
     p.add_argument("--header-line", choices=("yes", "no"), help="a header line (date, sender, "
                    "page x/y) on every page; a mail's body line 'header: …' overrides it")
+    p.add_argument("--test-number", help="the account's own fax number, the only one a mail "
+                   "with 'test: yes' in its body dials (or 'none')")
     p.add_argument("--retry", help="this account's retry policy over [dispatch.retry], e.g. "
                    "'busy=2m,no_answer=10m,max_attempts=3,kill_time=6h' (or 'default')")
     p = asub.add_parser("allow", parents=[common], help="let another address send for an "
