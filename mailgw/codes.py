@@ -277,6 +277,28 @@ DETAILS: dict[str, dict[str, str]] = {
                           "every page",
                     "ru": "вверху каждой страницы печатается строка заголовка (дата, "
                           "отправитель, страница x/y)"},
+    # a preview or a test before a campaign (mailgw.intake.trial)
+    "preview_only": {"fr": "aperçu seulement : rien n'a été envoyé ni débité ; la première page "
+                           "est ci-dessous, toutes les pages sont dans le PDF joint",
+                     "en": "preview only: nothing was sent and no credit was used; the first "
+                           "page is below, all the pages are in the attached PDF",
+                     "ru": "только предпросмотр: ничего не отправлено и не списано; первая "
+                           "страница ниже, все страницы во вложенном PDF"},
+    "preview_failed": {"fr": "les pages de l'aperçu n'ont pas pu être dessinées ({error})",
+                       "en": "the preview's pages could not be drawn ({error})",
+                       "ru": "страницы предпросмотра не удалось нарисовать ({error})"},
+    "test_only": {"fr": "essai : envoyé seulement au numéro d'essai du compte, {number}",
+                  "en": "test: sent only to the account's test number, {number}",
+                  "ru": "тест: отправлено только на тестовый номер аккаунта, {number}"},
+    "test_number_missing": {"fr": "essai demandé, mais le compte n'a pas de numéro d'essai ; "
+                                  "l'opérateur le fixe par « mailgw account set --test-number "
+                                  "NUMÉRO »",
+                            "en": "a test was asked for, but the account has no test number; "
+                                  "the operator sets it with \"mailgw account set --test-number "
+                                  "NUMBER\"",
+                            "ru": "запрошен тест, но у аккаунта нет тестового номера; оператор "
+                                  "задаёт его командой «mailgw account set --test-number "
+                                  "НОМЕР»"},
     "option_value": {"fr": "{option} : « {value} » non valide ({allowed}), option ignorée",
                      "en": "{option}: \"{value}\" not valid ({allowed}), option ignored",
                      "ru": "{option}: «{value}» недопустимо ({allowed}), параметр пропущен"},

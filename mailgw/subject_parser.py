@@ -43,6 +43,9 @@ _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _SURROGATES = re.compile(r"[\ud800-\udfff]")
 _WHITESPACE = re.compile(r"\s+")
 _DATE_LIKE = re.compile(r"([0-9]{8,16})([sS]?)")
+# The numbers field replaced by one of these words: a preview (the body's `preview: yes`
+# says the same, mailgw.intake.trial). Compared case-insensitively, spaces ignored.
+PREVIEW_WORDS = frozenset({"preview", "aperçu", "apercu", "предпросмотр", "просмотр"})
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class Command:
     cancel: bool
     when_error: bool  # a when-field is present but malformed, impossible or too old
     duplicates: int = 0  # numbers given twice in the Subject (dialled once)
+    preview: bool = False  # the numbers field is the word `preview`: render, never dial
 
     @property
     def password_given(self) -> bool:
@@ -144,7 +148,8 @@ def parse_subject(subject: str | None, *, region: str, tz: str, now: datetime) -
 
     fields = strip_prefixes(_clean(subject)).split(":")
     password = fields[0].strip()
-    listed = parse_number_list(fields[1], region) if len(fields) > 1 else None
+    preview = len(fields) > 1 and fields[1].strip().lower() in PREVIEW_WORDS
+    listed = parse_number_list(fields[1], region) if len(fields) > 1 and not preview else None
     ref = (fields[2].strip() or None) if len(fields) > 2 else None
 
     # `when` is only the last non-empty field, and only from the 4th field on: password,
@@ -169,6 +174,7 @@ def parse_subject(subject: str | None, *, region: str, tz: str, now: datetime) -
         cancel=when.cancel if when else False,
         when_error=when.error if when else False,
         duplicates=listed.duplicates if listed else 0,
+        preview=preview,
     )
 
 
@@ -181,17 +187,18 @@ def decide(
     `extra_numbers` counts valid numbers from other sources (the address, an attached
     list), `extra_invalid` the invalid ones (an address `123456@domain`); `cancel_matches`
     says whether a deferred job matches a cancel request. A cancel needs no number when it
-    names a ref: it then matches the jobs with that ref.
+    names a ref: it then matches the jobs with that ref. A preview needs no number (it
+    dials none): its ack shows the fax as the first number, if any, would get it.
     """
     if not cmd.password:
         return Code.NO_PASSWORD
     numbered = bool(cmd.numbers or cmd.invalid_numbers or cmd.groups or extra_numbers > 0
-                    or extra_invalid > 0)
+                    or extra_invalid > 0 or cmd.preview)
     if not numbered and not (cmd.cancel and cmd.ref):
         return Code.NO_NUMBER
     if not password_ok:
         return Code.BAD_PASSWORD
-    if numbered and not (cmd.numbers or cmd.groups or extra_numbers > 0):
+    if numbered and not (cmd.numbers or cmd.groups or extra_numbers > 0 or cmd.preview):
         return Code.BAD_NUMBER
     if cmd.when_error:
         return Code.BAD_WHEN

@@ -27,6 +27,7 @@ from mailgw.dispatch.states import parse_retry_overrides
 from mailgw.documents.cover_options import check as yes_no
 from mailgw.documents.quality import check as quality_check
 from mailgw.intake.proof import REQUIRES
+from mailgw.recipients import normalize_number
 from mailgw.store import accounts as rows
 from mailgw.store.models import Account
 from mailgw.subject_parser import strip_prefixes
@@ -52,13 +53,14 @@ class AccountView:
     quality: str = "high"  # the fax quality (mailgw.documents.quality)
     cover: bool = False  # a cover page on its faxes (mailgw.documents.cover_options)
     header_line: bool = False  # a header line on every page of its faxes
+    test_number: str | None = None  # the only number a `test: yes` mail dials
 
     @classmethod
     def of(cls, a: Account, senders: list[str] | None = None) -> AccountView:
         return cls(a.id, a.email, a.region, a.lang, a.tz, a.credits,
                    tuple(senders if senders is not None else [s.address for s in a.senders]),
                    a.require or "password", a.quality or "high", bool(a.cover),
-                   bool(a.header_line))
+                   bool(a.header_line), a.test_number)
 
 
 def normalize_address(address: str) -> str:
@@ -173,13 +175,24 @@ def set_password(session: Session, email: str, password: str) -> None:
     account.password_hash = hash_password(password)
 
 
+def _test_number(value: str, region: str) -> str | None:
+    """The test number in E.164 (read in the account's region), None for 'none'."""
+    if value.strip().lower() in ("", "none", "off"):
+        return None
+    number = normalize_number(value, region)
+    if number is None:
+        raise AccountError(f"not a valid fax number in {region}: {value!r}")
+    return number
+
+
 def update_account(session: Session, email: str, *, region: str | None = None,
                    lang: str | None = None, tz: str | None = None, credits: str | None = None,
                    window: str | None = None, notice_address: str | None = None,
                    webhook_url: str | None = None, webhook_secret: str | None = None,
                    retry: str | None = None, require: str | None = None,
                    quality: str | None = None, cover: str | None = None,
-                   header_line: str | None = None) -> AccountView:
+                   header_line: str | None = None, test_number: str | None = None
+                   ) -> AccountView:
     """Change what is given; credits accept N, +N, -N or 'unlimited' (never below zero)."""
     account = find_by_email(session, email)
     if account is None:
@@ -196,6 +209,8 @@ def update_account(session: Session, email: str, *, region: str | None = None,
         if region.upper() not in phonenumbers.SUPPORTED_REGIONS:
             raise AccountError(f"unknown region {region!r}")
         account.region = region.upper()
+    if test_number is not None:
+        account.test_number = _test_number(test_number, account.region)
     if lang is not None:
         if lang not in LANGS:
             raise AccountError(f"unsupported language {lang!r}")

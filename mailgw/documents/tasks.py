@@ -21,7 +21,7 @@ import img2pdf  # loaded before any fork (documents.render imports it late, too)
 from PIL import Image, TiffImagePlugin  # noqa: F401 - the same, for Pillow and its TIFF codec
 from pypdf import PdfWriter
 
-from mailgw.documents import audio, render, render_pdf, stamp
+from mailgw.documents import audio, render, render_pdf, stamp, thumbnail
 from mailgw.documents.samples import make_pdf, make_wav
 
 Task = Callable[[bytes], object]
@@ -151,7 +151,8 @@ def received_task(data: bytes) -> dict[str, object]:
 
 TASKS: dict[str, Task] = {
     "pdf": pdf_info, "wav": wav_info, "pdfmerge": pdf_merge, "audio": audio.audio_info,
-    "render": render_task, "compose": compose_task, "received": received_task,
+    "render": render_task, "compose": compose_task, "firstpage": thumbnail.first_page_png,
+    "received": received_task,
 }
 
 
@@ -167,5 +168,6 @@ def warm_up() -> None:
         audio.audio_info(b'{"rate": 8000}\n' + make_wav(0.5))
         render_task(b'{"kind": "pdf", "output": "pdf"}\n' + sample)
         compose_task(b'{"cover": "<p>warm-up</p>", "header": "warm-up"}\n' + sample)
+        thumbnail.first_page_png(b'{"width": 200}\n' + sample)
     except Exception:  # noqa: BLE001, S110 - only an optimisation; a document still works
         pass

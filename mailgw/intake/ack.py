@@ -33,5 +33,7 @@ def ack(renderer: Renderer, d: Decision, account: Account, job_ids: list[int],
         send_at=cmd.when_utc if cmd is not None else None,
         ref=cmd.ref if cmd else None, comment=cmd.comment if cmd else None,
         detail=d.detail,
-        quality=d.options.get("quality") if d.channel == "fax" and job_ids else None)
+        quality=d.options.get("quality") if d.channel == "fax" and (job_ids or d.preview)
+        else None,
+        preview=d.preview, preview_png=d.preview_png, preview_pdf=d.preview_pdf)
     return ack_mail(renderer, facts)

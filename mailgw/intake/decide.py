@@ -24,6 +24,7 @@ from mailgw.documents import cover_options
 from mailgw.documents import quality as qualities
 from mailgw.documents.fax_input import LIMIT_REASONS, fax_documents, fax_kind
 from mailgw.inbound.mail import Attachment, InboundMail
+from mailgw.intake import trial
 from mailgw.intake.proof import missing as missing_proof
 from mailgw.intake.routes import address_numbers, channel_of
 from mailgw.intake.verdict import (
@@ -105,12 +106,18 @@ def decide(mail: MailFacts, account: AccountFacts | None, lookups: Lookups | Non
             cmd.numbers or cmd.invalid_numbers or cmd.groups) and m.sounds():
         f.command = dataclasses.replace(cmd, ref=target[0], comment=target[1])
         return _library(f, m, lookups, policy)
-    code = subject_code(cmd, password_ok=f.proven, extra_numbers=extra,
+    mode, trial_problems = trial.mode(m.text_body or "", cmd.preview) \
+        if f.channel == "fax" else (None, ())
+    asked = dataclasses.replace(cmd, preview=mode is not None)  # no number needed then
+    code = subject_code(asked, password_ok=f.proven, extra_numbers=extra,
                         extra_invalid=extra_invalid)
     if not is_accepted(code):
         detail = Detail.of("invalid_numbers", numbers=", ".join(f.invalid)[:300]) \
             if code == Code.BAD_NUMBER else None
         return _refuse(f, code, _SUBJECT_RULES[code], detail)
+    if mode == trial.TEST and not account.test_number:
+        return _refuse(f, Code.NO_NUMBER, "test: the account has no test number",
+                       Detail.of("test_number_missing"))
     if cmd.groups:
         members, missing = lookups.groups(cmd.groups)
         if missing:
@@ -125,6 +132,11 @@ def decide(mail: MailFacts, account: AccountFacts | None, lookups: Lookups | Non
         f.steps.append(f"95/96: a cancel of the scheduled jobs at {cmd.when_local} with {what}"
                        " (matched in the commit: 95 when some match, else 96)")
         return Accept(Plan("cancel", Code.CANCELLED), f)
+    if mode == trial.PREVIEW:
+        trial.first_only(f)
+        code = Code.SENDING  # nothing is scheduled either
+    elif mode == trial.TEST and account.test_number:
+        trial.to_test_number(f, account.test_number)
     if len(f.recipients) > policy.max_recipients:
         return _refuse(f, Code.OVER_LIMIT, "too many recipients",
                        Detail.of("too_many_recipients", count=len(f.recipients),
@@ -132,7 +144,8 @@ def decide(mail: MailFacts, account: AccountFacts | None, lookups: Lookups | Non
     if m.partial:
         return _refuse(f, Code.BAD_DOCUMENT, "a fragment (message/partial) cannot be used",
                        Detail.of("partial_message"))
-    verdict = _fax(f, m, lookups, policy, code, account) if f.channel == "fax" else \
+    verdict = _fax(f, m, lookups, policy, code, account, (mode, trial_problems)) \
+        if f.channel == "fax" else \
         _voice(f, m, account, lookups, policy, code)
     _note_ignored(f, m)
     return verdict
@@ -224,16 +237,18 @@ def _note_ignored(f: Found, mail: InboundMail) -> None:
 
 
 def _fax(f: Found, mail: InboundMail, lookups: Lookups, policy: Policy, code: Code,
-         account: AccountFacts) -> Verdict:
+         account: AccountFacts,
+         trying: tuple[trial.Mode | None, tuple[voice.Problem, ...]] = (None, ())) -> Verdict:
     """The documents rendered to fax pages (mailgw.documents.fax_input says which); one PDF to send.
     An office file LibreOffice cannot convert here is left out when other documents come
     with it (the ack names it), refused (93) when it is the only one. The quality is the
     body's `quality:` line, else the account's (mailgw.documents.quality); pictures are rendered at
     it, and the job keeps it in its options for the driver. So are the cover page and the
-    header line (mailgw.documents.cover_options); a cover page counts in the fax's pages."""
+    header line (mailgw.documents.cover_options); a cover page counts in the fax's pages.
+    A preview (mailgw.intake.trial) is planned as such: checked the same, never dialled."""
     quality, problems = qualities.resolve(mail.text_body or "", account.quality)
     extras, more = cover_options.resolve(mail.text_body or "", account.cover, account.header_line)
-    problems += more
+    problems += more + trying[1]
     f.steps.append(f"quality {quality} ({qualities.dpi(quality)} dpi)")
     docs = fax_documents(mail)
     if not docs:
@@ -275,8 +290,12 @@ def _fax(f: Found, mail: InboundMail, lookups: Lookups, policy: Policy, code: Co
     notes = tuple(Detail.of(p.key, **p.params) for p in problems)
     notes += tuple(Detail.of({"cover": "cover_page", "header": "header_line"}[k])
                    for k in extras)
-    return _accept(f, Plan("send", code, document, {qualities.KEY: quality, **extras},
-                           notes=notes))
+    if trying[0] == trial.TEST and f.recipients:
+        notes += (Detail.of("test_only", number=f.recipients[0].number),)
+    preview = trying[0] == trial.PREVIEW
+    notes += (Detail.of("preview_only"),) if preview else ()
+    return _accept(f, Plan("preview" if preview else "send", code, document,
+                           {qualities.KEY: quality, **extras}, notes=notes))
 
 
 def _accept(f: Found, plan: Plan) -> Accept:

@@ -63,6 +63,10 @@ class Decision:
     options: dict[str, str] = field(default_factory=dict)  # voice call options (accounts.voice)
     # or a fax's quality (mailgw.documents.quality)
     store_ref: str | None = None  # voice: store the sound in the library under this ref
+    preview: bool = False  # render and answer, never dial (mailgw.intake.trial)
+    # the preview's pages for its ack: all of them (PDF) and the first (PNG)
+    preview_pdf: bytes | None = field(default=None, repr=False)
+    preview_png: bytes | None = field(default=None, repr=False)
     decided: tuple[int, str] = (0, "")  # (code, detail) before the commit, for a retry
     answered: IntakeResult | None = None  # a repeat of a mail this process answered
     dropped: str | None = None  # why an automatic message was dropped (never answered)
@@ -88,6 +92,7 @@ class Decision:
         else:
             plan = verdict.plan
             self.code, self.store_ref, self.options = plan.code, plan.store_ref, dict(plan.options)
+            self.preview = plan.action == "preview"
             self.detail = "; ".join(n.text(self.lang) for n in plan.notes)
             if plan.document is not None:
                 doc = plan.document

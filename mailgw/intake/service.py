@@ -21,6 +21,7 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 
 from mailgw.accounts import accounts
+from mailgw.codes import detail
 from mailgw.documents.sandbox import Limits
 from mailgw.inbound.mail import InboundMail, parse_mail
 from mailgw.intake import commit, gather
@@ -31,6 +32,7 @@ from mailgw.intake.facts import StoreLookups
 from mailgw.intake.guessing import Deferred, Guard, GuessPolicy
 from mailgw.intake.known_clients import KnownClients
 from mailgw.intake.model import Decision, Envelope, IntakeResult, idempotency_key
+from mailgw.intake.preview import Previews
 from mailgw.intake.proof_dns import Prover
 from mailgw.intake.routes import channel_of
 from mailgw.intake.verdict import AccountFacts, MailFacts, Policy
@@ -71,6 +73,7 @@ class Intake:
         self.prover = Prover.of(settings.proof)
         self.guard = Guard(GuessPolicy.of(settings.limits))
         self.known = KnownClients(store, settings.limits.known_client_ttl)
+        self.previews = Previews(self.limits, settings.notify.templates_dir or None)
         give_back_freed_memory()
 
     # -- addresses -------------------------------------------------------------------------
@@ -166,6 +169,11 @@ class Intake:
         verdict = decide(facts, AccountFacts.of(account) if account else None,
                          lookups, self.clock(), policy=self.policy)
         d.take(verdict)
+        if d.preview and account is not None:  # its pages, for the ack (never dialled)
+            failed = self.previews.render(d, account)
+            if failed:
+                d.detail = "; ".join(filter(None, (d.detail, detail(
+                    "preview_failed", d.lang, error=failed[:200]))))
         return d  # credits (83) and cancels (95/96) are settled at commit, under lock
 
     def _gate(self, d: Decision, account: Account, env: Envelope, proof: frozenset[str]

@@ -42,10 +42,11 @@ Action = Literal["cancel", "store", "job", "none"]
 
 
 def action(*, has_account: bool, proven: bool, code: int, cancel: bool, store_ref: str | None,
-           has_document: bool, has_command: bool) -> Action:
+           has_document: bool, has_command: bool, preview: bool = False) -> Action:
     """What the commit does for a decided mail: cancel the jobs it names (a proven sender's
-    accepted cancel), store a library message, create a job, or nothing (a refusal)."""
-    if not has_account:
+    accepted cancel), store a library message, create a job, or nothing (a refusal, or a
+    preview: no job, no credit, only its ack)."""
+    if not has_account or preview:
         return "none"
     if proven and has_command and cancel and is_accepted(code):
         return "cancel"

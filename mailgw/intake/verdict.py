@@ -66,13 +66,14 @@ class AccountFacts:
     quality: str = "high"  # the account's fax quality (mailgw.documents.quality)
     cover: bool = False  # a cover page on every fax (mailgw.documents.cover_options)
     header_line: bool = False  # a header line on every page
+    test_number: str | None = None  # the only number a `test: yes` mail dials (intake.trial)
 
     @classmethod
     def of(cls, account: Account) -> AccountFacts:
         defaults = voice.load_defaults(account) if account.voice_options else {}
         return cls(account.id, account.region, account.tz, account.lang, defaults,
                    account.require or "password", account.quality or "high",
-                   bool(account.cover), bool(account.header_line))
+                   bool(account.cover), bool(account.header_line), account.test_number)
 
 
 @dataclass(frozen=True)
@@ -131,9 +132,10 @@ class Found:
 @dataclass(frozen=True)
 class Plan:
     """What to write. `cancel`: the commit matches the jobs and gives 95 or 96
-    (`cancel_code`); `store`: message `store_ref` into the account's voice library."""
+    (`cancel_code`); `store`: message `store_ref` into the account's voice library;
+    `preview`: nothing, the ack shows the fax's pages (mailgw.intake.trial)."""
 
-    action: Literal["send", "cancel", "store"]
+    action: Literal["send", "cancel", "store", "preview"]
     code: Code
     document: Document | None = None
     options: Mapping[str, str] = field(default_factory=dict)

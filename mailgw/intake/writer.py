@@ -95,7 +95,8 @@ class Writer:
         cmd, account = d.command, w.account
         todo = settle.action(has_account=account is not None, proven=d.proven, code=d.code,
                              cancel=cmd is not None and cmd.cancel, store_ref=d.store_ref,
-                             has_document=bool(d.document), has_command=cmd is not None)
+                             has_document=bool(d.document), has_command=cmd is not None,
+                             preview=d.preview)
         if account is None or todo == "none":
             return w
         if todo == "cancel":

@@ -39,6 +39,10 @@ def international(number: str) -> str:
         return number
 
 
+PREVIEW_CID = "page-1@preview.mailgw"  # the first page's Content-ID in a preview's ack
+PREVIEW_PDF = "preview.pdf"
+
+
 @dataclass(frozen=True)
 class AckFacts:
     code: int
@@ -61,6 +65,9 @@ class AckFacts:
     comment: str | None = None
     detail: str = ""
     quality: str | None = None  # an accepted fax's (mailgw.documents.quality)
+    preview: bool = False  # nothing dialled: the pages are shown (mailgw.intake.trial)
+    preview_png: bytes | None = None  # its first page, shown inline (cid:)
+    preview_pdf: bytes | None = None  # all its pages, attached
 
 
 def quality_words(quality: str | None, w: dict[str, str]) -> dict[str, str]:
@@ -84,11 +91,20 @@ def ack_mail(renderer: Renderer, f: AckFacts) -> Rendered:
         "pages": f.pages, "documents": list(f.documents), "ignored": list(f.ignored),
         "send_at": local_time(f.send_at, f.tz, f.lang) if f.send_at else "",
         "ref": f.ref, "comment": f.comment, **quality_words(f.quality, w),
+        "preview": f.preview, "preview_cid": PREVIEW_CID if f.preview_png else "",
+        "preview_pdf": PREVIEW_PDF if f.preview_pdf else "",
     }
     headers = {"X-Mailgw-Code": str(f.code)}
     if f.job_ids:
         headers["X-Mailgw-Job"] = ",".join(str(j) for j in f.job_ids)
-    return renderer.render("ack", "ack", f.lang, f.to, ctx, headers, f.original_message_id)
+    if f.preview:
+        headers["X-Mailgw-Preview"] = "yes"
+    inline = [(PREVIEW_CID, f.preview_png, "image", "png", "page-1.png")] \
+        if f.preview_png else None
+    attachments = [(PREVIEW_PDF, f.preview_pdf, "application", "pdf")] \
+        if f.preview_pdf else None
+    return renderer.render("ack", "ack", f.lang, f.to, ctx, headers, f.original_message_id,
+                           attachments, inline=inline)
 
 
 def _duration(seconds: float, lang: str) -> str:

@@ -19,7 +19,7 @@ import re
 import sys
 from collections.abc import Sequence
 from email import quoprimime
-from email.message import EmailMessage
+from email.message import EmailMessage, MIMEPart
 from email.policy import SMTP
 from itertools import accumulate
 
@@ -240,14 +240,23 @@ def compose(headers: Sequence[tuple[str, str]], text: str, html: str, *,
 
 
 def compose_email(headers: Sequence[tuple[str, str]], text: str, html: str,
-                  attachments: Sequence[tuple[str, bytes, str, str]] = ()) -> bytes:
+                  attachments: Sequence[tuple[str, bytes, str, str]] = (),
+                  inline: Sequence[tuple[str, bytes, str, str, str]] = ()) -> bytes:
     """The same mail through the stdlib's EmailMessage (and any attachments after the
-    alternative part): the reference `compose` is tested against, and the summary's path."""
+    alternative part): the reference `compose` is tested against, and the summary's path.
+    `inline` parts (Content-ID without <>, data, type, subtype, file name) are related to
+    the HTML part (multipart/related), which shows them as `cid:…` (a preview's page)."""
     msg = EmailMessage(policy=SMTP)
     for name, value in headers:
         msg[name] = value
     msg.set_content(text)
     msg.add_alternative(html, subtype="html")
+    if inline:
+        html_part = next(p for p in msg.iter_parts() if p.get_content_type() == "text/html")
+        assert isinstance(html_part, MIMEPart)
+        for cid, data, maintype, subtype, filename in inline:
+            html_part.add_related(data, maintype=maintype, subtype=subtype, cid=f"<{cid}>",
+                                  filename=filename, disposition="inline")
     for filename, data, maintype, subtype in attachments:
         params = {"charset": "utf-8"} if maintype == "text" else {}
         msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename,

@@ -82,7 +82,11 @@ class Renderer:
 
     def render(self, kind: str, template: str, lang: str, to: str, ctx: dict[str, Any],
                headers: dict[str, str], in_reply_to: str | None = None,
-               attachments: list[tuple[str, bytes, str, str]] | None = None) -> Rendered:
+               attachments: list[tuple[str, bytes, str, str]] | None = None, *,
+               inline: list[tuple[str, bytes, str, str, str]] | None = None) -> Rendered:
+        """A mail from `template` in `lang`: the text and HTML parts, then `attachments`
+        (file name, data, type, subtype); `inline` parts (Content-ID, data, type, subtype,
+        file name) go with the HTML part (multipart/related), which shows them by `cid:`."""
         text_t = self._template(lang, f"{template}.txt")
         html_t = self._template(lang, f"{template}.html")
         subject = "".join(text_t.blocks["subject"](text_t.new_context(ctx)))
@@ -99,8 +103,8 @@ class Renderer:
         fields += [("Auto-Submitted", "auto-replied"), (LOOP_HEADER, self.domain),
                    ("X-Mailgw-Kind", kind)]
         fields += [(name, header_text(value, 400)) for name, value in headers.items()]
-        data = (compose_email(fields, body, html, attachments) if attachments
-                else compose(fields, body, html))
+        data = (compose_email(fields, body, html, attachments or (), inline or ())
+                if attachments or inline else compose(fields, body, html))
         return Rendered(kind, to, message_id, data)
 
 

@@ -48,7 +48,8 @@ def cmd_account(args: argparse.Namespace, settings: config.Settings) -> int:
                     notice_address=args.notice_address, webhook_url=args.webhook_url,
                     webhook_secret=read_password() if args.webhook_secret_stdin else None,
                     retry=args.retry, require=args.require, quality=args.quality,
-                    cover=args.cover, header_line=args.header_line)
+                    cover=args.cover, header_line=args.header_line,
+                    test_number=args.test_number)
                 numbers = None
                 if args.inbound_number or args.no_inbound_number:
                     numbers = inbound_numbers.change(
@@ -58,7 +59,8 @@ def cmd_account(args: argparse.Namespace, settings: config.Settings) -> int:
                   f" credits {'unlimited' if view.credits is None else view.credits},"
                   f" require {view.require}, quality {view.quality},"
                   f" cover {'yes' if view.cover else 'no'},"
-                  f" header-line {'yes' if view.header_line else 'no'}"
+                  f" header-line {'yes' if view.header_line else 'no'},"
+                  f" test-number {view.test_number or 'none'}"
                   + (f", inbound numbers {','.join(numbers) or 'none'}"
                      if numbers is not None else ""))
         elif args.account_command == "allow":

@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(template <lang>/cover.html); a mail's body line 'cover: …' overrides it")
     p.add_argument("--header-line", choices=("yes", "no"), help="a header line (date, sender, "
                    "page x/y) on every page; a mail's body line 'header: …' overrides it")
+    p.add_argument("--test-number", help="the account's own fax number, the only one a mail "
+                   "with 'test: yes' in its body dials (or 'none')")
     p.add_argument("--inbound-number", action="append", metavar="NUMBER",
                    help="mail faxes received on this number (DID, E.164) to the account; "
                    "repeat for several; a number belongs to one account")

@@ -90,6 +90,8 @@ class Account(Base):
     # `cover:` / `header:` lines override them
     cover: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     header_line: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Its own fax number (E.164), the only one a `test: yes` mail dials (intake.trial)
+    test_number: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     senders: Mapped[list[SenderAddress]] = relationship(back_populates="account")
 

@@ -15,12 +15,14 @@ depends_on = None
 
 
 def upgrade() -> None:
-    # Accounts made before this revision fax without either, as every fax did.
+    # Accounts made before this revision fax without either, as every fax did. The defaults
+    # are literals: SQLite then adds the columns in place (an expression would make Alembic
+    # rebuild the table, which the foreign keys to account refuse once it has rows).
     with op.batch_alter_table('account', schema=None) as batch_op:
         batch_op.add_column(sa.Column('cover', sa.Boolean(), nullable=False,
-                                      server_default=sa.false()))
+                                      server_default='0'))
         batch_op.add_column(sa.Column('header_line', sa.Boolean(), nullable=False,
-                                      server_default=sa.false()))
+                                      server_default='0'))
 
 
 def downgrade() -> None:

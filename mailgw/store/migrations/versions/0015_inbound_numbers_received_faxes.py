@@ -1,15 +1,15 @@
 """inbound_number, received_fax: numbers mapped to accounts, received faxes already mailed
 
-Revision ID: 0014_received
-Revises: 0013
+Revision ID: 0015_received
+Revises: 0014
 Create Date: 2026-12-07
 """
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0014_received'
-down_revision = '0013'
+revision = '0015_received'
+down_revision = '0014'
 branch_labels = None
 depends_on = None
 
