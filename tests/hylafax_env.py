@@ -75,6 +75,12 @@ Class1TMConnectDelay: 400
 ModemResetDelay: 0
 """
 
+RECEIVE = """\
+RingsBeforeAnswer: 1
+CallIDPattern: "NMBR="
+RecvFileMode: 0644
+"""
+
 HOLDER = r"""
 set -e
 B="$1"
@@ -330,6 +336,17 @@ class HylafaxEnv:
                 if time.monotonic() > deadline:
                     raise
 
+    def start_faxgetty(self) -> None:
+        """faxgetty on our modem, answering on the first ring (the T.31 helper calls in
+        when its RXDIR/call.txt appears), leaving received faxes readable in recvq/."""
+        with open(self.spool / "etc" / f"config.{self.device}", "a") as f:
+            f.write(RECEIVE)
+        assert self.syslog is not None
+        mark = self.syslog.mark()
+        self._ns(["/usr/sbin/faxgetty", self.device], "faxgetty")
+        # a ring during its modem set-up makes it start over: call in once it waits
+        self.syslog.wait("-> RUNNING", 60, start=mark)
+
     def stop_faxq(self) -> None:
         proc = self.procs.pop("faxq", None)
         if proc is not None:
@@ -396,7 +413,7 @@ class HylafaxEnv:
 
     # -- teardown --------------------------------------------------------------------------
     def stop(self) -> None:
-        for name in ("hfaxd", "faxq"):
+        for name in ("faxgetty", "hfaxd", "faxq"):
             proc = self.procs.pop(name, None)
             if proc is not None:
                 _stop(proc)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,10 @@ from mailgw.notify.received import run_receiving
 from mailgw.store import Store
 from tests import hylafax_env
 from tests.conftest import PASSWORD, Sink, make_settings, need
-from tests.hylafax_env import HylafaxEnv
+from tests.hylafax_env import HylafaxEnv, wait_for
 from tests.integration.test_received import outbox_rows, send_all
 from tests.received_faxes import body_text, hylafax_tiff, pdf_of
+from tests.system.test_hylafax import t31_binary  # noqa: F401 - the fixture (gcc, spandsp)
 
 CSID = "+33 1 99 00 00 01 ACME"
 
@@ -114,3 +116,61 @@ def test_the_daemon_loop_picks_up_a_new_fax(hylafax, gw, sink) -> None:
     assert send_all(store, settings) == 1
     (mail,) = sink.kinds("received")
     assert mail["To"] == "alice@example.com" and len(pdf_of(mail)[1].pages) == 3
+
+
+# -- real T.30: a spandsp fax terminal calls in, faxgetty answers (slow) ------------------
+
+@pytest.fixture(scope="module")
+def t30_in(t31_binary: Path) -> Iterator[HylafaxEnv]:  # noqa: F811
+    env = HylafaxEnv("t31", t31_binary)
+    try:
+        env.start()
+        env.start_faxgetty()
+    except BaseException:
+        print(env.diagnostics())
+        env.stop()
+        raise
+    yield env
+    env.stop()
+
+
+@pytest.mark.slow
+def test_real_t30_receive_two_pages_mailed_as_pdf(t30_in: HylafaxEnv, tmp_path: Path,
+                                                  sink: Sink) -> None:
+    env = t30_in
+    assert env.modem is not None
+    far = "+33 199000001 T30"  # the sender's CSID (at most 20 characters)
+    document = tmp_path / "send.tif"
+    document.write_bytes(hylafax_tiff(2, csid=far))
+    os.chmod(document, 0o644)
+    url = f"sqlite:///{tmp_path / 'recv.db'}"
+    settings = make_settings(url, sink.port, dispatch={"driver": "hylafax"}, drivers={
+        "hylafax": {"port": env.port, "user": env.USER, "timeout": "15s",
+                    "receive_interval": "1s", "receive_number": "+33170709901"}})
+    store = Store(url)
+    store.upgrade()
+    with store.tx() as s:
+        accounts.add_account(s, "bob@example.com", PASSWORD, region="FR", lang="en",
+                             tz="Europe/Paris", credits=None)
+        inbound_numbers.change(s, "bob@example.com", ["+33170709901"], [])
+    started = time.monotonic()
+    (env.modem.rxdir / "call.txt").write_text(f"+33199000001\t{far}\t{document}\n")
+    driver = make_driver(settings, store)
+    try:
+        wait_for(lambda: asyncio.run(driver.poll_received()) > 0, 180, "the fax in recvq")
+    except BaseException:
+        print(env.diagnostics())
+        print(env.modem.events())
+        raise
+    elapsed = time.monotonic() - started
+    assert send_all(store, settings) == 1
+    (mail,) = sink.kinds("received")
+    assert mail["To"] == "bob@example.com"
+    text = body_text(mail)
+    assert f"({far})" in text and "Pages: 2" in text, text
+    assert "From: +33 1 99 00 00 01" in text, text  # the caller ID faxgetty was given
+    assert len(pdf_of(mail)[1].pages) == 2
+    (call_,) = [e for e in env.modem.events() if e.get("mode") == "incoming"]
+    assert call_["result"] == "ok" and call_["pages"] == 2, call_
+    print(f"real T.30 receive: 2 pages, CSID {far!r}, call to mail in {elapsed:.1f} s")
+    store.dispose()

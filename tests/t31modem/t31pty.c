@@ -16,6 +16,11 @@
  * MODE: ok | busy | noanswer | nodialtone | drop (the far end goes silent once page
  * AFTER+1 has been received, before confirming it).
  * Each call ends with one JSON line in EVENTS.jsonl.
+ *
+ * Incoming calls (the far end transmits, HylaFAX's faxgetty answers): when RXDIR/call.txt
+ * appears (one line: CALLER<TAB>CSID<TAB>TIFF), it is removed, the modem rings every 3 s
+ * with the caller's number (NMBR=) until the DTE answers (ATA), then a T.30 calling
+ * terminal with that CSID sends the TIFF's pages.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -30,6 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/stat.h>
+#define SPANDSP_EXPOSE_INTERNAL_STRUCTURES  /* the T.31 modem's AT state, for caller ID */
 #include <spandsp.h>
 
 #define SAMPLES 160
@@ -39,6 +45,12 @@ static int master_fd = -1;
 static int cts = 1;
 static int calls = 0;
 static t31_state_t *modem;
+
+static struct {
+    int ringing;   /* an incoming call rings until answered: ticks to the next RING */
+    int rings;
+    char caller[64], csid[64], tiff[512];
+} incoming;
 
 static struct {
     fax_state_t *fax;
@@ -92,7 +104,8 @@ static void report(const char *result, int code)
                 st.error_correcting_mode);
         json_str(f, far.file);
     }
-    fprintf(f, ", \"pages\": %d}\n", far.dead ? far.after : st.pages_rx);
+    fprintf(f, ", \"pages\": %d}\n", far.dead ? far.after
+            : strcmp(far.mode, "incoming") == 0 ? st.pages_tx : st.pages_rx);
     fclose(f);
 }
 
@@ -197,6 +210,79 @@ static void place_call(const char *number)
     t31_call_event(modem, AT_CALL_EVENT_CONNECTED);
 }
 
+static void check_incoming(void)
+{
+    char path[600], line[700];
+    char *caller, *csid, *tiff;
+    FILE *f;
+
+    if (incoming.ringing || far.fax)
+        return;
+    snprintf(path, sizeof(path), "%s/call.txt", rx_dir);
+    f = fopen(path, "r");
+    if (f == NULL)
+        return;
+    if (fgets(line, sizeof(line), f) == NULL) {
+        fclose(f);
+        return;
+    }
+    fclose(f);
+    unlink(path);
+    caller = strtok(line, "\t\n");
+    csid = strtok(NULL, "\t\n");
+    tiff = strtok(NULL, "\t\n");
+    if (caller == NULL || csid == NULL || tiff == NULL)
+        return;
+    snprintf(incoming.caller, sizeof(incoming.caller), "%s", caller);
+    snprintf(incoming.csid, sizeof(incoming.csid), "%s", csid);
+    snprintf(incoming.tiff, sizeof(incoming.tiff), "%s", tiff);
+    incoming.ringing = 1;  /* ring at the next tick */
+    incoming.rings = 0;
+    at_reset_call_info(&modem->at_state);
+    at_set_call_info(&modem->at_state, "NMBR", incoming.caller);
+    modem->at_state.display_call_info = 1;
+}
+
+static void ring_tick(void)
+{
+    if (!incoming.ringing || --incoming.ringing > 0)
+        return;
+    if (++incoming.rings > 20) {  /* nobody answered in a minute */
+        memset(&far, 0, sizeof(far));
+        snprintf(far.number, sizeof(far.number), "%s", incoming.caller);
+        snprintf(far.mode, sizeof(far.mode), "incoming");
+        report("noanswer", -1);
+        memset(&incoming, 0, sizeof(incoming));
+        return;
+    }
+    modem->at_state.call_info_displayed = 0;
+    t31_call_event(modem, AT_CALL_EVENT_ALERTING);
+    incoming.ringing = 150;  /* 3 s */
+}
+
+static void answer_call(void)
+{
+    t30_state_t *t;
+
+    end_call();
+    memset(&far, 0, sizeof(far));
+    snprintf(far.number, sizeof(far.number), "%s", incoming.caller);
+    snprintf(far.mode, sizeof(far.mode), "incoming");
+    snprintf(far.csid, sizeof(far.csid), "%s", incoming.csid);
+    snprintf(far.file, sizeof(far.file), "%s", incoming.tiff);
+    memset(&incoming, 0, sizeof(incoming));
+    far.fax = fax_init(NULL, 1);  /* the calling party: it transmits */
+    fax_set_transmit_on_idle(far.fax, 1);
+    t = fax_get_t30_state(far.fax);
+    t30_set_tx_ident(t, far.csid);
+    t30_set_tx_file(t, far.file, -1, -1);
+    t30_set_ecm_capability(t, 1);
+    t30_set_supported_modems(t, T30_SUPPORT_V27TER | T30_SUPPORT_V29 | T30_SUPPORT_V17);
+    t30_set_phase_d_handler(t, phase_d, NULL);
+    t30_set_phase_e_handler(t, phase_e, NULL);
+    t31_call_event(modem, AT_CALL_EVENT_ANSWERED);
+}
+
 static int at_tx(at_state_t *s, void *user_data, const uint8_t *buf, size_t len)
 {
     (void) s;
@@ -221,6 +307,10 @@ static int modem_control(t31_state_t *s, void *user_data, int op, const char *nu
     switch (op) {
     case AT_MODEM_CONTROL_CALL:
         place_call(num);
+        break;
+    case AT_MODEM_CONTROL_ANSWER:
+        if (incoming.rings > 0)
+            answer_call();
         break;
     case AT_MODEM_CONTROL_HANGUP:
     case AT_MODEM_CONTROL_ONHOOK:
@@ -297,6 +387,8 @@ int main(int argc, char *argv[])
             if (n > 0)
                 t31_at_rx(modem, buf, (int) n);
         }
+        check_incoming();
+        ring_tick();
         len = t31_tx(modem, to_far, SAMPLES);
         for (i = len; i < SAMPLES; i++)
             to_far[i] = 0;
