@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from aiosmtpd.controller import Controller
 
 from mailgw.accounts import accounts
@@ -83,6 +84,16 @@ level = "debug"
 format = "json"
 ''')
     return cfg
+
+
+@pytest.fixture(autouse=True)
+def _structlog_restored() -> Iterator[None]:
+    """A test that runs the daemon or the CLI calls logs.setup(), which configures structlog
+    for the whole process (its level, its stream). Each test gets the configuration it found,
+    so a later test that captures log events (test_imap's) does not depend on test order."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 @pytest.fixture(scope="session")
