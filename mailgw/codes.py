@@ -333,9 +333,15 @@ class Detail:
         return detail(self.key, lang, **dict(self.params))
 
 
-def sentence(code: int, lang: str) -> str:
+# Code 80 for a preview (mailgw.intake.trial): accepted, but "sending now" would be untrue.
+PREVIEW_SENTENCE = {"fr": "Accepté pour un aperçu, rien n'est envoyé",
+                    "en": "Accepted for a preview, nothing is sent",
+                    "ru": "Принято для предпросмотра, ничего не отправляется"}
+
+
+def sentence(code: int, lang: str, *, preview: bool = False) -> str:
     """The human sentence for a code in `lang` (English when the language is unknown)."""
-    text = CODES[code].text
+    text = PREVIEW_SENTENCE if preview and code == Code.SENDING else CODES[code].text
     return text.get(lang) or text["en"]
 
 
@@ -343,7 +349,8 @@ def is_accepted(code: int) -> bool:
     return CODES[code].accepted
 
 
-def smtp_reply(code: int, lang: str, detail: str = "", *, utf8: bool = False) -> str:
+def smtp_reply(code: int, lang: str, detail: str = "", *, utf8: bool = False,
+               preview: bool = False) -> str:
     """The SMTP reply line for a code: "<smtp status> [NN] <sentence>[ (detail)]".
 
     Without SMTPUTF8 the reply must be ASCII: the sentence and the detail stay in the
@@ -351,7 +358,7 @@ def smtp_reply(code: int, lang: str, detail: str = "", *, utf8: bool = False) ->
     Russian in Latin letters). The ack mail carries the exact text.
     """
     rc = CODES[code]
-    text = sentence(code, lang)
+    text = sentence(code, lang, preview=preview)
     if detail:
         text = f"{text} ({detail})"
     if not utf8:

@@ -122,7 +122,8 @@ class Writer:
         d = w.decision
         d.code = int(d.code)  # a plain number from here on (logs, store, headers)
         job_ids = [w.job_id] if w.job_id is not None else w.job_ids
-        reply = smtp_reply(d.code, d.lang, ack.reply_detail(d, job_ids), utf8=w.env.smtputf8)
+        reply = smtp_reply(d.code, d.lang, ack.reply_detail(d, job_ids), utf8=w.env.smtputf8,
+                           preview=d.preview)
         if w.account is not None and d.proven and d.sender:
             if d.key:
                 processed.append({"account_id": w.account.id, "message_id": d.key,

@@ -81,7 +81,8 @@ def quality_words(quality: str | None, w: dict[str, str]) -> dict[str, str]:
 def ack_mail(renderer: Renderer, f: AckFacts) -> Rendered:
     w = words(f.lang)
     ctx = {
-        "code": f.code, "sentence": sentence(f.code, f.lang), "accepted": is_accepted(f.code),
+        "code": f.code, "sentence": sentence(f.code, f.lang, preview=f.preview),
+        "accepted": is_accepted(f.code),
         "cancel": f.code == Code.CANCELLED,
         "detail": f.detail, "channel": f.channel, "channel_word": w[f.channel],
         "received": local_time(f.received, f.tz, f.lang),

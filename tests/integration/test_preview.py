@@ -90,6 +90,7 @@ def test_a_preview_is_rendered_never_dialled_and_costs_nothing(
                make_pdf([["the letter"], ["page two"]]))
     reply = send(app.port, msg)
     assert reply.startswith("250 2.0.0 [80]") and "preview" in reply, reply
+    assert "sending now" not in reply, reply  # nothing is sent: code 80 says so
     ack = the_ack(sink)
     assert ack["X-Mailgw-Preview"] == "yes" and "preview" in str(ack["Subject"])
     image, pdf, text = pages_of(ack)

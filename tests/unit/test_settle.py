@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailgw.codes import CODES, Code, Detail, sentence
+from mailgw.codes import CODES, Code, Detail, sentence, smtp_reply
 from mailgw.intake import settle
 from mailgw.intake.routes import address_numbers, channel_of, looks_like_number
 from mailgw.intake.verdict import Found, Policy, Refuse, Scheduled
@@ -99,3 +99,11 @@ def test_a_refusal_tells_its_code_sentence(code: Code) -> None:
 def test_an_accepting_code_is_no_refusal(code: Code) -> None:
     with pytest.raises(ValueError):
         Refuse(code, None, Found())
+
+
+def test_a_preview_is_not_told_sending_now_in_any_language() -> None:
+    for lang in ("fr", "en", "ru"):
+        told = sentence(Code.SENDING, lang, preview=True)
+        assert told != sentence(Code.SENDING, lang)
+        assert smtp_reply(Code.SENDING, lang, preview=True, utf8=True).endswith(told)
+    assert sentence(Code.SENDING, "en", preview=True) == "Accepted for a preview, nothing is sent"
