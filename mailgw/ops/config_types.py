@@ -15,7 +15,7 @@ Size = Annotated[int, "size"]  # bytes; accepts 25MB, 512KB, 1GB or a plain inte
 Duration = Annotated[float, "duration"]  # seconds; accepts 500ms, 30s, 3m, 3h, 5d or a number
 HostPort = Annotated[str, "hostport"]  # host:port
 
-ROLES = ("smtp", "imap", "dispatch", "notify")
+ROLES = ("smtp", "imap", "dispatch", "notify", "http")
 
 _SIZE_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3,
                "kib": 1024, "mib": 1024**2, "gib": 1024**3}
