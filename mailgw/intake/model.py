@@ -21,6 +21,7 @@ class Envelope:
     smtputf8: bool = False
     # the client's address (behind a trusted relay: from its Received header)
     client_ip: str | None = None
+    ack_mail: bool = True  # False: the caller answers itself (HTTP), no ack mail is written
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ class IntakeResult:
     ignored: str | None = None
     deferred: bool = False  # a 4xx: try again later (a guessed account, mail without proof)
     delay: float = 0.0  # hold the reply this long (a wrong guess: mailgw.intake.guessing)
+    lang: str = ""  # the language of the answer (the account's, else the default)
+    detail: str = ""  # what the ack would add to the code's sentence (an HTTP answer's text)
 
 
 @dataclass

@@ -88,19 +88,37 @@ class Intake:
         """Decide and commit; never raises for bad input (our own failures do raise)."""
         with self.committer.deciding(), self.parsing.hold(len(raw)):
             mail = parse_mail(raw, envelope_from=env.mail_from)
-            bound = log.bind(message_id=mail.message_id, sender=mail.from_addr)
-            try:
-                d = self._decide(mail, env, raw)
-            except Deferred as exc:  # nothing is written, nothing is sent about a guess
-                bound.info("mail_deferred", reason="password checks spent", peer=env.client_ip)
-                return IntakeResult(None, str(exc), deferred=True,
-                                    delay=self.guard.client_delay(env.client_ip))
-            if d.dropped is not None:
-                bound.info("mail_ignored", reason=mail.auto_reply_reason)
-                metrics.mail_decided(None, ignored=True)
-                return IntakeResult(None, "250 2.0.0 Automatic message dropped (not a command)",
-                                    ignored=d.dropped)
+            first = self._first(mail, env, raw)
         del raw  # the caller may have let go of it too: only the decision waits for the commit
+        return first if isinstance(first, IntakeResult) else self._commit(first, env)
+
+    def handle_request(self, mail: InboundMail, env: Envelope) -> IntakeResult:
+        """The same pipeline for facts that came without a mail (an HTTP request, built by
+        mailgw.intake.requests): no bytes to parse or to prove, so the request's
+        `message_id` is its idempotency key (the HTTP twin of the Message-ID rule)."""
+        size = sum(a.size for a in mail.attachments) + len(mail.text_body)
+        with self.committer.deciding(), self.parsing.hold(size):
+            first = self._first(mail, env, b"")
+        return first if isinstance(first, IntakeResult) else self._commit(first, env)
+
+    def _first(self, mail: InboundMail, env: Envelope, raw: bytes) -> IntakeResult | Decision:
+        """The decision, or the answer that needs no commit (deferred, dropped)."""
+        bound = log.bind(message_id=mail.message_id, sender=mail.from_addr)
+        try:
+            d = self._decide(mail, env, raw)
+        except Deferred as exc:  # nothing is written, nothing is sent about a guess
+            bound.info("mail_deferred", reason="password checks spent", peer=env.client_ip)
+            return IntakeResult(None, str(exc), deferred=True,
+                                delay=self.guard.client_delay(env.client_ip))
+        if d.dropped is not None:
+            bound.info("mail_ignored", reason=mail.auto_reply_reason)
+            metrics.mail_decided(None, ignored=True)
+            return IntakeResult(None, "250 2.0.0 Automatic message dropped (not a command)",
+                                ignored=d.dropped)
+        return d
+
+    def _commit(self, d: Decision, env: Envelope) -> IntakeResult:
+        bound = log.bind(message_id=d.mail.message_id, sender=d.mail.from_addr)
         if d.answered is not None:
             bound.info("mail_duplicate", code=d.answered.code)
             self._known(d, env)

@@ -130,9 +130,11 @@ class Writer:
                                   "code": d.code, "reply": reply,
                                   "job_ids": ",".join(map(str, job_ids)), "created_at": now,
                                   "via_imap": False})
-            acks.append((ack.ack(self.renderer, d, w.account, job_ids, now),
-                         job_ids[0] if job_ids else None))
-        return IntakeResult(d.code, reply, proven=d.proven, job_ids=tuple(job_ids))
+            if w.env.ack_mail:
+                acks.append((ack.ack(self.renderer, d, w.account, job_ids, now),
+                             job_ids[0] if job_ids else None))
+        return IntakeResult(d.code, reply, proven=d.proven, job_ids=tuple(job_ids),
+                            lang=d.lang, detail=ack.reply_detail(d, job_ids))
 
     def _reserve_credits(self, conn: Connection, account: Account, d: Decision,
                          credits: dict[int, int | None]) -> bool:
