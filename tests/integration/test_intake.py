@@ -4,6 +4,7 @@ in the account's language, exactly-once answers, header safety, and the whole co
 from __future__ import annotations
 
 import json
+import shutil
 import smtplib
 from email.message import EmailMessage
 from pathlib import Path
@@ -110,15 +111,31 @@ def test_several_pdfs_become_one_fax_and_other_files_are_ignored(make_app, sink,
     msg = fax_message(f"{PASSWORD}:0170709901", make_pdf([["one"]]))
     msg.add_attachment((corpus / "pdfs" / "multipage-4-pages-pdflatex-outline.pdf").read_bytes(),
                        maintype="application", subtype="octet-stream", filename="annexe.bin")
-    msg.add_attachment(b"PK\x03\x04 not really", maintype="application",
-                       subtype="vnd.openxmlformats-officedocument.wordprocessingml.document",
-                       filename="notes.docx")
+    msg.add_attachment(b"PK\x03\x04 not really", maintype="application", subtype="zip",
+                       filename="notes.zip")
     assert send(app.port, msg).startswith("250 2.0.0 [80]")
     body = text(ack_of(sink))
-    assert "Pages: 5" in body and "notes.docx" in body and "Attachments ignored" in body
+    assert "Pages: 5" in body and "notes.zip" in body and "Attachments ignored" in body
     with app.store.read() as s:
         job = s.scalar(select(Job))
         assert job is not None and job.pages == 5
+
+
+def test_a_broken_office_file_beside_pdfs(make_app, sink) -> None:
+    """With LibreOffice an office file is part of the fax: a broken one is refused (93,
+    named), never dropped in silence; without it, office files are ignored beside PDFs."""
+    app = make_app()
+    app.add_account()
+    msg = fax_message(f"{PASSWORD}:0170709901", make_pdf([["one"]]))
+    msg.add_attachment(b"PK\x03\x04 not really", maintype="application",
+                       subtype="vnd.openxmlformats-officedocument.wordprocessingml.document",
+                       filename="notes.docx")
+    if shutil.which("soffice"):
+        assert b"[93]" in _refusal(app, msg) and b"notes.docx" in _refusal(app, msg)
+    else:
+        assert send(app.port, msg).startswith("250 2.0.0 [80]")
+        body = text(ack_of(sink))
+        assert "notes.docx" in body and "Attachments ignored" in body
 
 
 def _refusal(app, msg: EmailMessage) -> bytes:  # type: ignore[no-untyped-def]
