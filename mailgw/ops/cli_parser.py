@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quality", choices=QUALITY_CHOICES, default="high", help=QUALITY_HELP)
     p = asub.add_parser("list", parents=[common], help="list accounts")
     p.add_argument("--json", action="store_true")
+    p = asub.add_parser("invite", parents=[common], help="mail the account a one-time link "
+                        "to set its web password (the web space; [notify] base_url)")
+    p.add_argument("email")
     p = asub.add_parser("passwd", parents=[common], help="change an account's password")
     p.add_argument("email")
     p.add_argument("--password-stdin", action="store_true", required=True)
