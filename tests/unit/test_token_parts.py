@@ -16,6 +16,7 @@ from mailgw.accounts.tokens import (
     parse_scopes,
     token_shaped,
 )
+from mailgw.ops import config
 
 TOKEN = "mgw_" + "A" * 20 + "-_" + "b9" * 10 + "z"  # 43 URL-safe characters
 
@@ -96,3 +97,13 @@ def test_rate_zero_means_no_limit_and_memory_is_bounded() -> None:
         assert small.check(key, float(key) * 10) == 0.0  # each bucket refilled before the next
     assert len(small._buckets) <= 10
     assert small.check(99, 990.0) > 0  # the busy one is still remembered
+
+
+def test_token_rate_settings_are_checked() -> None:
+    s = config.load(search=False, environ={}, overrides={})
+    assert (s.http.token_rate, s.http.token_burst) == (10.0, 40)
+    with pytest.raises(config.ConfigError) as info:
+        config.load(search=False, environ={},
+                    overrides={"http": {"token_rate": -1, "token_burst": 0}})
+    assert {"http.token_rate: must be 0 (no limit) or more",
+            "http.token_burst: must be at least 1"} <= set(info.value.problems)
