@@ -1,7 +1,7 @@
 """web_login, web_invite, web_session: the web space's passwords, invitations and sessions
 
 Revision ID: 0018_web
-Revises: 0015_received
+Revises: 0016_tokens
 Create Date: 2026-12-09
 """
 from alembic import op
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 
 revision = '0018_web'
-down_revision = '0015_received'
+down_revision = '0016_tokens'
 branch_labels = None
 depends_on = None
 
