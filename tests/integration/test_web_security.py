@@ -257,3 +257,40 @@ def test_wrong_passwords_are_slowed_and_the_owner_still_gets_in(web) -> None:
         assert answer.status_code in (200, 429)
     assert sign_in(client) == "/sent"  # no lock-out: the right password opens
     assert client.get("/sent").status_code == 200
+
+
+def test_sent_filters_pages_and_exports_what_it_shows(web, corpus: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    app, sink = web
+    later = fax(app, corpus, f"{PASSWORD}:0170709902:R-LATER:call back:{deferred_when()}")
+    now = fax(app, corpus, f"{PASSWORD}:0170709901:INV-7:relance client A")
+    wait_until(lambda: _outcome(app, now) == "delivered_all", what="the fax delivered")
+    client = ready(app, sink)
+
+    def shown(query: str) -> list[str]:
+        return re.findall(r'data-job="(\d+)"', client.get(f"/sent?{query}").text)
+
+    assert shown("") == [str(now), str(later)]  # newest first
+    assert shown("state=in_progress") == [str(later)]
+    assert shown("state=delivered_all") == [str(now)]
+    assert shown("ref=inv") == [str(now)]
+    assert shown("number=01+70+70+99+02") == [str(later)]
+    assert shown("number=9902") == [str(later)]
+    assert shown("text=RELANCE") == [str(now)]
+    assert shown("channel=voice") == []
+    assert shown("text=%25") == []  # a LIKE wildcard is a plain character
+    assert "not understood" in client.get("/sent?state=lost").text
+    csv_all = client.get("/sent.csv").content.decode("utf-8-sig").splitlines()
+    assert csv_all[0].startswith("REF_LIST;ID_LINE;INT_NUMBER;STATUS_CODE")
+    assert [line.split(";")[0] for line in csv_all[1:]] == ["INV-7", "R-LATER"]
+    assert csv_all[1].split(";")[2:4] == ["33170709901", "21"]
+    monkeypatch.setattr("mailgw.http.web.filters.PER_PAGE", 1)
+    assert shown("page=2") == [str(later)]
+    page_two = client.get("/sent.csv?page=2").content.decode("utf-8-sig").splitlines()
+    assert [line.split(";")[0] for line in page_two[1:]] == ["R-LATER"]  # what is shown
+
+
+def _outcome(app: RunningApp, job_id: int) -> str:
+    with app.store.read() as s:
+        job = s.get(Job, job_id)
+        return job.outcome if job else ""
