@@ -93,6 +93,10 @@ class AccessLog:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                # Starlette names fields in lower case; clients that look a name up
+                # verbatim (urllib's dict of headers) expect Content-Type as it was.
+                message["headers"] = [(bytes(k).title(), v) for k, v in
+                                      message.get("headers", ())]
             await send(message)
 
         try:

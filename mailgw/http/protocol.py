@@ -33,6 +33,7 @@ MAX_HEAD = 8192  # bytes of request line + headers
 HEAD_TIMEOUT = 5.0  # seconds from the connection to the end of the request head
 WRITE_TIMEOUT = 10.0  # seconds a write may stall
 RETRY_AFTER = 5  # seconds, in a 503 for a full listener
+LINGER = 2.0  # seconds a refused connection is read (and dropped) before it is closed
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -107,6 +108,7 @@ class GuardedH11Protocol(H11Protocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._key: str | None = None
+        self._refused = False
         self._head = bytearray()  # the request head so far, up to MAX_HEAD bytes
         self._timers: dict[str, asyncio.TimerHandle] = {}
 
@@ -115,45 +117,62 @@ class GuardedH11Protocol(H11Protocol):
         self._key = self.guard.admit(str(peer[0]) if isinstance(peer, tuple) and peer
                                      else None)
         if self._key is None:
-            transport.write(answer(503, "Service Unavailable", "too many connections",
-                                   f"Retry-After: {RETRY_AFTER}"))
-            transport.close()
+            self.transport = transport
+            self._refuse(answer(503, "Service Unavailable", "too many connections",
+                                f"Retry-After: {RETRY_AFTER}"))
             return
         super().connection_made(transport)
         self._timers["head"] = self.loop.call_later(HEAD_TIMEOUT, self._head_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._key is None:  # refused: uvicorn never knew it
+        for timer in self._timers.values():
+            timer.cancel()
+        if self._key is None:  # not admitted: uvicorn never knew it
             return
         self.guard.release(self._key)
         self._key = None
-        for timer in self._timers.values():
-            timer.cancel()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:  # answered already: what the client still sends is dropped
+            return
         if self.cycle is None and "head" in self._timers:  # the head is still arriving
             self._head += data[:MAX_HEAD - len(self._head) + 4]
             end = _HEAD_END.search(self._head)
             if end is not None and end.end() <= MAX_HEAD:
                 self._timers.pop("head").cancel()
             elif len(self._head) >= MAX_HEAD:
-                self._refuse(431, "Request Header Fields Too Large",
-                             f"request head over {MAX_HEAD} bytes")
+                self._refuse(answer(431, "Request Header Fields Too Large",
+                                    f"request head over {MAX_HEAD} bytes"))
                 return
         super().data_received(data)
 
     def _head_timeout(self) -> None:
         self._timers.pop("head", None)
         if self.cycle is None:
-            self._refuse(408, "Request Timeout", "request head not received in time")
+            self._refuse(answer(408, "Request Timeout", "request head not received in time"))
 
-    def _refuse(self, status: int, reason: str, text: str) -> None:
-        if not self.transport.is_closing():
-            self.transport.write(answer(status, reason, text))
+    def _refuse(self, response: bytes) -> None:
+        """Answer, then close gently: a close with the client's bytes unread would reset
+        the connection, and the client could lose the answer. So the write side ends
+        (FIN), what still comes is dropped, and the connection closes at the client's end
+        of it or after LINGER."""
+        if self._refused or self.transport.is_closing():
+            return
+        self._refused = True
+        self.transport.write(response)
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self._timers["linger"] = self.loop.call_later(LINGER, self.transport.close)
+
+    def eof_received(self) -> bool | None:
+        if self._refused:
             self.transport.close()
+        return None
 
     def pause_writing(self) -> None:
+        if self.flow is None:  # not admitted: its few bytes never fill the buffer
+            return
         super().pause_writing()
         self._timers["write"] = self.loop.call_later(WRITE_TIMEOUT, self.transport.abort)
 
@@ -161,4 +180,5 @@ class GuardedH11Protocol(H11Protocol):
         timer = self._timers.pop("write", None)
         if timer is not None:
             timer.cancel()
-        super().resume_writing()
+        if self.flow is not None:
+            super().resume_writing()
