@@ -165,10 +165,9 @@ class GuardedH11Protocol(H11Protocol):
             self.transport.write_eof()
         self._timers["linger"] = self.loop.call_later(LINGER, self.transport.close)
 
-    def eof_received(self) -> bool | None:
+    def eof_received(self) -> None:
         if self._refused:
             self.transport.close()
-        return None
 
     def pause_writing(self) -> None:
         if self.flow is None:  # not admitted: its few bytes never fill the buffer

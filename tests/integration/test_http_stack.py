@@ -34,7 +34,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:  # SQLite 
 
 
 @pytest.fixture
-def events() -> Iterator[list[dict[str, Any]]]:
+def events() -> Iterator[list[Any]]:
     with structlog.testing.capture_logs() as entries:
         yield entries
 
