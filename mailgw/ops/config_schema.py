@@ -227,6 +227,8 @@ class HttpSettings:
     max_connections: int = 32  # connections at once; beyond, 503 + Retry-After
     max_per_client: int = 8  # of them from one client address (IPv6: its /64)
     body_timeout: Duration = 30.0  # a request's whole body must arrive within this
+    token_rate: float = 10.0  # API requests a second per token; 0 = no limit
+    token_burst: int = 40  # API requests a token may make at once after a quiet spell
 
 
 @dataclass
