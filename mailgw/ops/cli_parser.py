@@ -45,8 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", action="store_true", help="keep the temporary store")
 
     p = sub.add_parser("serve", parents=[common], help="run the daemon")
-    p.add_argument("--roles", help="comma-separated subset of smtp,imap,dispatch,notify "
-                   "(default: [serve] roles from the config)")
+    p.add_argument("--roles", help="comma-separated subset of smtp,imap,dispatch,notify,"
+                   "http (default: [serve] roles from the config, with imap when [imap] is "
+                   "enabled and http when [http] listen is set)")
 
     p = sub.add_parser("parse", parents=[common],
                        help="show what intake would see and decide for a mail (no side effects)")
