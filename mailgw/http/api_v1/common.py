@@ -1,0 +1,194 @@
+"""What every /api/v1 operation shares: the bearer token and its scopes, RFC 9457 problem
+details, JSON bodies and the opaque cursor of a listing.
+
+An operation is a coroutine `(app, request, principal) -> Response` wrapped by `operation`,
+which checks the token before anything else is read (401 without or with a wrong token,
+403 for a scope the token lacks) and turns an `ApiProblem` into its problem document. An
+unexpected error is logged and answered as a 500 problem, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+import structlog
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from mailgw.accounts import tokens
+from mailgw.accounts.tokens import Principal
+from mailgw.codes import sentence
+
+if TYPE_CHECKING:
+    from mailgw.app import App
+
+log = structlog.get_logger("mailgw.http.api_v1")
+
+PROBLEM_TYPE = "urn:mailgw:problem:"  # + a slug, or + code-NN for a reply code
+MAX_JSON = 1_000_000  # bytes of a JSON request body
+TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+          402: "Payment Required", 405: "Method Not Allowed", 409: "Conflict", 413: "Content Too Large",
+          415: "Unsupported Media Type", 422: "Unprocessable Content",
+          429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
+
+Operation = Callable[["App", Request, Principal], Awaitable[Response]]
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class ApiProblem(Exception):
+    """An answer that is a problem document (RFC 9457): status, a slug for its type, a
+    sentence, and the reply code (80–96) when one applies."""
+
+    def __init__(self, status: int, slug: str, detail: str, *, code: int | None = None,
+                 headers: dict[str, str] | None = None, **extra: Any) -> None:
+        super().__init__(detail)
+        self.status, self.slug, self.detail, self.code = status, slug, detail, code
+        self.headers = headers or {}
+        self.extra = extra
+
+
+def problem_response(p: ApiProblem) -> Response:
+    body: dict[str, Any] = {"type": PROBLEM_TYPE + p.slug,
+                            "title": TITLES.get(p.status, "Error"), "status": p.status,
+                            "detail": p.detail}
+    if p.code is not None:
+        body["code"] = p.code
+    body.update(p.extra)
+    return Response(json.dumps(body, ensure_ascii=False), status_code=p.status,
+                    headers=p.headers, media_type="application/problem+json")
+
+
+def code_problem(code: int, lang: str, detail: str = "", status: int = 422) -> ApiProblem:
+    """A refusal of intake's (82–96): its code, its sentence in the account's language."""
+    text = sentence(code, lang or "en")
+    return ApiProblem(status, f"code-{code}", f"{text} {detail}".strip() if detail else text,
+                      code=code)
+
+
+def not_found(what: str) -> ApiProblem:
+    return ApiProblem(404, "not-found", f"no {what}")
+
+
+def invalid(detail: str) -> ApiProblem:
+    return ApiProblem(422, "invalid-request", detail)
+
+
+def ok(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def no_content() -> Response:
+    return Response(status_code=204)
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    presented = presented.strip()
+    return presented if scheme.lower() == "bearer" and presented else None
+
+
+async def authenticate(app: App, request: Request) -> Principal:
+    """The token's principal; 401 (with WWW-Authenticate) when it is missing or wrong."""
+    presented = _bearer(request)
+    if presented is None:
+        raise ApiProblem(401, "unauthorized", "a bearer token is required",
+                         headers={"WWW-Authenticate": 'Bearer realm="mailgw"'})
+    principal = await run_in_threadpool(tokens.verify, app.store, presented)  # type: ignore[attr-defined,unused-ignore]
+    if principal is None:
+        raise ApiProblem(401, "unauthorized", "the token is not valid",
+                         headers={"WWW-Authenticate":
+                                  'Bearer realm="mailgw", error="invalid_token"'})
+    return principal
+
+
+def operation(app: App, scope: str, handler: Operation) -> Endpoint:
+    """The Starlette endpoint for `handler`, behind the token and `scope`."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            principal = await authenticate(app, request)
+            if not principal.allows(scope):
+                raise ApiProblem(403, "forbidden", f"the token lacks the scope {scope}")
+            return await handler(app, request, principal)
+        except ApiProblem as p:
+            return problem_response(p)
+        except Exception:  # noqa: BLE001 - the caller gets a problem, the log the traceback
+            log.exception("api_error", path=request.url.path, method=request.method)
+            return problem_response(ApiProblem(500, "internal", "internal error"))
+
+    endpoint.__name__ = handler.__name__
+    return endpoint
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    """The request's JSON object; 415 for another type, 400 for what is not a JSON object."""
+    ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if ctype != "application/json":
+        raise ApiProblem(415, "unsupported-media-type", "expected application/json")
+    raw = await request.body()
+    if len(raw) > MAX_JSON:
+        raise ApiProblem(413, "too-large", f"the JSON body is over {MAX_JSON} bytes")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiProblem(400, "bad-json", "the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiProblem(400, "bad-json", "the body must be a JSON object")
+    return body
+
+
+def text_field(body: dict[str, Any], name: str, *, most: int = 1000) -> str:
+    """An optional string field ('' when absent or null); 422 for another type."""
+    value = body.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise invalid(f"{name}: expected a string")
+    if len(value) > most:
+        raise invalid(f"{name}: longer than {most} characters")
+    return value
+
+
+def int_path(request: Request, name: str, what: str) -> int:
+    try:
+        value = int(request.path_params[name])
+    except (KeyError, ValueError):
+        raise not_found(what) from None
+    if value < 1 or value > 2**62:
+        raise not_found(what)
+    return value
+
+
+# -- listings -----------------------------------------------------------------------------
+
+def encode_cursor(before_id: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"b": before_id}).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        value = data["b"]
+    except (binascii.Error, ValueError, TypeError, KeyError, UnicodeDecodeError):
+        raise ApiProblem(400, "bad-cursor", "the cursor is not one this API gave") from None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 2**62:
+        raise ApiProblem(400, "bad-cursor", "the cursor is not one this API gave")
+    return value
+
+
+def parse_time(value: str, name: str, tz: str) -> datetime:
+    """ISO 8601 (a date or a date and time); without an offset, in the account's zone."""
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise invalid(f"{name}: expected an ISO 8601 date or time, got {value[:40]!r}") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=ZoneInfo(tz))
+    return parsed
