@@ -33,8 +33,8 @@ log = structlog.get_logger("mailgw.http.api_v1")
 
 PROBLEM_TYPE = "urn:mailgw:problem:"  # + a slug, or + code-NN for a reply code
 MAX_JSON = 1_000_000  # bytes of a JSON request body
-TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-          402: "Payment Required", 405: "Method Not Allowed", 409: "Conflict", 413: "Content Too Large",
+TITLES = {400: "Bad Request", 401: "Unauthorized", 402: "Payment Required", 403: "Forbidden",
+          404: "Not Found", 405: "Method Not Allowed", 409: "Conflict", 413: "Content Too Large",
           415: "Unsupported Media Type", 422: "Unprocessable Content",
           429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
 

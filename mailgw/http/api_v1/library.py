@@ -73,7 +73,8 @@ async def upload_message(app: App, request: Request, principal: Principal) -> Re
         message_id=requests.message_id(f"api-library:{principal.account_id}", None),
         files=[requests.file(sound.filename or "sound", sound.content_type or "", data)])
     env = Envelope(mail_from=principal.account_email,
-                   rcpt_tos=(app.settings.gateway.voice_address,), auth_login=principal.account_email, ack_mail=False,
+                   rcpt_tos=(app.settings.gateway.voice_address,),
+                   auth_login=principal.account_email, ack_mail=False,
                    client_ip=request.client.host if request.client else None)
     result = await run_in_threadpool(intake_of(app).handle_request, mail, env)
     if result.code is None or not is_accepted(result.code):
