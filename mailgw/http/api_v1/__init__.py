@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from mailgw.app import App
 
 DOCS = openapi.docs_page()
+METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"]
 
 
 async def _document(request: Request) -> Response:
@@ -47,4 +48,4 @@ def routes(app: App) -> list[BaseRoute]:
              Route("/api/docs", _docs, methods=["GET"]),
              *jobs.routes(app), *account.routes(app), *webhooks.routes(app),
              *library.routes(app), *groups.routes(app)]
-    return [*known, Route("/api/v1/{rest:path}", _unknown(known))]
+    return [*known, Route("/api/v1/{rest:path}", _unknown(known), methods=METHODS)]
