@@ -7,11 +7,15 @@ interface the API relies on.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
+import uvicorn
 from starlette.testclient import TestClient
 
 from mailgw.accounts import tokens
@@ -19,7 +23,7 @@ from mailgw.accounts.tokens import Principal
 from mailgw.http import asgi
 from mailgw.store import Store
 from mailgw.store.models import Account
-from tests.conftest import RunningApp
+from tests.conftest import RunningApp, wait_until
 
 
 class Tokens:
@@ -46,6 +50,25 @@ def api_tokens(monkeypatch: pytest.MonkeyPatch) -> Tokens:
     found = Tokens()
     monkeypatch.setattr(tokens, "verify", found.verify, raising=False)
     return found
+
+
+@contextmanager
+def served(running: RunningApp) -> Iterator[str]:
+    """The app's ASGI face on a real socket (uvicorn on the app's own loop, as `serve` runs
+    it); yields the base URL."""
+    assert running.app is not None
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(asgi.build(running.app), log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    done = asyncio.run_coroutine_threadsafe(server.serve(sockets=[sock]), running.loop)
+    wait_until(lambda: server.started or done.done(), what="the HTTP listener")
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        done.result(30)
+        sock.close()
 
 
 def client_for(running: RunningApp) -> Iterator[TestClient]:

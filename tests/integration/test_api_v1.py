@@ -9,14 +9,15 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
 from mailgw.documents.samples import make_pdf, make_wav
 from mailgw.store import Job
-from tests.conftest import SENDER, RunningApp, wait_until
-from tests.integration.api_client import Tokens, api_tokens, bearer, client_for
+from tests.conftest import SENDER, RunningApp, Sink, wait_until
+from tests.integration.api_client import Tokens, api_tokens, bearer, client_for, served
 
 __all__ = ["api_tokens"]  # the fixture, used by name
 BOB = "bob@example.com"
@@ -349,3 +350,27 @@ def test_document_and_docs_page(client: TestClient) -> None:
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     for method, path, op_id in ops:
         assert f"{method.upper()} {path}" in page.text and f"id={op_id}" in page.text
+
+
+def test_a_job_over_http_is_dialled_and_its_notice_arrives(gw: RunningApp, sink: Sink,
+                                                           api_tokens: Tokens) -> None:
+    """End to end over a real socket: POST /api/v1/jobs, the simulator dials, the notice
+    reaches the smarthost, and the job shows the attempt."""
+    token = bearer(api_tokens.issue(gw.store, SENDER, "jobs:write", "jobs:read"))
+    with served(gw) as base, httpx.Client(base_url=base, timeout=30) as http:
+        r = http.post("/api/v1/jobs", headers={**token, "Idempotency-Key": "e2e-1"},
+                      data={"channel": "fax", "numbers": "0170709901", "ref": "E2E"},
+                      files={"documents": ("doc.pdf", make_pdf([["a"], ["b"]]),
+                                           "application/pdf")})
+        assert r.status_code == 201, r.text
+        job_id = r.json()["job"]["id"]
+        mails = sink.wait_for(lambda ms: any(m["X-Mailgw-Kind"] == "notice" for m in ms),
+                              what="the notice")
+        notice = next(m for m in mails if m["X-Mailgw-Kind"] == "notice")
+        assert notice["X-Mailgw-Job"] == str(job_id)
+        assert notice["X-Mailgw-State"] == "delivered"
+        assert not [m for m in mails if m["X-Mailgw-Kind"] == "ack"]  # the answer was HTTP
+        job = http.get(f"/api/v1/jobs/{job_id}", headers=token).json()
+        delivery = job["deliveries"][0]
+        assert delivery["state"] == "delivered" and delivery["pages_sent"] == 2
+        assert delivery["csid"] and delivery["attempts"][0]["result"] == "delivered"

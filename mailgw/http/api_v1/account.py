@@ -81,7 +81,7 @@ def _patch(app: App, principal: Principal, wanted: dict[str, str]) -> dict[str, 
 
 
 async def patch_account(app: App, request: Request, principal: Principal) -> Response:
-    wanted = changes(await json_body(request))
+    wanted = changes(await json_body(request, (*TEXT, *NULLABLE, *FLAGS)))
     return ok(await run_in_threadpool(_patch, app, principal, wanted))
 
 

@@ -19,6 +19,9 @@ from zoneinfo import ZoneInfo
 
 import structlog
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -127,8 +130,9 @@ def operation(app: App, scope: str, handler: Operation) -> Endpoint:
     return endpoint
 
 
-async def json_body(request: Request) -> dict[str, Any]:
-    """The request's JSON object; 415 for another type, 400 for what is not a JSON object."""
+async def json_body(request: Request, allowed: tuple[str, ...]) -> dict[str, Any]:
+    """The request's JSON object with only the `allowed` members; 415 for another type, 400
+    for what is not a JSON object, 422 for a member the operation does not know."""
     ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if ctype != "application/json":
         raise ApiProblem(415, "unsupported-media-type", "expected application/json")
@@ -141,7 +145,23 @@ async def json_body(request: Request) -> dict[str, Any]:
         raise ApiProblem(400, "bad-json", "the body is not valid JSON") from None
     if not isinstance(body, dict):
         raise ApiProblem(400, "bad-json", "the body must be a JSON object")
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        raise invalid(f"{unknown[0][:40]}: not a member of this body "
+                      f"(one of {', '.join(allowed)})")
     return body
+
+
+async def read_form(request: Request, *, max_files: int, max_fields: int,
+                    max_part_size: int) -> FormData:
+    """The multipart form; 400 for one that cannot be read (no boundary, a part too big)."""
+    try:
+        return await request.form(max_files=max_files, max_fields=max_fields,
+                                  max_part_size=max_part_size)
+    except (MultiPartException, HTTPException) as exc:
+        reason = exc.detail if isinstance(exc, HTTPException) else exc.message
+        raise ApiProblem(400, "bad-form", f"the multipart body cannot be read: {reason}") \
+            from None
 
 
 def text_field(body: dict[str, Any], name: str, *, most: int = 1000) -> str:
@@ -154,6 +174,18 @@ def text_field(body: dict[str, Any], name: str, *, most: int = 1000) -> str:
     if len(value) > most:
         raise invalid(f"{name}: longer than {most} characters")
     return value
+
+
+def query(request: Request, known: dict[str, int]) -> dict[str, str]:
+    """The query's parameters, each at most its length; 422 for one that is longer."""
+    out = {}
+    for name, most in known.items():
+        value = request.query_params.get(name)
+        if value is not None:
+            if len(value) > most:
+                raise invalid(f"{name}: longer than {most} characters")
+            out[name] = value
+    return out
 
 
 def int_path(request: Request, name: str, what: str) -> int:

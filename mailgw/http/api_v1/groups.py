@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
-from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -24,6 +23,7 @@ from mailgw.http.api_v1.common import (
     not_found,
     ok,
     operation,
+    read_form,
 )
 from mailgw.store import api_v1 as rows
 from mailgw.store import groups as group_rows
@@ -78,7 +78,7 @@ def _write(app: App, principal: Principal, name: str, numbers: list[str], *,
 
 
 async def create_group(app: App, request: Request, principal: Principal) -> Response:
-    body = await json_body(request)
+    body = await json_body(request, ("name", "numbers"))
     name = body.get("name")
     if not isinstance(name, str):
         raise invalid("name: expected a string")
@@ -89,7 +89,7 @@ async def create_group(app: App, request: Request, principal: Principal) -> Resp
 
 
 async def replace_group(app: App, request: Request, principal: Principal) -> Response:
-    body = await json_body(request)
+    body = await json_body(request, ("numbers",))
     name = _name(request)
     return ok(await run_in_threadpool(lambda: _write(app, principal, name, _numbers(body),
                                                      create=False, replace=True)))
@@ -132,10 +132,7 @@ async def _upload(request: Request, most: int) -> tuple[bytes, str, bool]:
     if ctype != "multipart/form-data":
         raise ApiProblem(415, "unsupported-media-type",
                          "expected text/csv, text/plain or multipart/form-data")
-    try:
-        form = await request.form(max_files=1, max_fields=10, max_part_size=10_000)
-    except MultiPartException as exc:
-        raise ApiProblem(400, "bad-form", f"the multipart body cannot be read: {exc}") from None
+    form = await read_form(request, max_files=1, max_fields=10, max_part_size=10_000)
     upload = form.get("file")
     if not isinstance(upload, UploadFile):
         raise invalid("file: the list file is missing")

@@ -25,6 +25,7 @@ from mailgw.http.api_v1.common import (
     ok,
     operation,
     parse_time,
+    query,
 )
 from mailgw.jobs import reports, views
 from mailgw.jobs.service import RetryRefused
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
     from mailgw.app import App
 
 MAX_LIMIT = 200
+QUERY = {"state": 20, "from": 64, "to": 64, "ref": 200, "number": 40, "limit": 10,
+         "cursor": 200}  # the listing's parameters and their longest values
 
 
 def _limit(raw: str | None) -> int:
@@ -72,7 +75,8 @@ def _list(app: App, principal: Principal, q: dict[str, str]) -> dict[str, Any]:
 
 
 async def list_jobs(app: App, request: Request, principal: Principal) -> Response:
-    return ok(await run_in_threadpool(_list, app, principal, dict(request.query_params)))
+    q = query(request, QUERY)
+    return ok(await run_in_threadpool(_list, app, principal, q))
 
 
 def _show(app: App, principal: Principal, job_id: int) -> dict[str, Any]:

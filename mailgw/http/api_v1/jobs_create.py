@@ -15,7 +15,6 @@ from zoneinfo import ZoneInfo
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
-from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -28,6 +27,7 @@ from mailgw.http.api_v1.common import (
     json_body,
     ok,
     parse_time,
+    read_form,
     text_field,
 )
 from mailgw.inbound.model import Attachment
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 # documents.cover_options, intake.trial).
 OPTIONS = ("quality", "cover", "header", "preview", "test", "transfer", "welcome", "callerid",
            "retries", "voicemail")
+FIELDS = ("channel", "numbers", "ref", "comment", "send_at", "library_ref", "options")
 MAX_KEY = 200
 MAX_NUMBERS = 1000  # numbers in the request itself (a contact group may hold more)
 STATUS = {83: 402}  # a refusal's HTTP status; the others are 422
@@ -138,10 +139,7 @@ def _subject(body: dict[str, Any], tz: str) -> tuple[str, str]:
 async def _multipart(request: Request, most: int) -> tuple[dict[str, Any], list[Attachment]]:
     """The form's fields as the JSON body's (numbers may repeat; an option is a field by its
     name) and its files as attachments."""
-    try:
-        form = await request.form(max_files=50, max_fields=200, max_part_size=1_000_000)
-    except MultiPartException as exc:
-        raise ApiProblem(400, "bad-form", f"the multipart body cannot be read: {exc}") from None
+    form = await read_form(request, max_files=50, max_fields=200, max_part_size=1_000_000)
     body: dict[str, Any] = {"numbers": [], "options": {}}
     files: list[Attachment] = []
     for name, value in form.multi_items():
@@ -195,7 +193,7 @@ async def create(app: App, request: Request, principal: Principal) -> Response:
     if ctype == "multipart/form-data":
         body, files = await _multipart(request, most)
     else:
-        body, files = await json_body(request), []
+        body, files = await json_body(request, FIELDS), []
     with app.store.read() as s:
         account = rows.account(s, principal.account_id)
         tz = account.tz if account is not None else "UTC"

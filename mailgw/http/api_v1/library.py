@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
-from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -26,6 +25,7 @@ from mailgw.http.api_v1.common import (
     not_found,
     ok,
     operation,
+    read_form,
 )
 from mailgw.http.api_v1.jobs_create import intake_of
 from mailgw.intake import requests
@@ -57,10 +57,7 @@ async def upload_message(app: App, request: Request, principal: Principal) -> Re
     ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if ctype != "multipart/form-data":
         raise ApiProblem(415, "unsupported-media-type", "expected multipart/form-data")
-    try:
-        form = await request.form(max_files=1, max_fields=10, max_part_size=10_000)
-    except MultiPartException as exc:
-        raise ApiProblem(400, "bad-form", f"the multipart body cannot be read: {exc}") from None
+    form = await read_form(request, max_files=1, max_fields=10, max_part_size=10_000)
     ref, sound = form.get("ref"), form.get("sound")
     if not isinstance(ref, str) or normalize_ref(ref) is None:
         raise invalid("ref: letters, digits, - and _ (at most 40)")

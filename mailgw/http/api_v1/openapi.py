@@ -120,7 +120,8 @@ PATHS: dict[str, dict[str, Any]] = {
     },
     "/api/v1/library": {
         "get": _op("listMessages", "The voice library", "library", {
-            "200": json_response(ref("MessageList"), "the recorded messages")}),
+            "200": json_response(ref("MessageList"), "the recorded messages"),
+            **problems()}),
         "post": _op("uploadMessage", "Store (or replace) a recorded message", "library", {
             "201": json_response(ref("Message"), "stored", Location="the message"),
             **problems(400, 413, 415, 422, 503)},
@@ -134,7 +135,8 @@ PATHS: dict[str, dict[str, Any]] = {
     },
     "/api/v1/groups": {
         "get": _op("listGroups", "The contact groups", "library", {
-            "200": json_response(ref("GroupList"), "each group and its size")}),
+            "200": json_response(ref("GroupList"), "each group and its size"),
+            **problems()}),
         "post": _op("createGroup", "Create a group", "library", {
             "201": json_response(ref("ImportReport"), "created", Location="the group"),
             **problems(400, 409, 415, 422)}, body={JSON_BODY: ref("NewGroup")}),

@@ -51,7 +51,7 @@ def _set(app: App, principal: Principal, url: str | None) -> dict[str, Any]:
 
 
 async def put_webhook(app: App, request: Request, principal: Principal) -> Response:
-    body = await json_body(request)
+    body = await json_body(request, ("url",))
     url = body.get("url")
     if not isinstance(url, str) or not url.strip() or len(url) > 2000 or any(
             c.isspace() for c in url.strip()):
