@@ -1,14 +1,9 @@
-"""A client for /api/v1 tests: the app's ASGI face (mailgw.http.asgi.build) and tokens.
-
-Tokens come from the tokens module's `verify`; until it issues real ones, `Tokens` stands
-in for its store with the same signature (secret → Principal), so the tests speak the
-interface the API relies on.
-"""
+"""A client for /api/v1 tests: the app's ASGI face (mailgw.http.asgi.build) in process or
+on a real socket (uvicorn on the app's loop), and real tokens."""
 
 from __future__ import annotations
 
 import asyncio
-import secrets
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,37 +14,32 @@ import uvicorn
 from starlette.testclient import TestClient
 
 from mailgw.accounts import tokens
-from mailgw.accounts.tokens import Principal
 from mailgw.http import asgi
 from mailgw.store import Store
-from mailgw.store.models import Account
 from tests.conftest import RunningApp, wait_until
 
 
 class Tokens:
-    """secret → Principal, as tokens.verify answers."""
+    """Issues real tokens (mailgw.accounts.tokens.issue), each with a name of its own."""
 
     def __init__(self) -> None:
-        self.known: dict[str, Principal] = {}
-
-    def verify(self, store: Store, presented: str) -> Principal | None:
-        return self.known.get(presented)
+        self.count = 0
 
     def issue(self, store: Store, email: str, *scopes: str) -> str:
-        with store.read() as s:
-            account = s.query(Account).filter(Account.email == email).one()
-            account_id = account.id
-        secret = secrets.token_urlsafe(24)
-        self.known[secret] = Principal(len(self.known) + 1, "test", account_id, email,
-                                       frozenset(scopes))
-        return secret
+        self.count += 1
+        with store.tx() as s:
+            return tokens.issue(s, email, f"test-{self.count}", scopes)[1]
 
 
 @pytest.fixture
-def api_tokens(monkeypatch: pytest.MonkeyPatch) -> Tokens:
-    found = Tokens()
-    monkeypatch.setattr(tokens, "verify", found.verify, raising=False)
-    return found
+def api_tokens() -> Tokens:
+    return Tokens()
+
+
+# The gateway for API tests: no request rate per token and no slowing of wrong tokens
+# unless a test asks for them (test_api_v1 checks both).
+UNLIMITED: dict[str, dict[str, Any]] = {"http": {"token_rate": 0},
+                                        "limits": {"auth_failures": 1000}}
 
 
 @contextmanager

@@ -17,7 +17,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from mailgw.documents.samples import make_pdf
 from mailgw.http.api_v1 import openapi
 from tests.conftest import SENDER, RunningApp
-from tests.integration.api_client import Tokens, api_tokens, bearer, served
+from tests.integration.api_client import UNLIMITED, Tokens, api_tokens, bearer, served
 
 __all__ = ["api_tokens"]  # the fixture, used by name
 EXAMPLES = 20
@@ -31,7 +31,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def api(make_app: Any, api_tokens: Tokens) -> Iterator[tuple[str, str]]:
     """(base URL, an admin token) of a running gateway with one job in it."""
-    gw: RunningApp = make_app()
+    gw: RunningApp = make_app(**UNLIMITED)
     gw.add_account()
     token = api_tokens.issue(gw.store, SENDER, "admin")
     with served(gw) as base:

@@ -14,10 +14,18 @@ import pytest
 from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
+from mailgw.accounts import tokens
 from mailgw.documents.samples import make_pdf, make_wav
 from mailgw.store import Job
 from tests.conftest import SENDER, RunningApp, Sink, wait_until
-from tests.integration.api_client import Tokens, api_tokens, bearer, client_for, served
+from tests.integration.api_client import (
+    UNLIMITED,
+    Tokens,
+    api_tokens,
+    bearer,
+    client_for,
+    served,
+)
 
 __all__ = ["api_tokens"]  # the fixture, used by name
 BOB = "bob@example.com"
@@ -33,7 +41,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def gw(make_app: Any) -> RunningApp:
-    app: RunningApp = make_app()
+    app: RunningApp = make_app(**UNLIMITED)
     app.add_account()
     app.add_account(BOB, "B0bPass")
     return app
@@ -72,6 +80,12 @@ def test_tokens_and_scopes(gw: RunningApp, client: TestClient, api_tokens: Token
     assert r.headers["www-authenticate"].startswith("Bearer")
     _problem(client.get("/api/v1/jobs", headers=bearer("wrong")), 401)
     _problem(client.get("/api/v1/jobs", headers={"Authorization": "Basic eDp5"}), 401)
+    _problem(client.get("/api/v1/jobs", headers=bearer("mgw_" + "A" * 43)), 401)
+    revoked = api_tokens.issue(gw.store, SENDER, "admin")
+    assert client.get("/api/v1/jobs", headers=bearer(revoked)).status_code == 200
+    with gw.store.tx() as s:
+        assert tokens.revoke(s, tokens.verify(gw.store, revoked).token_id)  # type: ignore[union-attr]
+    _problem(client.get("/api/v1/jobs", headers=bearer(revoked)), 401)
     reader = bearer(api_tokens.issue(gw.store, SENDER, "jobs:read"))
     writer = bearer(api_tokens.issue(gw.store, SENDER, "jobs:write"))
     library = bearer(api_tokens.issue(gw.store, SENDER, "library"))
@@ -88,6 +102,20 @@ def test_tokens_and_scopes(gw: RunningApp, client: TestClient, api_tokens: Token
     r = client.delete("/api/v1/jobs", headers=reader)
     _problem(r, 405)
     assert set(r.headers["allow"].split(", ")) >= {"GET", "POST"}
+
+
+def test_a_token_over_its_rate_gets_429(make_app: Any, api_tokens: Tokens) -> None:
+    gw: RunningApp = make_app(http={"token_rate": 0.01, "token_burst": 2})
+    gw.add_account()
+    token = bearer(api_tokens.issue(gw.store, SENDER, "jobs:read"))
+    other = bearer(api_tokens.issue(gw.store, SENDER, "jobs:read"))
+    for client in client_for(gw):
+        assert [client.get("/api/v1/jobs", headers=token).status_code
+                for _ in range(2)] == [200, 200]
+        r = client.get("/api/v1/jobs", headers=token)
+        _problem(r, 429)
+        assert int(r.headers["retry-after"]) >= 1
+        assert client.get("/api/v1/jobs", headers=other).status_code == 200  # per token
 
 
 def test_create_show_list_and_report(gw: RunningApp, client: TestClient,

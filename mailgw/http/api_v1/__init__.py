@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Match, Route
 
+from mailgw.accounts.token_gate import TokenGate
 from mailgw.http.api_v1 import account, groups, jobs, library, openapi, webhooks
 from mailgw.http.api_v1.common import ApiProblem, Endpoint, problem_response
 
@@ -44,8 +45,11 @@ def _unknown(known: list[BaseRoute]) -> Endpoint:
 
 
 def routes(app: App) -> list[BaseRoute]:
+    # One gate per application: wrong tokens counted per client address (with SMTP's
+    # password guesses when this process has intake), requests per token limited.
+    gate = TokenGate.of(app.store, app.settings, app.intake.guard if app.intake else None)
     known = [Route("/api/v1/openapi.json", _document, methods=["GET"]),
              Route("/api/docs", _docs, methods=["GET"]),
-             *jobs.routes(app), *account.routes(app), *webhooks.routes(app),
-             *library.routes(app), *groups.routes(app)]
+             *jobs.routes(app, gate), *account.routes(app, gate), *webhooks.routes(app, gate),
+             *library.routes(app, gate), *groups.routes(app, gate)]
     return [*known, Route("/api/v1/{rest:path}", _unknown(known), methods=METHODS)]

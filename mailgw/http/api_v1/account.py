@@ -12,6 +12,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from mailgw.accounts import accounts
+from mailgw.accounts.token_gate import TokenGate
 from mailgw.accounts.tokens import Principal
 from mailgw.http.api_v1.common import invalid, json_body, not_found, ok, operation
 from mailgw.store import api_v1 as rows
@@ -85,8 +86,8 @@ async def patch_account(app: App, request: Request, principal: Principal) -> Res
     return ok(await run_in_threadpool(_patch, app, principal, wanted))
 
 
-def routes(app: App) -> list[BaseRoute]:
+def routes(app: App, gate: TokenGate) -> list[BaseRoute]:
     return [
-        Route("/api/v1/account", operation(app, "jobs:read", get_account), methods=["GET"]),
-        Route("/api/v1/account", operation(app, "admin", patch_account), methods=["PATCH"]),
+        Route("/api/v1/account", operation(app, gate, "jobs:read", get_account), methods=["GET"]),
+        Route("/api/v1/account", operation(app, gate, "admin", patch_account), methods=["PATCH"]),
     ]

@@ -9,9 +9,11 @@ unexpected error is logged and answered as a 500 problem, never as a traceback.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
+import math
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -25,7 +27,7 @@ from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from mailgw.accounts import tokens
+from mailgw.accounts.token_gate import TokenGate
 from mailgw.accounts.tokens import Principal
 from mailgw.codes import sentence
 
@@ -97,26 +99,33 @@ def _bearer(request: Request) -> str | None:
     return presented if scheme.lower() == "bearer" and presented else None
 
 
-async def authenticate(app: App, request: Request) -> Principal:
-    """The token's principal; 401 (with WWW-Authenticate) when it is missing or wrong."""
+async def authenticate(gate: TokenGate, request: Request) -> Principal:
+    """The token's principal; 401 (with WWW-Authenticate) when it is missing or wrong, held
+    as the gate says (wrong tokens are slowed per client address); 429 with Retry-After when
+    the token is over its request rate."""
     presented = _bearer(request)
-    if presented is None:
-        raise ApiProblem(401, "unauthorized", "a bearer token is required",
-                         headers={"WWW-Authenticate": 'Bearer realm="mailgw"'})
-    principal = await run_in_threadpool(tokens.verify, app.store, presented)  # type: ignore[attr-defined,unused-ignore]
+    client_ip = request.client.host if request.client else None
+    principal, delay = await run_in_threadpool(gate.check, presented, client_ip)
     if principal is None:
-        raise ApiProblem(401, "unauthorized", "the token is not valid",
-                         headers={"WWW-Authenticate":
-                                  'Bearer realm="mailgw", error="invalid_token"'})
+        if delay > 0:
+            await asyncio.sleep(delay)
+        error = ', error="invalid_token"' if presented else ""
+        raise ApiProblem(401, "unauthorized", "the token is not valid" if presented
+                         else "a bearer token is required",
+                         headers={"WWW-Authenticate": f'Bearer realm="mailgw"{error}'})
+    wait = gate.throttle(principal)
+    if wait > 0:
+        raise ApiProblem(429, "too-many-requests", "too many requests for this token",
+                         headers={"Retry-After": str(max(1, math.ceil(wait)))})
     return principal
 
 
-def operation(app: App, scope: str, handler: Operation) -> Endpoint:
+def operation(app: App, gate: TokenGate, scope: str, handler: Operation) -> Endpoint:
     """The Starlette endpoint for `handler`, behind the token and `scope`."""
 
     async def endpoint(request: Request) -> Response:
         try:
-            principal = await authenticate(app, request)
+            principal = await authenticate(gate, request)
             if not principal.allows(scope):
                 raise ApiProblem(403, "forbidden", f"the token lacks the scope {scope}")
             return await handler(app, request, principal)

@@ -14,6 +14,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from mailgw.accounts import groups
+from mailgw.accounts.token_gate import TokenGate
 from mailgw.accounts.tokens import Principal
 from mailgw.http.api_v1.common import (
     ApiProblem,
@@ -163,9 +164,9 @@ async def import_group(app: App, request: Request, principal: Principal) -> Resp
     return ok(await run_in_threadpool(_import, app, principal, name, data, filename, replace))
 
 
-def routes(app: App) -> list[BaseRoute]:
+def routes(app: App, gate: TokenGate) -> list[BaseRoute]:
     def op(handler: Any) -> Any:
-        return operation(app, "library", handler)
+        return operation(app, gate, "library", handler)
 
     return [
         Route("/api/v1/groups", op(list_groups), methods=["GET"]),

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from mailgw.accounts.token_gate import TokenGate
 from mailgw.accounts.tokens import Principal
 from mailgw.http.api_v1 import jobs_create
 from mailgw.http.api_v1.common import (
@@ -151,9 +152,9 @@ async def job_report(app: App, request: Request, principal: Principal) -> Respon
         "Content-Disposition": f'attachment; filename="job-{job_id}.csv"'})
 
 
-def routes(app: App) -> list[BaseRoute]:
+def routes(app: App, gate: TokenGate) -> list[BaseRoute]:
     def op(scope: str, handler: Operation) -> Endpoint:
-        return operation(app, scope, handler)
+        return operation(app, gate, scope, handler)
 
     return [
         Route("/api/v1/jobs", op("jobs:write", jobs_create.create), methods=["POST"]),

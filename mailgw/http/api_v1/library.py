@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute, Route
 
 from mailgw.accounts import voice
 from mailgw.accounts.call_options import normalize_ref
+from mailgw.accounts.token_gate import TokenGate
 from mailgw.accounts.tokens import Principal
 from mailgw.codes import is_accepted
 from mailgw.http.api_v1.common import (
@@ -95,10 +96,10 @@ async def delete_message(app: App, request: Request, principal: Principal) -> Re
     return no_content()
 
 
-def routes(app: App) -> list[BaseRoute]:
+def routes(app: App, gate: TokenGate) -> list[BaseRoute]:
     return [
-        Route("/api/v1/library", operation(app, "library", list_messages), methods=["GET"]),
-        Route("/api/v1/library", operation(app, "library", upload_message), methods=["POST"]),
-        Route("/api/v1/library/{ref}", operation(app, "library", delete_message),
+        Route("/api/v1/library", operation(app, gate, "library", list_messages), methods=["GET"]),
+        Route("/api/v1/library", operation(app, gate, "library", upload_message), methods=["POST"]),
+        Route("/api/v1/library/{ref}", operation(app, gate, "library", delete_message),
               methods=["DELETE"]),
     ]

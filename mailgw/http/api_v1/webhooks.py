@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from mailgw.accounts import accounts
+from mailgw.accounts.token_gate import TokenGate
 from mailgw.accounts.tokens import Principal
 from mailgw.http.api_v1.common import invalid, json_body, no_content, not_found, ok, operation
 from mailgw.store import api_v1 as rows
@@ -64,9 +65,9 @@ async def delete_webhook(app: App, request: Request, principal: Principal) -> Re
     return no_content()
 
 
-def routes(app: App) -> list[BaseRoute]:
+def routes(app: App, gate: TokenGate) -> list[BaseRoute]:
     return [
-        Route("/api/v1/webhook", operation(app, "admin", get_webhook), methods=["GET"]),
-        Route("/api/v1/webhook", operation(app, "admin", put_webhook), methods=["PUT"]),
-        Route("/api/v1/webhook", operation(app, "admin", delete_webhook), methods=["DELETE"]),
+        Route("/api/v1/webhook", operation(app, gate, "admin", get_webhook), methods=["GET"]),
+        Route("/api/v1/webhook", operation(app, gate, "admin", put_webhook), methods=["PUT"]),
+        Route("/api/v1/webhook", operation(app, gate, "admin", delete_webhook), methods=["DELETE"]),
     ]
