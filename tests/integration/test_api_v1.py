@@ -146,6 +146,9 @@ def test_create_show_list_and_report(gw: RunningApp, client: TestClient,
     assert deferred["state"] == "scheduled"
     assert datetime.fromisoformat(deferred["when"]) == later.replace(second=0)
     _fax(client, admin, number="0170709903", ref="R3")
+    preview = _fax(client, admin, number="0170709904", ref="P", preview="yes")
+    assert preview.status_code == 200 and preview.json()["job"] is None, preview.text
+    assert preview.json()["code"] == 80 and preview.json()["job_ids"] == []
     page = client.get("/api/v1/jobs", headers=admin, params={"limit": 2}).json()
     assert len(page["jobs"]) == 2 and page["next_cursor"]
     rest = client.get("/api/v1/jobs", headers=admin,
@@ -282,6 +285,9 @@ def test_account_settings(gw: RunningApp, client: TestClient, api_tokens: Tokens
     assert (got["lang"], got["tz"], got["quality"], got["cover"], got["test_number"],
             got["send_window"]) == ("fr", "America/Guadeloupe", "best", True, "+33170709909",
                                     "08:00-20:00")
+    r = client.patch("/api/v1/account", headers=admin,
+                     json={"send_window": "08:00-20:00 Mon-Fri"})  # docs/api.md's example
+    assert r.status_code == 200 and r.json()["send_window"] == "08:00-20:00 Mon-Fri", r.text
     r = client.patch("/api/v1/account", headers=admin, json={"test_number": None})
     assert r.json()["test_number"] is None
     _problem(client.patch("/api/v1/account", headers=admin, json={"tz": "Mars/Olympus"}), 422)
