@@ -131,7 +131,7 @@ def _retry(app: App, principal: Principal, job_id: int) -> dict[str, Any]:
 async def retry_job(app: App, request: Request, principal: Principal) -> Response:
     job_id = int_path(request, "job_id", "job")
     body = await run_in_threadpool(_retry, app, principal, job_id)
-    app._wake()  # the dispatcher takes the deliveries now rather than at its next poll
+    app.wake()  # the dispatcher takes the deliveries now rather than at its next poll
     return ok(body)
 
 

@@ -209,5 +209,5 @@ async def create(app: App, request: Request, principal: Principal) -> Response:
                    client_ip=request.client.host if request.client else None)
     result = await run_in_threadpool(intake_of(app).handle_request, mail, env)
     if result.job_ids and is_accepted(result.code or 0):
-        app._wake()  # the dispatcher takes the new job now rather than at its next poll
+        app.wake()  # the dispatcher takes the new job now rather than at its next poll
     return await run_in_threadpool(answer, app, result, principal.account_id)
