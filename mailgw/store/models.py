@@ -92,6 +92,10 @@ class Account(Base):
     header_line: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # Its own fax number (E.164), the only one a `test: yes` mail dials (intake.trial)
     test_number: Mapped[str | None] = mapped_column(String(32))
+    # An operator: the web space's admin pages (mailgw.http.web.admin_routes)
+    admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Refused everywhere as an unknown account: mail (82), API tokens, web sign-in
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     senders: Mapped[list[SenderAddress]] = relationship(back_populates="account")
 

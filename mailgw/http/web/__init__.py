@@ -1,8 +1,10 @@
 """The web space (issue 19): server-rendered pages for senders, on the HTTP face.
 
 Sign-in with a web password (invitation link, optional TOTP), the Sent list, one job's
-page, the security page. Jinja2 templates and one stylesheet; no script, no CDN. Every
-answer carries the security headers (pages.HEADERS); every form a CSRF token.
+page (with its fax pages as pictures, or its sound), the security page; for operators the
+admin pages (accounts, queue, dead outbox mails, audit). Jinja2 templates and one
+stylesheet; no script, no CDN. Every answer carries the security headers (pages.HEADERS);
+every form a CSRF token.
 """
 
 from __future__ import annotations
@@ -13,7 +15,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from mailgw.http.web import auth_routes, job_routes, security_routes, sent_routes
+from mailgw.http.web import (
+    admin_ops_routes,
+    admin_routes,
+    auth_routes,
+    job_routes,
+    media_routes,
+    security_routes,
+    sent_routes,
+)
 from mailgw.http.web.pages import Web, secured
 
 if TYPE_CHECKING:
@@ -33,4 +43,5 @@ def routes(app: App) -> list[BaseRoute]:
 
     return [Route("/", home), Route("/static/web.css", css),
             *auth_routes.routes(web), *sent_routes.routes(web), *job_routes.routes(web),
-            *security_routes.routes(web)]
+            *security_routes.routes(web), *media_routes.routes(web),
+            *admin_routes.routes(web, app.wake), *admin_ops_routes.routes(web, app.wake)]

@@ -3,6 +3,7 @@ language of a page: the account's, else the browser's Accept-Language, else Engl
 
 from __future__ import annotations
 
+from mailgw.http.web import admin_words
 from mailgw.vocab import LANGS
 
 _KEYS = (
@@ -134,6 +135,9 @@ WORDS: dict[str, dict[str, str]] = {
         "Второй фактор выключен.", "Перейти к содержимому", "Фильтры", "Действия",
         "Ссылка для настройки на телефоне", "Учётная запись"), strict=True)),
 }
+
+for _lang, _words in WORDS.items():  # the admin pages' and the job media's words
+    _words.update(admin_words.words(_lang))
 
 
 def words(lang: str) -> dict[str, str]:

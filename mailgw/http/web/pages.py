@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 
 HERE = Path(__file__).parent
 # No inline script or style anywhere: the pages use /static/web.css and plain forms.
-CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
-       "base-uri 'none'; frame-ancestors 'none'")
+CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; media-src 'self'; "
+       "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 HEADERS = {"Content-Security-Policy": CSP, "X-Frame-Options": "DENY",
            "Referrer-Policy": "same-origin", "X-Content-Type-Options": "nosniff",
            "Cross-Origin-Opener-Policy": "same-origin", "Cache-Control": "no-store"}
