@@ -57,6 +57,7 @@ _WORDS: dict[str, tuple[str, str, str]] = {
     "adm_refused": ("Refused: {why}", "Refusé : {why}", "Отклонено: {why}"),
     "adm_back": ("Back to the accounts", "Retour aux comptes", "К учётным записям"),
     "adm_id": ("Id", "N°", "№"),
+    "adm_created": ("Created", "Créé le", "Создана"),
     "done_created": ("Account created.", "Compte créé.", "Учётная запись создана."),
     "done_invited": ("Invitation queued.", "Invitation mise en file.",
                      "Приглашение поставлено в очередь."),
