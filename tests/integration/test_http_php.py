@@ -171,7 +171,9 @@ def test_every_code_from_the_decision(gateway: Callable[..., Gateway],
     assert code(r) == 81
     deferred = gw.jobs()[-1]
     assert deferred.state == "scheduled" and r.headers["X-Mailgw-Job"] == str(deferred.id)
-    assert code(gw.get(**base(diff=later + "s"))) == 95
+    r = gw.get(**base(diff=later + "s"))
+    assert code(r) == 95 and r.text.startswith("95 Envoi différé annulé")
+    assert r.headers["X-Mailgw-Job"] == str(deferred.id)  # the job cancelled
     with gw.running.store.read() as s:
         assert s.get(Job, deferred.id).state == "cancelled"  # type: ignore[union-attr]
     r = gw.get(**base(diff=later + "s"))
@@ -185,6 +187,8 @@ def test_every_code_from_the_decision(gateway: Callable[..., Gateway],
     assert code(r) == 86 and "@fournisseurs" in r.text
     r = gw.get(**base(ref="nope"))
     assert code(r) == 91 and "nope" in r.text
+    r = gw.post(**base(com="x" * 33_000))  # the Subject's cap (32 000 bytes)
+    assert code(r) == 94 and "32000" in r.text
     r = gw.get(**base(numero="@clients;0612345603,0612345600"))
     assert code(r) == 80
     with gw.running.store.read() as s:
@@ -202,6 +206,13 @@ def test_wrong_password_writes_nothing_and_sends_no_mail(gateway: Callable[..., 
     r = gw.post(**base(**{"pass": "FGB45M"}))
     assert code(r) == 82 and r.text.startswith("82 Password or sender not valid")
     assert gw.jobs() == [] and gw.outbox("ack") == 0 and sink.messages == []
+
+
+def test_an_account_that_requires_smtp_auth_is_82_over_http(
+        gateway: Callable[..., Gateway], message: tuple[bytes, float]) -> None:
+    gw = gateway()
+    store_message(gw, gw.add_account(require="password+auth"), "32", message)
+    assert code(gw.get(**base())) == 82 and gw.jobs() == []
 
 
 def test_no_credit_is_83(gateway: Callable[..., Gateway], message: tuple[bytes, float]) -> None:
