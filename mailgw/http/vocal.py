@@ -19,8 +19,9 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from mailgw.codes import Code, sentence
@@ -37,6 +38,7 @@ RETRY_AFTER = 60  # seconds: the password checks' budget is counted per minute
 CLIENT_WAIT = 30.0  # a client with wrong guesses waits this long for one of its slots
 MAX_FIELDS = 50
 MAX_PART = 64 * 1024  # one value; the Subject's own cap (94) comes after
+MAX_BODY = 256 * 1024  # an urlencoded body
 
 
 def answer(code: int, lang: str, detail: str = "", job_ids: tuple[int, ...] = ()
@@ -58,18 +60,30 @@ def busy() -> PlainTextResponse:
 
 
 async def _params(request: Request) -> dict[str, str]:
-    query = {k: v for k, v in request.query_params.items()}
+    """The query's values, a POST body's over them (mailgw.intake.vocal_params.values)."""
+    query = vocal_params.decode_pairs(request.scope.get("query_string", b""))
     if request.method != "POST":
         return vocal_params.values(query)
-    async with request.form(max_files=0, max_fields=MAX_FIELDS, max_part_size=MAX_PART) as form:
-        fields = {k: v for k, v in form.items() if isinstance(v, str)}
-    return vocal_params.values(query, fields)
+    kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if kind == "multipart/form-data":  # a malformed one, or one with a file: Starlette's 400
+        async with request.form(max_files=0, max_fields=MAX_FIELDS,
+                                max_part_size=MAX_PART) as form:
+            return vocal_params.values(query, {k: v for k, v in form.items()
+                                               if isinstance(v, str)})
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise HTTPException(413)
+    return vocal_params.values(query, vocal_params.decode_pairs(bytes(body)))
 
 
 def routes(app: App) -> list[BaseRoute]:
     slots: list[ClientSlots] = []  # made on first use, in the server's event loop
 
-    async def http_php(request: Request) -> PlainTextResponse:
+    async def http_php(request: Request) -> Response:
+        if request.method == "HEAD":  # Starlette adds it to GET; it must not send anything
+            return Response(status_code=405, headers={"Allow": "GET, POST"})
         read = vocal_params.read(await _params(request))  # a broken form: Starlette's 400
         if isinstance(read, Code):  # 87–90: no account read, nothing written
             return answer(read, DEFAULT_LANG)
@@ -89,8 +103,8 @@ def routes(app: App) -> list[BaseRoute]:
             voice = intake.settings.gateway.voice_address
             env = Envelope(mail_from=read.email, rcpt_tos=(voice,), ack_mail=False, client_ip=ip)
             result = await run_in_threadpool(intake.handle_request, mail, env)
-            if result.delay:  # a wrong guess, or a guesser's address: the answer is held
-                await asyncio.sleep(result.delay)
+        if result.delay:  # a wrong guess, or a guesser's address: the answer is held (the
+            await asyncio.sleep(result.delay)  # client's slot freed first, as SMTP's DATA)
         if result.deferred or result.code is None:
             return busy()
         return answer(result.code, result.lang, result.detail, result.job_ids)

@@ -17,6 +17,7 @@ the `when`, so a word joiner (U+2060, invisible) is put after it.
 from __future__ import annotations
 
 import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -54,6 +55,23 @@ def values(query: Mapping[str, str], form: Mapping[str, str] | None = None) -> d
     merged = {**{k: v for k, v in query.items() if k in NAMES},
               **{k: v for k, v in (form or {}).items() if k in NAMES}}
     return {k: _CONTROLS.sub(" ", v).strip() for k, v in merged.items()}
+
+
+def decode_pairs(raw: bytes) -> dict[str, str]:
+    """A query string or an urlencoded body: UTF-8, else Windows-1252 value by value (older
+    French sites send their forms in it; `é` must not become `\ufffd`). The last value of a
+    repeated name wins, as in PHP."""
+    pairs = urllib.parse.parse_qsl(raw.decode("latin-1"), keep_blank_values=True,
+                                   encoding="latin-1")  # %XX back to the exact bytes
+    return {_text(k): _text(v) for k, v in pairs}
+
+
+def _text(value: str) -> str:
+    data = value.encode("latin-1")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", "replace")
 
 
 def missing(params: Mapping[str, str]) -> Code | None:

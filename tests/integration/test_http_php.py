@@ -254,10 +254,17 @@ def test_post_forms_and_call_options(gateway: Callable[..., Gateway],
     assert json.loads(called.options or "{}") == {"transfer": "+33170709901",
                                                   "callerid": "+33170709900"}
     assert called.comment == "été"
+    latin = gw.client.get(gw.url + "?" + "&".join(f"{k}={v}" for k, v in base(
+        ref="promo", com="%E9t%E9").items()))  # an older French site's form, in Windows-1252
+    assert code(latin) == 80 and gw.jobs()[-1].comment == "été"
+    head = gw.client.head(gw.url, params=base(ref="promo"))
+    assert head.status_code == 405 and len(gw.jobs()) == 3  # only GET and POST send
     # the query and the body together, as PHP's $_REQUEST: the body's value wins
     r = gw.client.post(gw.url, params=base(numero="abc", ref="promo"),
                        data={"numero": "0612345600"})
-    assert code(r) == 80
+    assert code(r) == 80 and len(gw.jobs()) == 4
+    with_file = gw.client.post(gw.url, data=base(ref="promo"), files={"f": ("a.wav", b"x")})
+    assert with_file.status_code == 400 and len(gw.jobs()) == 4  # http.php takes no file
 
 
 def test_idempotency_key_is_scoped_by_the_email(gateway: Callable[..., Gateway],
@@ -278,9 +285,12 @@ def test_idempotency_key_is_scoped_by_the_email(gateway: Callable[..., Gateway],
 
 
 def test_spent_password_checks_answer_503_not_a_code(gateway: Callable[..., Gateway]) -> None:
-    gw = gateway(limits={"password_checks": 1})
+    gw = gateway(limits={"password_checks": 1, "auth_failures": 1, "auth_delay": "10ms"})
     gw.add_account()
     assert code(gw.get(**base(**{"pass": "guess1"}))) == 82
+    app = gw.running.app
+    assert app is not None and app.intake is not None
+    assert app.intake.guard.client_delay("127.0.0.1") > 0  # this address's replies are held
     r = gw.get(**base(**{"pass": "guess2"}))
     assert r.status_code == 503 and r.headers["Retry-After"] == "60"
     assert "X-Mailgw-Code" not in r.headers and gw.jobs() == []

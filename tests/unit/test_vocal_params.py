@@ -66,3 +66,11 @@ def test_a_comment_is_never_the_when(com: str) -> None:
     _, cmd = parsed(com=com)
     assert not cmd.when_error and cmd.when_local is None
     assert (cmd.comment or "").startswith(com.rstrip(":"))
+
+
+def test_forms_in_utf_8_or_windows_1252() -> None:
+    assert vocal_params.decode_pairs(b"com=%C3%A9t%C3%A9&numero=01+70") == {"com": "été",
+                                                                            "numero": "01 70"}
+    assert vocal_params.decode_pairs(b"com=%E9t%E9+%80&ref=1&ref=2") == {"com": "été €",
+                                                                         "ref": "2"}
+    assert vocal_params.decode_pairs(b"a&b=") == {"a": "", "b": ""}
