@@ -159,6 +159,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="e.g. transfer=0170709901 retries=2 voicemail=only (empty value: off)")
     p.add_argument("--clear", action="store_true", help="drop the defaults first")
 
+    tok = sub.add_parser("token", parents=[common], help="API tokens (Authorization: Bearer)")
+    tsub = tok.add_subparsers(dest="token_command", metavar="ACTION")
+    tsub.required = True
+    p = tsub.add_parser("add", parents=[common], help="issue a token for an account; it is "
+                        "printed once, only its hash is kept")
+    p.add_argument("email")
+    p.add_argument("--name", required=True, help="unique per account, e.g. the client's name")
+    p.add_argument("--scope", required=True, metavar="SCOPES", help="comma-separated: "
+                   "jobs:write, jobs:read, library, admin")
+    p.add_argument("--expires", metavar="AGE", help="expire after this long, e.g. 90d or 12h "
+                   "(default: never)")
+    p = tsub.add_parser("list", parents=[common], help="tokens (never the secret): prefix, "
+                        "scopes, last use, state")
+    p.add_argument("email", nargs="?", help="only this account's tokens")
+    p.add_argument("--json", action="store_true")
+    p = tsub.add_parser("revoke", parents=[common], help="revoke a token at once")
+    p.add_argument("id", type=int)
+
     jobs = sub.add_parser("jobs", parents=[common], help="operator views of jobs")
     jsub = jobs.add_subparsers(dest="jobs_command", metavar="ACTION")
     jsub.required = True

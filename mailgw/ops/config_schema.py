@@ -223,6 +223,8 @@ class LogSettings:
 class HttpSettings:
     listen: str = ""  # host:port of the /metrics and /healthz endpoint; empty = off
     health_outbox_age: Duration = 900.0  # /healthz fails when unsent mail is older than this
+    token_rate: float = 10.0  # API requests a second per token; 0 = no limit
+    token_burst: int = 40  # API requests a token may make at once after a quiet spell
 
 
 @dataclass
