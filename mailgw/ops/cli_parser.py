@@ -45,8 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", action="store_true", help="keep the temporary store")
 
     p = sub.add_parser("serve", parents=[common], help="run the daemon")
-    p.add_argument("--roles", help="comma-separated subset of smtp,imap,dispatch,notify "
-                   "(default: [serve] roles from the config)")
+    p.add_argument("--roles", help="comma-separated subset of smtp,imap,dispatch,notify,"
+                   "http (default: [serve] roles from the config, with imap when [imap] is "
+                   "enabled and http when [http] listen is set)")
 
     p = sub.add_parser("parse", parents=[common],
                        help="show what intake would see and decide for a mail (no side effects)")
@@ -74,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quality", choices=QUALITY_CHOICES, default="high", help=QUALITY_HELP)
     p = asub.add_parser("list", parents=[common], help="list accounts")
     p.add_argument("--json", action="store_true")
+    p = asub.add_parser("invite", parents=[common], help="mail the account a one-time link "
+                        "to set its web password (the web space; [notify] base_url)")
+    p.add_argument("email")
     p = asub.add_parser("passwd", parents=[common], help="change an account's password")
     p.add_argument("email")
     p.add_argument("--password-stdin", action="store_true", required=True)
