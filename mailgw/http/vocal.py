@@ -24,7 +24,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from mailgw.codes import Code, sentence
+from mailgw.codes import Code, is_accepted, sentence
+from mailgw.http.body import read_body
 from mailgw.intake import requests, vocal_params
 from mailgw.intake.guessing import ClientSlots
 from mailgw.intake.model import Envelope
@@ -70,12 +71,12 @@ async def _params(request: Request) -> dict[str, str]:
                                 max_part_size=MAX_PART) as form:
             return vocal_params.values(query, {k: v for k, v in form.items()
                                                if isinstance(v, str)})
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY:
-            raise HTTPException(413)
-    return vocal_params.values(query, vocal_params.decode_pairs(bytes(body)))
+    if "content-length" not in request.headers and "transfer-encoding" not in request.headers:
+        return vocal_params.values(query)  # a POST without a body: the query alone, as PHP
+    body = await read_body(request, MAX_BODY)
+    if isinstance(body, Response):
+        raise HTTPException(body.status_code)
+    return vocal_params.values(query, vocal_params.decode_pairs(body))
 
 
 def routes(app: App) -> list[BaseRoute]:
@@ -88,7 +89,7 @@ def routes(app: App) -> list[BaseRoute]:
         if isinstance(read, Code):  # 87–90: no account read, nothing written
             return answer(read, DEFAULT_LANG)
         intake = app.intake
-        if intake is None:  # this process takes no mail (no smtp or imap role)
+        if intake is None:  # not started yet (every role that serves http.php makes one)
             return busy()
         ip = request.client.host if request.client else None
         if not slots:
@@ -107,6 +108,8 @@ def routes(app: App) -> list[BaseRoute]:
             await asyncio.sleep(result.delay)  # client's slot freed first, as SMTP's DATA)
         if result.deferred or result.code is None:
             return busy()
+        if result.job_ids and is_accepted(result.code):
+            app.wake()  # the dispatcher takes the new job now rather than at its next poll
         return answer(result.code, result.lang, result.detail, result.job_ids)
 
     return [Route(PATH, http_php, methods=["GET", "POST"])]

@@ -2,15 +2,13 @@
 the call options, idempotency, the 503 of a deferred check, and a job made over http.php
 dialled by the simulator with its notice at the sink.
 
-The Starlette app (mailgw.http.asgi.build) is served by uvicorn on a real socket of
-127.0.0.1, so the client address intake sees is the request's.
+The daemon runs with role http (uvicorn on a real socket of 127.0.0.1, mailgw.http.server),
+so the client address intake sees is the request's.
 """
 
 from __future__ import annotations
 
 import json
-import socket
-import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -19,15 +17,13 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import func, select
 
 from mailgw.accounts import groups, voice
 from mailgw.documents import checks as documents
 from mailgw.documents.sandbox import Limits
-from mailgw.http.asgi import build
 from mailgw.store import Account, Job, OutboxMail
-from tests.conftest import PASSWORD, SENDER, RunningApp, wait_until
+from tests.conftest import PASSWORD, SENDER, RunningApp
 from tests.sounds import encode
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -48,20 +44,14 @@ def message() -> tuple[bytes, float]:
 
 
 class Gateway:
-    """The daemon with /http.php served by uvicorn on 127.0.0.1."""
+    """The daemon with role http listening on 127.0.0.1 (uvicorn on the daemon's loop)."""
 
     def __init__(self, running: RunningApp):
-        assert running.app is not None
+        assert running.app is not None and running.app.http_address is not None
+        assert "http" in running.roles
         self.running = running
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}/http.php"
-        self.server = uvicorn.Server(uvicorn.Config(build(running.app), log_level="warning",
-                                                    lifespan="off"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]},
-                                       daemon=True)
-        self.thread.start()
-        wait_until(lambda: self.server.started, what="uvicorn started")
+        host, port = running.app.http_address
+        self.url = f"http://{host}:{port}/http.php"
         self.client = httpx.Client(timeout=30)
 
     def get(self, **params: str) -> httpx.Response:
@@ -72,8 +62,6 @@ class Gateway:
 
     def stop(self) -> None:
         self.client.close()
-        self.server.should_exit = True
-        self.thread.join(10)
 
     def add_account(self, email: str = SENDER, **kw: Any) -> int:
         self.running.add_account(email, **{"lang": "fr", **kw})
@@ -97,7 +85,7 @@ def gateway(make_app: Callable[..., RunningApp]) -> Iterator[Callable[..., Gatew
     made: list[Gateway] = []
 
     def factory(**sections: dict[str, Any]) -> Gateway:
-        made.append(Gateway(make_app(**sections)))
+        made.append(Gateway(make_app(http={"listen": "127.0.0.1:0"}, **sections)))
         return made[-1]
 
     yield factory
@@ -298,9 +286,9 @@ def test_spent_password_checks_answer_503_not_a_code(gateway: Callable[..., Gate
 
 # -- end to end --------------------------------------------------------------------------------
 
-def test_a_job_made_over_http_php_is_dialled_and_noticed(gateway: Callable[..., Gateway],
-                                                         sink: Any,
-                                                         message: tuple[bytes, float]) -> None:
+def test_a_job_made_over_http_php_is_dialled_and_noticed(
+        gateway: Callable[..., Gateway], sink: Any, message: tuple[bytes, float],
+        capsys: pytest.CaptureFixture[str]) -> None:
     gw = gateway()
     store_message(gw, gw.add_account(lang="en"), "32", message)
     r = gw.get(**base(com="http"))
@@ -315,3 +303,5 @@ def test_a_job_made_over_http_php_is_dialled_and_noticed(gateway: Callable[..., 
     with gw.running.store.read() as s:
         job = s.get(Job, job_id)
         assert job is not None and job.state == "done"
+    logged = "".join(capsys.readouterr())
+    assert "/http.php" in logged and PASSWORD not in logged  # the access log hides `pass`
