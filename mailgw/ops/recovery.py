@@ -12,11 +12,20 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import structlog
 
-from mailgw.ops.holders import Holder, Process, boot_token, host_token, is_dead, machine_token
+from mailgw.ops.holders import (
+    Holder,
+    Process,
+    boot_token,
+    host_token,
+    is_dead,
+    machine_token,
+    pidns_token,
+)
 from mailgw.ops.holders import parse as parse_owner
 from mailgw.store import Store
 from mailgw.store.leases import holders, release_owners
@@ -26,6 +35,7 @@ log = structlog.get_logger("mailgw.recovery")
 PROC = Path("/proc")
 BOOT_ID = PROC / "sys/kernel/random/boot_id"
 MACHINE_ID = Path("/etc/machine-id")
+OWNER_MAX = 100  # the width of lease_owner
 
 
 def _read(path: Path) -> str:
@@ -46,17 +56,28 @@ def process(pid: int, proc: Path = PROC) -> Process | None:
     return Process(start=int(fields[19]), zombie=fields[0] in ("Z", "X"))
 
 
+def _pidns() -> str | None:
+    try:
+        return pidns_token(os.readlink(PROC / "self/ns/pid"))
+    except OSError:
+        return None
+
+
 def here(nonce: str = "") -> Holder:
     """This process, as its leases name it."""
     pid = os.getpid()
     me = process(pid)
     return Holder(host_token(socket.gethostname()), machine_token(_read(MACHINE_ID)),
-                  boot_token(_read(BOOT_ID)), pid, me.start if me else None, nonce)
+                  boot_token(_read(BOOT_ID)), _pidns(), pid, me.start if me else None,
+                  nonce)
 
 
 def owner_id() -> str:
     """The lease owner of one App: this process's facts and a nonce of its own."""
-    return here(uuid.uuid4().hex[:6]).encode()
+    me = here(uuid.uuid4().hex[:6])
+    if len(me.encode()) > OWNER_MAX:  # only an unusually wide namespace inode gets here
+        me = replace(me, pidns=None)  # then never judged: the lease runs its time
+    return me.encode()
 
 
 def dead_owners(owners: set[str], me: Holder) -> set[str]:

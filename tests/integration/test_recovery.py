@@ -63,13 +63,16 @@ def test_start_releases_only_the_leases_of_dead_holders_here(store_url: str) -> 
     settings = config.load(search=False, environ={}, overrides={"store": {"url": store_url}})
     store = prepare_store(settings)
     me = recovery.here()
-    dead = Holder(me.host, me.machine, me.boot, _dead_pid(), 12345, "dead01").encode()
-    reused = Holder(me.host, me.machine, me.boot, os.getpid(), 1, "reuse1").encode()
+    dead = Holder(me.host, me.machine, me.boot, me.pidns, _dead_pid(), 12345,
+                  "dead01").encode()
+    reused = Holder(me.host, me.machine, me.boot, me.pidns, os.getpid(), 1, "reuse1").encode()
     alive = recovery.owner_id()  # this very process
-    elsewhere = Holder("another-host", me.machine, "0123456789abcdef", _dead_pid(), 1,
-                       "far001").encode()
-    owners = [dead, reused, alive, elsewhere, "vm:4807:c5d715"]  # the last: the old form
-    d_ids, m_ids = _seed(store, owners)
+    elsewhere = Holder("another-host", me.machine, "0123456789abcdef", me.pidns,
+                       _dead_pid(), 1, "far001").encode()
+    container = Holder(me.host, me.machine, me.boot, "1", _dead_pid(), 1, "ns0001").encode()
+    owners = [dead, reused, alive, elsewhere, container,
+              "vm:4807:c5d715"]  # the last: the old form
+    d_ids, m_ids = _seed(store, owners)  # numbers …9900 to …9905
     assert holders(store) == set(owners)
     assert recovery.release_dead_holders(store) == (2, 2)
     with store.read() as s:
@@ -80,7 +83,7 @@ def test_start_releases_only_the_leases_of_dead_holders_here(store_url: str) -> 
         if owner in (dead, reused):  # back in the queue, the attempt not counted
             assert (d.state, d.lease_owner, d.attempts) == ("queued", None, 0)
             assert (m.lease_owner, m.lease_expires_at, m.sent_at) == (None, None, None)
-        else:  # alive, another host's, or not in the form: they wait for their lease
+        else:  # alive, another host's or namespace's, not in the form: they wait
             assert (d.state, d.lease_owner, d.attempts) == ("sending", owner, 1)
             assert m.lease_owner == owner and m.lease_expires_at is not None
     assert recovery.release_dead_holders(store) == (0, 0)  # nothing more to hand back

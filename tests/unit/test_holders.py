@@ -20,15 +20,16 @@ from mailgw.ops.holders import (
     is_dead,
     machine_token,
     parse,
+    pidns_token,
 )
 
-HERE = Holder("gw1", "0035969e", "5e04e49d890b44b4", 4000, 1000, "")
+HERE = Holder("gw1", "0035969e", "5e04e49d890b44b4", "effffffc", 4000, 1000, "")
 ME_ALIVE = Process(start=1000)
 
 
 def holder(**changes: object) -> Holder:
     fields = {"host": "gw1", "machine": "0035969e", "boot": "5e04e49d890b44b4",
-              "pid": 4242, "start": 5000, "nonce": "abc123", **changes}
+              "pidns": "effffffc", "pid": 4242, "start": 5000, "nonce": "abc123", **changes}
     return Holder(**fields)  # type: ignore[arg-type]
 
 
@@ -44,6 +45,10 @@ def holder(**changes: object) -> Holder:
     (holder(machine="deadbeef"), None, False),  # same name, another machine
     (holder(machine=None), None, False),  # a machine id on one side only
     (holder(boot=None), None, False),  # no boot id: a PID alone proves nothing
+    (holder(pidns="effffffb"), None, False),  # another container's PIDs are not ours to see
+    (holder(pidns="effffffb"), Process(start=7777), False),
+    (holder(pidns="effffffb", boot="ffffffffffffffff"), None, True),  # but a reboot is
+    (holder(pidns=None), None, False),
     (holder(start=None), Process(start=5000), False),  # a live PID, no start to compare
     (holder(start=None), None, True),  # …but no process at all is proof enough
 ])
@@ -52,28 +57,30 @@ def test_is_dead(h: Holder, process: Process | None, dead: bool) -> None:
 
 
 def test_no_boot_id_here_proves_nothing() -> None:
-    assert is_dead(holder(), Holder("gw1", "0035969e", None, 1, None), None) is False
+    assert is_dead(holder(), Holder("gw1", "0035969e", None, "effffffc", 1, None),
+                   None) is False
 
 
 def test_machine_id_unknown_on_both_sides_compares_the_name() -> None:
-    here = Holder("gw1", None, "5e04e49d890b44b4", 1, 1)
+    here = Holder("gw1", None, "5e04e49d890b44b4", "effffffc", 1, 1)
     assert is_dead(holder(machine=None), here, None) is True
     assert is_dead(holder(machine=None, host="gw2"), here, None) is False
 
 
 def test_owner_string_round_trips_and_fits_the_column() -> None:
-    h = Holder(host_token("h" * 64), "0035969e", "5e04e49d890b44b4", 4194304,
+    h = Holder(host_token("h" * 64), "0035969e", "5e04e49d890b44b4", "ffffffff", 4194304,
                99_999_999_999, "abcdef")
     text = h.encode()
     assert parse(text) == h and len(text) <= 100
-    unknown = Holder("gw1", None, None, 12, None, "n")
-    assert unknown.encode() == "gw1|-|-|12|-|n" and parse(unknown.encode()) == unknown
+    unknown = Holder("gw1", None, None, None, 12, None, "n")
+    assert unknown.encode() == "gw1|-|-|-|12|-|n" and parse(unknown.encode()) == unknown
 
 
 @pytest.mark.parametrize("owner", [
     None, "", "w1", "another-node", "vm:4807:c5d715",  # the former host:pid:random
-    "gw1|-|-|12|-", "gw1|-|-|x|-|n", "|-|-|12|-|n", "gw1|zz|-|12|-|n",
-    "gw1|-|5e04e49d|12|-|n", "gw1|-|-|12|1.5|n",
+    "gw1|-|-|12|-|n",  # the six fields of no version
+    "gw1|-|-|-|12|-", "gw1|-|-|-|x|-|n", "|-|-|-|12|-|n", "gw1|zz|-|-|12|-|n",
+    "gw1|-|5e04e49d|-|12|-|n", "gw1|-|-|-|12|1.5|n", "gw1|-|-|pid:[1]|12|-|n",
 ])
 def test_owners_not_in_the_form_are_never_judged(owner: str | None) -> None:
     assert parse(owner) is None
@@ -87,6 +94,7 @@ def test_tokens() -> None:
     assert boot_token("5e04e49d-890b-44b4-a1b7-0123456789ab\n") == "5e04e49d890b44b4"
     assert boot_token("") is None and boot_token("not a boot id at all") is None
     assert machine_token("") is None and machine_token("abc\n") == machine_token("abc")
+    assert pidns_token("pid:[4026531836]") == "effffffc" and pidns_token("") is None
 
 
 def test_proc_stat_with_a_hostile_command_name(tmp_path: Path) -> None:
@@ -107,13 +115,14 @@ def test_this_host_judges_real_processes() -> None:
     assert recovery.dead_owners({me.encode()}, me) == set()  # ourselves: alive
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        theirs = Holder(me.host, me.machine, me.boot, child.pid,
+        theirs = Holder(me.host, me.machine, me.boot, me.pidns, child.pid,
                         recovery.process(child.pid).start, "n")  # type: ignore[union-attr]
         assert recovery.dead_owners({theirs.encode()}, me) == set()
         child.kill()
         child.wait(10)
-        elsewhere = Holder("other-host", me.machine, me.boot, child.pid, theirs.start, "n")
-        reused = Holder(me.host, me.machine, me.boot, os.getpid(), 1, "n")
+        elsewhere = Holder("other-host", me.machine, me.boot, me.pidns, child.pid,
+                           theirs.start, "n")
+        reused = Holder(me.host, me.machine, me.boot, me.pidns, os.getpid(), 1, "n")
         assert recovery.dead_owners({theirs.encode(), elsewhere.encode(), reused.encode(),
                                      "vm:1:abc"}, me) == {theirs.encode(), reused.encode()}
     finally:
