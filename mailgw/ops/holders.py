@@ -51,9 +51,11 @@ class Holder:
 
 @dataclass(frozen=True)
 class Process:
-    """What this host says now about a PID: its start time and whether it is a zombie."""
+    """What this host says now about a PID: its start time (None: the process exists but
+    its /proc entry is hidden, e.g. another user's under ProtectProc=invisible) and
+    whether it is a zombie."""
 
-    start: int
+    start: int | None
     zombie: bool = False  # killed, not yet waited for by its parent: it holds nothing
 
 
@@ -123,6 +125,6 @@ def is_dead(holder: Holder, here: Holder, process: Process | None) -> bool:
         return True
     if process.zombie:
         return True
-    if holder.start is None:
+    if holder.start is None or process.start is None:
         return False  # a live PID, and nothing to tell a reuse from the holder
     return process.start != holder.start

@@ -46,14 +46,24 @@ def _read(path: Path) -> str:
 
 
 def process(pid: int, proc: Path = PROC) -> Process | None:
-    """What /proc says about `pid` now; None when no such process is there."""
+    """What this host says about `pid` now; None when no such process exists."""
     text = _read(proc / str(pid) / "stat")
     # "pid (comm) state ppid …": comm may hold spaces and parentheses, so split after the
     # last ')'; then state is field 3 and starttime field 22 of proc(5).
     fields = text.rpartition(")")[2].split()
-    if len(fields) < 20 or not fields[19].isdigit():
+    if len(fields) >= 20 and fields[19].isdigit():
+        return Process(start=int(fields[19]), zombie=fields[0] in ("Z", "X"))
+    if pid <= 0:
         return None
-    return Process(start=int(fields[19]), zombie=fields[0] in ("Z", "X"))
+    # No readable entry: gone, or hidden (another user's process under hidepid, as
+    # systemd's ProtectProc=invisible does). Signal 0 tells them apart without a signal.
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except OSError:
+        pass  # EPERM: it exists, another user's
+    return Process(start=None)
 
 
 def _pidns() -> str | None:

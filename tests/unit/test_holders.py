@@ -50,6 +50,7 @@ def holder(**changes: object) -> Holder:
     (holder(pidns="effffffb", boot="ffffffffffffffff"), None, True),  # but a reboot is
     (holder(pidns=None), None, False),
     (holder(start=None), Process(start=5000), False),  # a live PID, no start to compare
+    (holder(), Process(start=None), False),  # a live PID whose /proc entry is hidden
     (holder(start=None), None, True),  # …but no process at all is proof enough
 ])
 def test_is_dead(h: Holder, process: Process | None, dead: bool) -> None:
@@ -104,7 +105,11 @@ def test_proc_stat_with_a_hostile_command_name(tmp_path: Path) -> None:
     assert recovery.process(77, tmp_path) == Process(start=424242, zombie=False)
     (tmp_path / "77" / "stat").write_text(f"77 (mailgw) Z {rest}\n")
     assert recovery.process(77, tmp_path) == Process(start=424242, zombie=True)
-    assert recovery.process(78, tmp_path) is None
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait(30)
+    assert recovery.process(gone.pid, tmp_path) is None  # no entry, and kill(0) says gone
+    # no entry here, but the process exists (as a hidden one would): alive, start unknown
+    assert recovery.process(os.getpid(), tmp_path) == Process(start=None)
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="no /proc here")
