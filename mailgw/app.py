@@ -1,4 +1,4 @@
-"""Wires the roles (smtp, imap, dispatch, notify) onto one event loop and one store."""
+"""Wires the roles (smtp, imap, dispatch, notify, http) onto one event loop and one store."""
 
 from __future__ import annotations
 
@@ -13,15 +13,18 @@ import structlog
 
 from mailgw.accounts.accounts import AuthCache
 from mailgw.dispatch.dispatcher import Dispatcher
+from mailgw.dispatch.drivers.base import Driver
 from mailgw.dispatch.setup import callback_handlers, make_driver
 from mailgw.documents import sandbox
-from mailgw.http.api import HttpApi
+from mailgw.errors import EX_CONFIG, OperatorError
+from mailgw.http import asgi
+from mailgw.http.server import HttpServer
 from mailgw.imap.mailbox import start_pollers
 from mailgw.intake.service import Intake
 from mailgw.jobs.service import Jobs
 from mailgw.notify.outbox import OutboxSender
 from mailgw.notify.received import run_receiving
-from mailgw.notify.render import renderer_for
+from mailgw.notify.render import Renderer, renderer_for
 from mailgw.ops import recovery
 from mailgw.ops.config import Settings
 from mailgw.smtp.server import Connections, GatewayHandler, start_smtp
@@ -57,7 +60,9 @@ class App:
     intake: Intake | None = None
     auth_cache: AuthCache | None = None
     connections: Connections | None = None
-    http: HttpApi | None = None
+    jobs: Jobs | None = None  # the jobs service (every role; the HTTP routes use it)
+    http: HttpServer | None = None
+    callbacks: dict[str, Driver] = field(default_factory=dict)  # served by role http
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     ready: bool = False  # announced "ready"; an app that never was stops without a word
 
@@ -79,7 +84,7 @@ class App:
         # Before anything claims: a crashed process of this host holds nothing any more.
         await asyncio.to_thread(recovery.release_dead_holders, self.store)
         renderer = renderer_for(s)
-        jobs = Jobs(self.store, s, renderer)  # one owner of a job's life for every role
+        jobs = self.jobs = Jobs(self.store, s, renderer)  # one owner of a job's life
         if "notify" in self.roles:
             self.outbox = OutboxSender(self.store, s.notify, owner=owner)
             self.tasks.append(asyncio.create_task(self.outbox.run(self.stop_event)))
@@ -95,7 +100,7 @@ class App:
             if self.intake is None:
                 self.intake = Intake(self.store, s, renderer, jobs=jobs)
             self.tasks += start_pollers(s, self.intake, self.stop_event, on_committed=self._wake)
-        if "smtp" in self.roles or "imap" in self.roles:
+        if {"smtp", "imap", "http"} & set(self.roles):
             # Warm document workers now, so the first mails do not pay their start.
             await asyncio.to_thread(sandbox.prestart)
         if "smtp" in self.roles:
@@ -107,14 +112,30 @@ class App:
             self.tasks.append(asyncio.create_task(self._auth_refresh_loop()))
             self.smtp_server, self.connections = await start_smtp(s.smtp, handler,
                                                                   self.auth_cache)
-        if s.http.listen:
-            self.http = HttpApi(self)
-            self.http.callbacks.update(callback_handlers(
-                s, self.store, self.dispatcher.driver if self.dispatcher else None))
-            await self.http.start(s.http.listen)
+        if "http" in self.roles:
+            await self._start_http(renderer, jobs)
+        elif s.http.listen:
+            log.warning("http_listen_unused", listen=s.http.listen,
+                        reason="role http is not among the roles")
         self.ready = True
         log.info("ready", roles=list(self.roles), smtp=self.smtp_address,
-                 store=self.store.dialect, driver=s.dispatch.driver)
+                 http=self.http_address, store=self.store.dialect, driver=s.dispatch.driver)
+
+    async def _start_http(self, renderer: Renderer, jobs: Jobs) -> None:
+        s = self.settings
+        if not s.http.listen:
+            raise OperatorError("http.listen: role http needs an address to listen on",
+                                EX_CONFIG)
+        if self.intake is None:
+            self.intake = Intake(self.store, s, renderer, jobs=jobs)
+        self.callbacks = callback_handlers(
+            s, self.store, self.dispatcher.driver if self.dispatcher else None)
+        self.http = HttpServer(asgi.build(self, self.callbacks),
+                               trusted_proxies=s.http.trusted_proxies,
+                               max_connections=s.http.max_connections,
+                               max_per_client=s.http.max_per_client,
+                               body_timeout=s.http.body_timeout)
+        await self.http.start(s.http.listen)
 
     def _refresh_auth(self) -> None:
         if self.auth_cache is not None:
@@ -160,7 +181,7 @@ class App:
             task.cancel()
         if self.http is not None:
             await self.http.stop()
-        drivers = {id(d): d for d in [*(self.http.callbacks.values() if self.http else ()),
+        drivers = {id(d): d for d in [*self.callbacks.values(),
                                       *([self.dispatcher.driver] if self.dispatcher else [])]}
         for driver in drivers.values():
             await driver.close()

@@ -211,11 +211,12 @@ def make_settings(store_url: str, sink_port: int, **sections: dict[str, Any]) ->
 
 
 class RunningApp:
-    def __init__(self, settings: config.Settings, roles: tuple[str, ...] = ("smtp", "dispatch",
-                                                                            "notify")):
+    def __init__(self, settings: config.Settings, roles: tuple[str, ...] | None = None):
         self.settings = settings
         self.store: Store = prepare_store(settings)
-        self.roles = roles
+        # serve's defaults: http joins when [http] listen is set
+        self.roles = roles or ("smtp", "dispatch", "notify",
+                               *(("http",) if settings.http.listen else ()))
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.app: App | None = None

@@ -317,6 +317,48 @@ class FakeSinch(_Server):
                                        ).encode(), forged, "forged")
 
 
+    def incoming(self, url: str, *, to: str, sender: str = "+14155552222", pages: int = 2,
+                 document: bytes | None = None, content_type: str = "multipart/form-data",
+                 fax_id: str = "", status: str = "COMPLETED", **fax: Any) -> tuple[int, bytes]:
+        """A fax someone sent to one of our Sinch numbers, as Sinch posts it to the fax
+        service's incomingWebhookUrl: an INCOMING_FAX event (multipart/form-data with the PDF
+        as the `file` part, or JSON with the PDF base64 in `file`), Basic credentials taken
+        from the URL. Also kept in `faxes` as an INBOUND fax."""
+        parts = urllib.parse.urlsplit(url)
+        headers = {}
+        if parts.username is not None:
+            creds = f"{urllib.parse.unquote(parts.username)}:" \
+                    f"{urllib.parse.unquote(parts.password or '')}"
+            headers["Authorization"] = "Basic " + base64.b64encode(creds.encode()).decode()
+        bare = urllib.parse.urlunsplit(parts._replace(netloc=parts.hostname + (
+            f":{parts.port}" if parts.port else "")))
+        record = {"id": fax_id or uuid.uuid4().hex[:26].upper(), "direction": "INBOUND",
+                  "from": sender, "to": to, "numberOfPages": pages, "status": status,
+                  "price": {"amount": "0.00", "currencyCode": "USD"},
+                  "createTime": "2026-12-07T14:29:00Z", "completedTime": "2026-12-07T14:30:15Z",
+                  "projectId": self.project, "serviceId": "svc-1", **fax}
+        self.faxes[record["id"]] = record
+        event = {"event": "INCOMING_FAX", "eventTime": record["completedTime"], "fax": record}
+        if content_type == "application/json":
+            if document is not None:
+                event.update(file=base64.b64encode(document).decode(), fileType="PDF")
+            body = json.dumps(event).encode()
+            headers["Content-Type"] = "application/json"
+        else:
+            boundary = uuid.uuid4().hex
+            chunks = [f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n"
+                      f"Content-Type: application/json\r\n\r\n{json.dumps(value)}\r\n".encode()
+                      for name, value in (("event", event["event"]),
+                                          ("eventTime", event["eventTime"]), ("fax", record))]
+            if document is not None:
+                chunks.append(f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+                              f"filename=\"{record['id']}.pdf\"\r\nContent-Type: "
+                              "application/pdf\r\n\r\n".encode() + document + b"\r\n")
+            body = b"".join(chunks) + f"--{boundary}--\r\n".encode()
+            headers["Content-Type"] = f"multipart/form-data; boundary={boundary}"
+        return self.post(bare, body, headers, f"incoming:{record['id']}")
+
+
 # -- Twilio ----------------------------------------------------------------------------------
 
 def twilio_signature(token: str, url: str, params: dict[str, str]) -> str:

@@ -1,9 +1,10 @@
-"""Provider callbacks: the HTTP endpoint's request reader (mailgw.http.api) in front of the
-Sinch and Twilio webhook handlers, and Sinch's body parser on its own.
+"""Provider callbacks: the HTTP listener's connection (mailgw.http.protocol on uvicorn's h11,
+Starlette, mailgw.http.provider_routes) in front of the Sinch and Twilio webhook handlers,
+and Sinch's body parser on its own.
 
-The endpoint answers every request; an exception out of `_route` is logged as
-``http_error`` and one out of a handler as ``callback_failed`` (a 500, so the provider
-sends it again and again): both are findings. `sinch.parse_callback` returns the fax
+The endpoint answers every request; an exception out of the ASGI application (uvicorn
+would log it and answer 500) and one out of a handler (``callback_failed``, a 500, so the
+provider sends it again and again) are both findings. `sinch.parse_callback` returns the fax
 object or None. The provider writes nothing to the store here: the drivers' store calls
 are replaced by in-memory ports that serialise what would be stored.
 """
@@ -14,8 +15,11 @@ import asyncio
 import base64
 import json
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
+
+from starlette.applications import Starlette
+from uvicorn.server import ServerState
 
 from fuzz.targets import Finding
 from mailgw.dispatch.drivers import cloud, sinch, twilio
@@ -24,7 +28,8 @@ from mailgw.dispatch.drivers.cloud_http import basic_auth
 from mailgw.dispatch.drivers.ports import Event, Ports
 from mailgw.dispatch.drivers.sinch import SinchSettings
 from mailgw.dispatch.drivers.twilio import TwilioSettings
-from mailgw.http.api import MAX_HEAD, HttpApi
+from mailgw.http import provider_routes
+from mailgw.http.server import HttpServer
 
 ALLOWED: tuple[type[BaseException], ...] = ()
 PUBLIC = "https://gw.example.org"
@@ -104,8 +109,10 @@ class _Harness:
         self.twilio = _Twilio(TwilioSettings(account_sid="AC" + "0" * 32, auth_token=SECRET,
                                              from_number="+33170709900", public_url=PUBLIC),
                               PORTS)
-        self.api = HttpApi(None)  # type: ignore[arg-type]  # no /metrics, /healthz here
-        self.api.callbacks.update(sinch=self.sinch, twilio=self.twilio)
+        self.app_errors: list[BaseException] = []
+        routes = provider_routes.routes({"sinch": self.sinch, "twilio": self.twilio})
+        self.http = HttpServer(_Catch(Starlette(routes=routes), self.app_errors))
+        self.http.config.load()
 
     def token(self, name: str, kind: str, claims: dict[str, Any] | None) -> bytes:
         if claims is None:
@@ -132,18 +139,17 @@ class _Harness:
         return line + b"\r\n" + header.encode("latin-1") + rest + b"\r\n\r\n" + body
 
     async def serve(self, request: bytes) -> None:
-        """What `HttpApi._serve` does with one connection, minus the socket."""
-        reader = asyncio.StreamReader(limit=MAX_HEAD, loop=self.loop)
-        reader.feed_data(request)
-        reader.feed_eof()
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            return  # a 431 or a closed connection: no route runs
-        try:
-            await self.api._route(head, reader)
-        except (ConnectionError, TimeoutError):
-            return  # _serve drops the connection quietly: allowed
+        """One connection of the listener, the socket replaced by an in-memory transport."""
+        state = ServerState()
+        proto = self.http.protocol(config=self.http.config, server_state=state,
+                                   app_state={}, _loop=self.loop)
+        transport = _Transport()
+        proto.connection_made(transport)
+        proto.data_received(request)
+        proto.eof_received()
+        while state.tasks:
+            await asyncio.wait(list(state.tasks))
+        proto.connection_lost(None)
 
     def run(self, data: bytes) -> None:
         flags, rest = data[0], data[1:]
@@ -161,10 +167,59 @@ class _Harness:
         if flags & 0x40:
             request = self.authenticate(name, request)
         self.sinch.crashes, self.twilio.crashes = [], []
+        self.app_errors.clear()
         self.loop.run_until_complete(self.serve(request))
+        if self.app_errors:
+            raise Finding(f"the HTTP application raised {self.app_errors[0]!r}"
+                          ) from self.app_errors[0]
         crashes = self.sinch.crashes + self.twilio.crashes
         if crashes:
             raise Finding(f"{name} handler raised {crashes[0]!r}") from crashes[0]
+
+
+class _Transport(asyncio.Transport):
+    """What the protocol writes is dropped; the connection is closed when it asks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closing = False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 80)
+                }.get(name, default)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closing = True
+
+    def abort(self) -> None:
+        self.closing = True
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+class _Catch:
+    """The ASGI application, its exceptions kept (uvicorn would only log them)."""
+
+    def __init__(self, app: Any, errors: list[BaseException]) -> None:
+        self.app, self.errors = app, errors
+
+    async def __call__(self, scope: Any, receive: Callable[[], Awaitable[Any]],
+                       send: Callable[[Any], Awaitable[None]]) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except Exception as exc:
+            self.errors.append(exc)
+            raise
 
 
 _harness: _Harness | None = None
@@ -209,9 +264,10 @@ def seeds() -> Iterator[tuple[str, bytes]]:
                   "twilio-gather": b"/gather?step=play", "twilio-done": b"/done"}.get(what, b"")
         yield what, (bytes((flags,)) + suffix + b" HTTP/1.1\r\nHost: gw\r\n" + head
                      + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
-    yield "chunked", (b"\x44 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    # h11 answers 400 to an HTTP/1.1 request without Host: each seed has one.
+    yield "chunked", (b"\x44 HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n"
                       + f"{len(event):x}\r\n".encode() + event + b"\r\n0\r\n\r\n")
-    yield "twilio-media", b"\x07 HTTP/1.1\r\n\r\n"
+    yield "twilio-media", b"\x07 HTTP/1.1\r\nHost: gw\r\n\r\n"
     auth = base64.b64encode(b"mailgw:guess").decode()
-    yield "sinch-forged", (b"\x04 HTTP/1.1\r\nAuthorization: Basic " + auth.encode()
+    yield "sinch-forged", (b"\x04 HTTP/1.1\r\nHost: gw\r\nAuthorization: Basic " + auth.encode()
                            + b"\r\nContent-Length: 2\r\n\r\n{}")

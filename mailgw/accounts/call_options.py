@@ -8,9 +8,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from mailgw.accounts.body_options import NO, YES, Problem, read_lines
 from mailgw.recipients import normalize_number
 
 if TYPE_CHECKING:
@@ -55,10 +56,10 @@ ALIASES = {"transfert": "transfer", "emetteur": "callerid", "émetteur": "caller
 MAX_RETRIES = 9
 
 
-_YES = {"yes", "y", "oui", "o", "true", "on", "1", "да"}
+_YES = YES
 
 
-_NO = {"no", "n", "non", "false", "off", "0", "нет", "none"}
+_NO = NO | {"none"}  # "none" switches a voice option off, too
 
 
 _VOICEMAIL = {"leave": "leave", "yes": "leave", "oui": "leave", "да": "leave",
@@ -67,20 +68,6 @@ _VOICEMAIL = {"leave": "leave", "yes": "leave", "oui": "leave", "да": "leave",
 
 
 _OFF = {"none", "no", "non", "off", "hidden", "masqué", "masque", "нет", "-"}
-
-
-_LINE = re.compile(r"^\s*([^\W\d][\w-]{0,30})\s*:\s*(.*?)\s*$")
-
-
-_STOP = re.compile(r"^(-- ?$|>|-{3,}|_{5,}|(le |on ).*(a écrit|wrote)\s*:\s*$)", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class Problem:
-    """Something in the options the ack must mention: a mailgw.codes.DETAILS key + params."""
-
-    key: str
-    params: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -100,18 +87,7 @@ def parse_block(body: str, known: Collection[str] = OPTIONS,
     """
     values: dict[str, str] = {}
     problems: list[Problem] = []
-    started = False
-    for raw in body.replace("\r\n", "\n").split("\n")[:500]:
-        line = raw.strip()
-        if _STOP.match(line):
-            break
-        m = _LINE.match(line)
-        if m is None:
-            if started:
-                break
-            continue
-        started = True
-        key, value = m.group(1).lower(), m.group(2)
+    for key, value in read_lines(body):  # the one reader (mailgw.accounts.body_options)
         canonical = aliases.get(key, key)
         if canonical not in known:
             if report_unknown:

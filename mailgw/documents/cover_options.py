@@ -1,27 +1,20 @@
 """A fax's cover page and header line, asked for per account (`mailgw account set --cover yes
 --header-line yes`) or per mail: a body line `cover: yes` / `header: yes` (`page de garde:`,
-`en-tête:`, `титульная:`, `заголовок:`), read by the same options-block reader as the
-quality (mailgw.documents.quality). Pure. The job keeps them in its options (`{"cover": "yes",
+`en-tête:`, `титульная:`, `заголовок:`), read by the one options-block reader
+(mailgw.accounts.body_options). Pure. The job keeps them in its options (`{"cover": "yes",
 "header": "yes"}`, absent when off), and the dispatcher makes each delivery's fax with them
 (mailgw.dispatch.faxdoc).
 """
 
 from __future__ import annotations
 
-from mailgw.accounts.call_options import Problem, parse_block
+from mailgw.accounts.body_options import Problem, read_switches, yes_no
 
 COVER, HEADER = "cover", "header"
 ALIASES = {"page-de-garde": COVER, "couverture": COVER, "garde": COVER, "титульная": COVER,
            "обложка": COVER, "header-line": HEADER, "en-tête": HEADER, "entête": HEADER,
            "en-tete": HEADER, "entete": HEADER, "bandeau": HEADER, "заголовок": HEADER}
-_YES = {"yes", "y", "oui", "o", "true", "on", "1", "да"}
-_NO = {"no", "n", "non", "false", "off", "0", "нет"}
-
-
-def parse(value: str) -> bool | None:
-    """yes/no in en, fr or ru; None when it is neither."""
-    word = value.strip().lower()
-    return True if word in _YES else False if word in _NO else None
+parse = yes_no  # yes/no in en, fr or ru; None when it is neither
 
 
 def check(value: str) -> bool:
@@ -36,20 +29,10 @@ def resolve(body: str, account_cover: bool = False, account_header: bool = False
             ) -> tuple[dict[str, str], tuple[Problem, ...]]:
     """The mail's `cover:` and `header:` lines over the account's settings (pure). A value
     that is neither yes nor no is reported and the account's setting is used."""
-    block = parse_block(body, (COVER, HEADER), ALIASES, report_unknown=False)
     chosen = {COVER: account_cover, HEADER: account_header}
-    problems = []
-    for key in (COVER, HEADER):
-        written = block.values.get(key)
-        if written is None:
-            continue
-        got = parse(written)
-        if got is None:
-            problems.append(Problem("option_value", {"option": key, "value": written[:40],
-                                                     "allowed": "yes, no"}))
-        else:
-            chosen[key] = got
-    return {k: "yes" for k, on in chosen.items() if on}, tuple(problems)
+    written, problems = read_switches(body, (COVER, HEADER), ALIASES)
+    chosen.update(written)
+    return {k: "yes" for k, on in chosen.items() if on}, problems
 
 
 def wanted(options: dict[str, str] | None) -> tuple[bool, bool]:

@@ -1,13 +1,13 @@
 """Fax qualities, as OVH sells them: `normal` 204×98, `high` 204×196 (the default), `best`
 204×392 dpi. An account has one (`mailgw account set --quality`); a fax mail's body line
 `quality: best` (`qualité:`, `качество:`), read by the same options-block reader as the
-voice options (mailgw.accounts.voice.parse_block), overrides it for that mail. The job keeps it in
+other body options (mailgw.accounts.body_options), overrides it for that mail. The job keeps it in
 its options (`{"quality": …}`), and each driver gets it as `CallRequest.quality`.
 """
 
 from __future__ import annotations
 
-from mailgw.accounts.call_options import Problem, parse_block
+from mailgw.accounts.body_options import Problem, read_options
 from mailgw.documents.render import QUALITIES
 
 DEFAULT = "high"
@@ -58,8 +58,7 @@ def resolve(body: str, account_quality: str) -> tuple[str, tuple[Problem, ...]]:
     """A fax mail's quality (pure): its body's `quality:` line over the account's. A value
     that names no quality is reported (the ack says so) and the account's is used. Other
     `key: value` lines are the mail's own text, not options: never reported."""
-    block = parse_block(body, (KEY,), ALIASES, report_unknown=False)
-    written = block.values.get(KEY)
+    written = read_options(body, (KEY,), ALIASES).get(KEY)
     if written is None:
         return of_account(account_quality), ()
     chosen = parse(written)

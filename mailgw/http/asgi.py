@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from starlette.applications import Starlette
 
 from mailgw.http import api_v1, ops_routes, provider_routes, vocal
+from mailgw.http import web as web_space
 
 if TYPE_CHECKING:
     from mailgw.app import App
@@ -22,4 +23,5 @@ def build(app: App, callbacks: dict[str, Driver] | None = None) -> Starlette:
     """The ASGI application for one App (its store, settings, intake and jobs)."""
     routes = [*ops_routes.routes(app), *provider_routes.routes(callbacks or {}),
               *vocal.routes(app), *api_v1.routes(app)]
+    routes += web_space.routes(app)  # the web space (issue 19): /login, /sent, /jobs/<id>
     return Starlette(routes=routes)

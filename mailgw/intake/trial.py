@@ -14,8 +14,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from mailgw.accounts.call_options import Problem, parse_block
-from mailgw.documents.cover_options import parse as yes_no
+from mailgw.accounts.body_options import Problem, read_switches
 from mailgw.intake.verdict import Found
 from mailgw.recipients import ListEntry
 
@@ -30,20 +29,12 @@ ALIASES = {"aperçu": PREVIEW, "apercu": PREVIEW, "prévisualisation": PREVIEW,
 def mode(body: str, subject_preview: bool = False) -> tuple[Mode | None, tuple[Problem, ...]]:
     """The mail's mode from its body (and the Subject's `preview` word): preview wins over
     test, since it sends nothing. A value that is neither yes nor no is reported."""
-    block = parse_block(body, (PREVIEW, TEST), ALIASES, report_unknown=False)
+    written, problems = read_switches(body, (TEST, PREVIEW), ALIASES)
     chosen: Mode | None = PREVIEW if subject_preview else None
-    problems = []
-    for key in (TEST, PREVIEW):
-        written = block.values.get(key)
-        if written is None:
-            continue
-        got = yes_no(written)
-        if got is None:
-            problems.append(Problem("option_value", {"option": key, "value": written[:40],
-                                                     "allowed": "yes, no"}))
-        elif got and chosen != PREVIEW:
+    for key, got in written.items():  # TEST first: a later PREVIEW wins
+        if got and chosen != PREVIEW:
             chosen = TEST if key == TEST else PREVIEW
-    return chosen, tuple(problems)
+    return chosen, problems
 
 
 def _first(f: Found) -> list[ListEntry]:

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from mailgw.accounts.voice import parse_outcome
 from mailgw.store import views as rows
+from mailgw.store.models import Account, Job
 
 STATUS = {  # delivery state -> (STATUS_CODE, STATUS_TEXT)
     "scheduled": (1, "processing"), "queued": (1, "processing"), "sending": (9, "sending"),
@@ -42,19 +43,32 @@ def job_csv(s: Session, job_id: int) -> str | None:
     found = rows.job_and_account(s, job_id)
     if found is None:
         return None
-    job, account = found
-    tz = ZoneInfo(account.tz if account else "UTC")
+    return jobs_csv([found])
+
+
+def jobs_csv(found: list[tuple[Job, Account | None]]) -> str:
+    """Several jobs in one report (the web space's Sent page exports what it shows): one
+    line per number, the jobs one after the other, the lists' own columns joined."""
     extra: list[str] = []
-    parsed = []
-    for d in job.deliveries:
-        cols = json.loads(d.columns) if d.columns else {}
-        parsed.append(cols)
-        extra += [k for k in cols if k not in extra and k not in COLUMNS]
+    lines: list[tuple[list[object], dict[str, str]]] = []
+    for job, account in found:
+        for standard, cols in _lines(job, account):
+            extra += [k for k in cols if k not in extra and k not in COLUMNS]
+            lines.append((standard, cols))
     out = io.StringIO()
     out.write("\ufeff")
     w = csv.writer(out, delimiter=";", lineterminator="\r\n")
     w.writerow(COLUMNS + extra)
-    for line, (d, cols) in enumerate(zip(job.deliveries, parsed, strict=True), start=1):
+    for standard, cols in lines:
+        w.writerow(standard + [cols.get(k, "") for k in extra])
+    return out.getvalue()
+
+
+def _lines(job: Job, account: Account | None) -> list[tuple[list[object], dict[str, str]]]:
+    tz = ZoneInfo(account.tz if account else "UTC")
+    out: list[tuple[list[object], dict[str, str]]] = []
+    for line, d in enumerate(job.deliveries, start=1):
+        cols = json.loads(d.columns) if d.columns else {}
         code, text = STATUS.get(d.state, (1, d.state))
         if job.channel == "voice" and d.state in ("delivered", "partial", "failed") and (
                 d.attempt_rows):
@@ -64,6 +78,6 @@ def job_csv(s: Session, job_id: int) -> str | None:
         when = d.finished_at.astimezone(tz).strftime("%d/%m/%Y %H:%M:%S") if (
             d.finished_at and d.state in ("delivered", "partial")) else ""
         pages = d.pages_sent if d.pages_total else ""
-        w.writerow([job.ref or job.id, line, d.number.lstrip("+"), code, text, when, pages,
-                    d.csid or "", d.attempts] + [cols.get(k, "") for k in extra])
-    return out.getvalue()
+        out.append(([job.ref or job.id, line, d.number.lstrip("+"), code, text, when, pages,
+                     d.csid or "", d.attempts], cols))
+    return out

@@ -46,21 +46,27 @@ def duration_words(seconds: float, lang: str) -> str:
     return w["minutes"].format(m=minutes, s=secs) if minutes else w["seconds"].format(s=secs)
 
 
+Attachment = tuple[str, bytes, str, str]  # file name, data, main type, subtype
+
+
 def received_mail(renderer: Renderer, fax: ReceivedFax, *, to: str, lang: str, tz: str,
-                  unmapped: bool, attachment: tuple[str, bytes, str, str]) -> Rendered:
-    """The mail for one received fax, in the reader's language, the fax attached."""
+                  unmapped: bool, attachment: Attachment | None) -> Rendered:
+    """The mail for one received fax, in the reader's language, the fax attached (when
+    the provider gave its document)."""
     w = words(lang)
+    quality = quality_of(fax.resolution) if fax.resolution > 0 else None
     ctx = {
         "called": international(fax.called) if fax.called else "",
         "caller": international(fax.caller) if fax.caller.startswith("+") else fax.caller,
         "csid": fax.csid, "pages": fax.pages, "duration": duration_words(fax.duration, lang),
         "received": local_time(fax.received_at, tz, lang), "partial": fax.partial,
-        "error": fax.error, "unmapped": unmapped, "filename": attachment[0],
-        **quality_words(quality_of(fax.resolution), w),
+        "error": fax.error, "unmapped": unmapped,
+        "filename": attachment[0] if attachment else "", **quality_words(quality, w),
     }
     headers = {"X-Mailgw-Received-Pages": str(fax.pages),
                "X-Mailgw-Received-Partial": "yes" if fax.partial else "no"}
-    return renderer.render(KIND, KIND, lang, to, ctx, headers, None, [attachment])
+    return renderer.render(KIND, KIND, lang, to, ctx, headers, None,
+                           [attachment] if attachment else [])
 
 
 class ReceivedMailer:
@@ -81,10 +87,21 @@ class ReceivedMailer:
         with self._store().read() as s:
             return rows.taken(s, source, names)
 
-    def attachment(self, fax: ReceivedFax) -> tuple[tuple[str, bytes, str, str], int]:
-        """The fax as a PDF and its vertical dpi read from the TIFF itself; the TIFF as it
-        came when it cannot be read (never lose a fax)."""
+    def attachment(self, fax: ReceivedFax) -> tuple[Attachment | None, int, int]:
+        """The fax as a PDF, its vertical dpi and its pages as read from the document itself
+        (0 = not read): a TIFF made into a PDF losslessly, a PDF as it came (its pages
+        counted in the sandbox). A document that cannot be read is attached as it came
+        (never lose a fax); None when the provider gave no document."""
         stem = "fax-" + fax.received_at.strftime("%Y%m%d-%H%M%S")
+        if fax.pdf:
+            try:
+                pages = sandbox.run("pdf", fax.pdf, self.limits).get("pages")
+            except sandbox.SandboxFailure:
+                pages = None
+            counted = pages if isinstance(pages, int) and pages > 0 else 0
+            return (f"{stem}.pdf", fax.pdf, "application", "pdf"), 0, counted
+        if not fax.tiff:
+            return None, 0, 0
         try:
             answer = sandbox.run("received", fax.tiff, self.limits)
         except sandbox.SandboxFailure as exc:
@@ -92,9 +109,9 @@ class ReceivedMailer:
         pdf, dpi = answer.get("pdf"), answer.get("dpi")
         if isinstance(pdf, str):
             resolution = int(dpi[1]) if isinstance(dpi, list) and len(dpi) == 2 else 0
-            return (f"{stem}.pdf", base64.b64decode(pdf), "application", "pdf"), resolution
+            return (f"{stem}.pdf", base64.b64decode(pdf), "application", "pdf"), resolution, 0
         log.warning("received_fax_not_converted", name=fax.name, error=answer.get("error"))
-        return (f"{stem}.tif", fax.tiff, "image", "tiff"), 0
+        return (f"{stem}.tif", fax.tiff, "image", "tiff"), 0, 0
 
     def called_number(self, fax: ReceivedFax) -> str:
         try:
@@ -106,9 +123,11 @@ class ReceivedMailer:
         if self.taken(fax.source, [fax.name]):
             return False
         called = self.called_number(fax)
-        attachment, resolution = self.attachment(fax)
+        attachment, resolution, pages = self.attachment(fax)
         if resolution > 0:  # the TIFF's own word beats a listing's
             fax = replace(fax, resolution=resolution)
+        if pages > 0:  # the PDF's own pages beat the provider's count
+            fax = replace(fax, pages=pages)
         try:
             with self._store().tx() as s:
                 owner = rows.owner_of(s, called) if called else None

@@ -4,7 +4,8 @@ are one line on stderr; a traceback means a bug of ours.
 
 This module parses (cli_parser), loads the configuration and hands over to one command
 function: accounts, groups and voice in cli_accounts, jobs and the queue in cli_jobs, the
-daemon and the store in cli_serve, mail and notice previews in cli_mail."""
+daemon and the store in cli_serve, mail and notice previews in cli_mail, API tokens in
+cli_tokens."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from mailgw.errors import OperatorError
-from mailgw.ops import cli_accounts, cli_jobs, cli_mail, cli_serve, config, logs
+from mailgw.ops import cli_accounts, cli_jobs, cli_mail, cli_serve, cli_tokens, config, logs
 from mailgw.ops.cli_common import EXIT_USAGE
 from mailgw.ops.cli_parser import build_parser
 
@@ -57,6 +58,7 @@ COMMANDS: dict[str, Command] = {
     "parse": cli_mail.cmd_parse, "group": cli_accounts.cmd_group,
     "notify": cli_mail.cmd_notify, "status": cli_jobs.cmd_status,
     "voice": cli_accounts.cmd_voice, "postfix-config": cli_serve.cmd_postfix_config,
+    "token": cli_tokens.cmd_token,
 }
 
 if __name__ == "__main__":

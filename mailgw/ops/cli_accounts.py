@@ -63,6 +63,13 @@ def cmd_account(args: argparse.Namespace, settings: config.Settings) -> int:
                   f" test-number {view.test_number or 'none'}"
                   + (f", inbound numbers {','.join(numbers) or 'none'}"
                      if numbers is not None else ""))
+        elif args.account_command == "invite":
+            from mailgw.notify.invite import send_invite  # late import: start-up speed
+
+            with store.tx() as s:
+                to = send_invite(s, settings, args.email)
+            print(f"invitation for {args.email} queued to {to} (the link works once, "
+                  "for 7 days)")
         elif args.account_command == "allow":
             with store.tx() as s:
                 accounts.allow_sender(s, args.email, args.other_sender)

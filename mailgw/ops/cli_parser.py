@@ -45,8 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", action="store_true", help="keep the temporary store")
 
     p = sub.add_parser("serve", parents=[common], help="run the daemon")
-    p.add_argument("--roles", help="comma-separated subset of smtp,imap,dispatch,notify "
-                   "(default: [serve] roles from the config)")
+    p.add_argument("--roles", help="comma-separated subset of smtp,imap,dispatch,notify,"
+                   "http (default: [serve] roles from the config, with imap when [imap] is "
+                   "enabled and http when [http] listen is set)")
 
     p = sub.add_parser("parse", parents=[common],
                        help="show what intake would see and decide for a mail (no side effects)")
@@ -74,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quality", choices=QUALITY_CHOICES, default="high", help=QUALITY_HELP)
     p = asub.add_parser("list", parents=[common], help="list accounts")
     p.add_argument("--json", action="store_true")
+    p = asub.add_parser("invite", parents=[common], help="mail the account a one-time link "
+                        "to set its web password (the web space; [notify] base_url)")
+    p.add_argument("email")
     p = asub.add_parser("passwd", parents=[common], help="change an account's password")
     p.add_argument("email")
     p.add_argument("--password-stdin", action="store_true", required=True)
@@ -158,6 +162,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pairs", nargs="*", metavar="KEY=VALUE",
                    help="e.g. transfer=0170709901 retries=2 voicemail=only (empty value: off)")
     p.add_argument("--clear", action="store_true", help="drop the defaults first")
+
+    tok = sub.add_parser("token", parents=[common], help="API tokens (Authorization: Bearer)")
+    tsub = tok.add_subparsers(dest="token_command", metavar="ACTION")
+    tsub.required = True
+    p = tsub.add_parser("add", parents=[common], help="issue a token for an account; it is "
+                        "printed once, only its hash is kept")
+    p.add_argument("email")
+    p.add_argument("--name", required=True, help="unique per account, e.g. the client's name")
+    p.add_argument("--scope", required=True, metavar="SCOPES", help="comma-separated: "
+                   "jobs:write, jobs:read, library, admin")
+    p.add_argument("--expires", metavar="AGE", help="expire after this long, e.g. 90d or 12h "
+                   "(default: never)")
+    p = tsub.add_parser("list", parents=[common], help="tokens (never the secret): prefix, "
+                        "scopes, last use, state")
+    p.add_argument("email", nargs="?", help="only this account's tokens")
+    p.add_argument("--json", action="store_true")
+    p = tsub.add_parser("revoke", parents=[common], help="revoke a token at once")
+    p.add_argument("id", type=int)
 
     jobs = sub.add_parser("jobs", parents=[common], help="operator views of jobs")
     jsub = jobs.add_subparsers(dest="jobs_command", metavar="ACTION")

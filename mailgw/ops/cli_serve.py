@@ -27,9 +27,7 @@ def cmd_check_config(args: argparse.Namespace, settings: config.Settings) -> int
 def cmd_serve(args: argparse.Namespace, settings: config.Settings) -> int:
     from mailgw.app import serve  # late import: start-up speed (the whole daemon)
 
-    roles = tuple(settings.serve.roles)
-    if settings.imap.enabled and "imap" not in roles:
-        roles += ("imap",)  # [imap] enabled = true adds the poller to the default roles
+    roles = tools.configured_roles(settings)  # + imap when enabled, + http when listen set
     if args.roles:
         roles = tuple(r.strip() for r in args.roles.split(",") if r.strip())
         bad = [r for r in roles if r not in config.ROLES]

@@ -100,6 +100,17 @@ def validate(s: Settings, problems: list[str]) -> None:
             parse_hostport(s.http.listen)
         except ValueError as exc:
             problems.append(f"http.listen: {exc} (or empty to turn the endpoint off)")
+    for proxy in s.http.trusted_proxies:
+        try:
+            ipaddress.ip_network(proxy.strip(), strict=False)
+        except ValueError:
+            problems.append(f"http.trusted_proxies: {proxy!r} is not an address or a network")
+    if s.http.max_connections < 1 or s.http.max_per_client < 1:
+        problems.append("http.max_connections, http.max_per_client: at least 1")
+    if s.http.token_rate < 0:
+        problems.append("http.token_rate: must be 0 (no limit) or more")
+    if s.http.token_burst < 1:
+        problems.append("http.token_burst: must be at least 1")
     if s.log.format not in ("auto", "json", "console"):
         problems.append(f"log.format: expected auto, json or console, got {s.log.format!r}")
     _validate_proof(s.proof, problems)

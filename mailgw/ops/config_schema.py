@@ -221,8 +221,14 @@ class LogSettings:
 
 @dataclass
 class HttpSettings:
-    listen: str = ""  # host:port of the /metrics and /healthz endpoint; empty = off
+    listen: str = ""  # host:port of the HTTP endpoint (role http); empty = off
     health_outbox_age: Duration = 900.0  # /healthz fails when unsent mail is older than this
+    trusted_proxies: list[str] = field(default_factory=list)  # X-Forwarded-For from these only
+    max_connections: int = 32  # connections at once; beyond, 503 + Retry-After
+    max_per_client: int = 8  # of them from one client address (IPv6: its /64)
+    body_timeout: Duration = 30.0  # a request's whole body must arrive within this
+    token_rate: float = 10.0  # API requests a second per token; 0 = no limit
+    token_burst: int = 40  # API requests a token may make at once after a quiet spell
 
 
 @dataclass

@@ -29,7 +29,7 @@ from prometheus_client.registry import Collector
 from mailgw.codes import CODES
 from mailgw.store import Store
 from mailgw.store.metrics import StoreSnapshot, read_snapshot
-from mailgw.store.metrics import aware_utc as aware_utc  # http.api's name for it
+from mailgw.store.metrics import aware_utc as aware_utc  # the HTTP routes' name for it
 from mailgw.vocab import DELIVERY_STATES, FINAL_STATES, JOB_STATES
 
 log = structlog.get_logger("mailgw.ops.metrics")

@@ -58,9 +58,14 @@ def needs(settings: Settings, roles: Iterable[str], path: str | None = None) -> 
 
 
 def configured_roles(settings: Settings) -> tuple[str, ...]:
-    """The roles `serve` runs without --roles: [serve] roles, plus imap when enabled."""
+    """The roles `serve` runs without --roles: [serve] roles, plus imap when [imap] is
+    enabled and http when [http] listen is set (explicit --roles are taken as given)."""
     roles = tuple(settings.serve.roles)
-    return roles + ("imap",) if settings.imap.enabled and "imap" not in roles else roles
+    if settings.imap.enabled and "imap" not in roles:
+        roles += ("imap",)
+    if settings.http.listen and "http" not in roles:
+        roles += ("http",)
+    return roles
 
 
 def missing(settings: Settings, roles: Iterable[str], path: str | None = None) -> list[Need]:

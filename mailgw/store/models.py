@@ -346,3 +346,22 @@ class ReceivedFax(Base):
     rcpt_to: Mapped[str] = mapped_column(String(320))  # "" = nobody to mail: logged, kept
     received_at: Mapped[datetime] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class ApiToken(Base):
+    """An API token of an account (mailgw.accounts.tokens): named, scoped, revocable. The
+    secret is never stored: `hash` is its SHA-256, `prefix` its public start, shown in lists
+    and used to find the row."""
+
+    __tablename__ = "api_token"
+    __table_args__ = (UniqueConstraint("account_id", "name"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    scopes: Mapped[str] = mapped_column(String(200))  # comma-separated, sorted
+    hash: Mapped[str] = mapped_column(String(64))  # hex SHA-256 of the whole token
+    prefix: Mapped[str] = mapped_column(String(16), index=True)  # "mgw_" + 8 characters
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)  # to the minute
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -22,12 +22,12 @@ import wave
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from pypdf import PdfWriter
 from sqlalchemy import func, select
+from starlette.applications import Starlette
 
 from mailgw.dispatch.drivers import cloud
 from mailgw.dispatch.drivers.base import (
@@ -43,7 +43,8 @@ from mailgw.dispatch.drivers.base import (
     CallResult,
 )
 from mailgw.dispatch.setup import callback_handlers, make_driver
-from mailgw.http.api import HttpApi
+from mailgw.http import provider_routes
+from mailgw.http.server import HttpServer
 from mailgw.ops import config
 from mailgw.store import Delivery, Job, Store
 from mailgw.store.models import ProviderEvent
@@ -122,8 +123,8 @@ def twilio_settings(fake: FakeTwilio, port: int, **extra: Any) -> config.Setting
 async def endpoint(settings: config.Settings, store: Store) -> AsyncIterator[Any]:
     """mailgw's HTTP endpoint with the driver's callback routes, and the driver."""
     driver = make_driver(settings, store)
-    http = HttpApi(SimpleNamespace(settings=settings, store=store))  # type: ignore[arg-type]
-    http.callbacks.update(callback_handlers(settings, store, driver))
+    callbacks = callback_handlers(settings, store, driver)
+    http = HttpServer(Starlette(routes=provider_routes.routes(callbacks)))
     await http.start(settings.http.listen)
     try:
         yield driver
@@ -574,7 +575,7 @@ def test_voice_mail_through_twilio_callbacks_on_another_host(make_app: Any, sink
 
     b_settings = make_settings(a.settings.store.url, sink.port, dispatch={"driver": "twilio"},
                                http={"listen": f"127.0.0.1:{port_b}"}, drivers=drivers)
-    b = RunningApp(b_settings, roles=("notify",)).start()
+    b = RunningApp(b_settings, roles=("notify", "http")).start()
     try:
         a.add_account()
         from email.message import EmailMessage

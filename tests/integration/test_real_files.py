@@ -353,6 +353,9 @@ def test_docx_from_word_becomes_its_pages() -> None:
     assert check.usable and check.pages == 6 and check.document is not None
     answer, pages = render(check.document, "pdf")
     assert len(pages) == 6 and not page_geometry(check.document, 0).turn
+    # every page upright: none turned, each a portrait fax page 1728 wide
+    assert not any(page_geometry(check.document, n).turn for n in range(6))
+    assert all(p.width == 1728 and p.height > p.width for p in pages)
     for n, (diff, density) in enumerate(compare_pdf(check.document, pages)):
         assert diff < SAME and density < CLOSE, (n, diff, density)
 

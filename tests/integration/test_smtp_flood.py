@@ -276,7 +276,7 @@ def test_a_slow_but_steady_data_outlives_idle_timeout(make_app) -> None:
 
 def test_http_slowloris_does_not_block_healthz_from_another_address(make_app,
                                                                      monkeypatch) -> None:
-    monkeypatch.setattr("mailgw.http.api.HEAD_TIMEOUT", 3.0)  # the held ones' end, sooner
+    monkeypatch.setattr("mailgw.http.protocol.HEAD_TIMEOUT", 3.0)  # the held ones' end, sooner
     app = make_app(http={"listen": "127.0.0.1:0"})
     host, port = app.app.http.address
     held: list[socket.socket] = []

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import shutil
 import smtplib
-import subprocess
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -32,28 +30,15 @@ from mailgw.ops import config
 from mailgw.ops.config import RetrySettings
 from mailgw.store import Attempt, Delivery
 from tests import hylafax_env
-from tests.conftest import PASSWORD, fax_message, need, wait_until
+from tests.conftest import PASSWORD, fax_message, wait_until
 from tests.hylafax_env import HylafaxEnv, make_pdf
+from tests.hylafax_fixtures import running
 
 CSID = "+33 1 70 70 99 01 FAR"
 PDF3 = make_pdf(3)
 
 
 # -- fixtures ---------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def hylafax() -> Iterator[HylafaxEnv]:
-    need(hylafax_env.missing() is None, str(hylafax_env.missing()))
-    env = HylafaxEnv("class2")
-    try:
-        env.start()
-    except BaseException:
-        print(env.diagnostics())
-        env.stop()
-        raise
-    yield env
-    env.stop()
-
 
 @pytest.fixture
 def fax(hylafax: HylafaxEnv) -> Iterator[HylafaxEnv]:
@@ -399,35 +384,9 @@ def _notice(sink: Any, timeout: float) -> Any:
 
 # -- real T.30: HylaFAX's Class 1 driver against a spandsp fax terminal (slow) ---------------
 
-T31_SOURCE = Path(__file__).resolve().parents[1] / "t31modem" / "t31pty.c"
-
-
-@pytest.fixture(scope="module")
-def t31_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    need(hylafax_env.missing() is None, str(hylafax_env.missing()))
-    need(shutil.which("gcc") is not None, "gcc is missing (apt-get install gcc)")
-    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "spandsp"],
-                           capture_output=True, text=True)
-    need(flags.returncode == 0, "spandsp is missing (apt-get install pkg-config libspandsp-dev "
-                                "libtiff-dev)")
-    out = tmp_path_factory.mktemp("t31") / "t31pty"
-    build = subprocess.run(["gcc", "-O2", "-Wall", "-Werror", "-o", str(out), str(T31_SOURCE),
-                            *flags.stdout.split()], capture_output=True, text=True)
-    assert build.returncode == 0, build.stderr
-    return out
-
-
 @pytest.fixture(scope="module")
 def t30(t31_binary: Path) -> Iterator[HylafaxEnv]:
-    env = HylafaxEnv("t31", t31_binary)
-    try:
-        env.start()
-    except BaseException:
-        print(env.diagnostics())
-        env.stop()
-        raise
-    yield env
-    env.stop()
+    yield from running(HylafaxEnv("t31", t31_binary))
 
 
 @pytest.mark.slow

@@ -23,28 +23,13 @@ from mailgw.accounts import accounts, inbound_numbers
 from mailgw.dispatch.setup import make_driver
 from mailgw.notify.received import run_receiving
 from mailgw.store import Store
-from tests import hylafax_env
-from tests.conftest import PASSWORD, Sink, make_settings, need
+from tests.conftest import PASSWORD, Sink, make_settings
 from tests.hylafax_env import HylafaxEnv, wait_for
+from tests.hylafax_fixtures import running
 from tests.integration.test_received import outbox_rows, send_all
 from tests.received_faxes import body_text, hylafax_tiff, pdf_of
-from tests.system.test_hylafax import t31_binary  # noqa: F401 - the fixture (gcc, spandsp)
 
 CSID = "+33 1 99 00 00 01 ACME"
-
-
-@pytest.fixture(scope="module")
-def hylafax() -> Iterator[HylafaxEnv]:
-    need(hylafax_env.missing() is None, str(hylafax_env.missing()))
-    env = HylafaxEnv("class2")
-    try:
-        env.start()
-    except BaseException:
-        print(env.diagnostics())
-        env.stop()
-        raise
-    yield env
-    env.stop()
 
 
 def put(env: HylafaxEnv, name: str, data: bytes) -> None:
@@ -121,17 +106,8 @@ def test_the_daemon_loop_picks_up_a_new_fax(hylafax, gw, sink) -> None:
 # -- real T.30: a spandsp fax terminal calls in, faxgetty answers (slow) ------------------
 
 @pytest.fixture(scope="module")
-def t30_in(t31_binary: Path) -> Iterator[HylafaxEnv]:  # noqa: F811
-    env = HylafaxEnv("t31", t31_binary)
-    try:
-        env.start()
-        env.start_faxgetty()
-    except BaseException:
-        print(env.diagnostics())
-        env.stop()
-        raise
-    yield env
-    env.stop()
+def t30_in(t31_binary: Path) -> Iterator[HylafaxEnv]:
+    yield from running(HylafaxEnv("t31", t31_binary), faxgetty=True)
 
 
 @pytest.mark.slow

@@ -60,7 +60,7 @@ class CallResult:
     detail: str | None = None  # e.g. voice: "answering machine, message left"
 
 
-# The HTTP routes a driver may serve under [http] listen (mailgw.http.api hands it the
+# The HTTP routes a driver may serve under [http] listen (mailgw.http.provider_routes hands it the
 # request untouched; the driver authenticates it): POST /callbacks/<name>/<rest> and
 # GET /media/<name>/<rest>.
 CALLBACKS, MEDIA = "callbacks", "media"

@@ -55,8 +55,9 @@ class ReceivedFax:
     pages: int
     duration: float  # seconds on the line
     received_at: datetime
-    resolution: int  # vertical lines per inch: 98, 196 or 391
-    tiff: bytes = field(repr=False)
+    resolution: int  # vertical lines per inch: 98, 196 or 391; 0 = not known
+    tiff: bytes = field(default=b"", repr=False)  # the fax as the modem wrote it (HylaFAX)
+    pdf: bytes = field(default=b"", repr=False)  # or as a PDF (Sinch): mailed as it came
     partial: bool = False  # the call ended before the sender said it was done
     error: str = ""  # why, for a partial reception
 

@@ -10,6 +10,8 @@ One call = one Sinch fax (docs/drivers-cloud.md has the operator's side and the 
           credentials, as the API documents for webhooks), else GET …/faxes/{id} now and
           then; every answer is a `provider_event` row, so the host that took the callback
           need not be the one waiting, and a late IN_PROGRESS never hides COMPLETED;
+  receive a fax sent to one of our numbers comes as INCOMING_FAX to the fixed URL
+          /callbacks/sinch/incoming (set on the fax service), sinch_receive.py mails it;
   resume  the API sends whole documents: a retry after a partial fax sends every page
           again, and counts as delivered only the pages after those already delivered.
 
@@ -20,10 +22,7 @@ label (GET …/faxes?to=…) before sending again, so a retried request does not
 from __future__ import annotations
 
 import asyncio
-import email.parser
-import email.policy
 import hmac
-import json
 import random
 import urllib.parse
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from typing import Any
 
 import structlog
 
-from mailgw.dispatch.drivers import cloud
+from mailgw.dispatch.drivers import cloud, sinch_receive
 from mailgw.dispatch.drivers.base import (
     BUSY,
     CALLBACKS,
@@ -195,34 +194,9 @@ def result_for(fax: dict[str, Any], request: CallRequest) -> CallResult:
 
 def parse_callback(headers: dict[str, str], body: bytes) -> dict[str, Any] | None:
     """The fax object of a callback (JSON or multipart/form-data), or None."""
-    ctype = headers.get("content-type", "")
-    data: Any
-    if ctype.startswith("multipart/form-data"):
-        data = {}
-        try:
-            message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-                f"Content-Type: {ctype}\r\n\r\n".encode("latin-1") + body)
-            for part in message.iter_parts():
-                name = part.get_param("name", header="content-disposition")
-                if name in ("fax", "event", "eventTime") and isinstance(name, str):
-                    raw = part.get_payload(decode=True)
-                    data[name] = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else ""
-        except Exception:  # noqa: BLE001 - the stdlib's header parser raises IndexError … on
-            return None  # malformed part headers (a fuzz finding: a 500, not a 400)
-        if isinstance(data.get("fax"), str):
-            try:
-                data["fax"] = json.loads(data["fax"])
-            except ValueError:
-                return None
-    else:
-        try:
-            data = json.loads(body)
-        except ValueError:
-            return None
-    if not isinstance(data, dict) or not isinstance(data.get("fax"), dict):
-        return None
-    fax = data["fax"]
-    if not fax.get("id") or fax.get("status") not in STATUSES:
+    event = sinch_receive.parse_event(headers, body)
+    fax = event.fax if event is not None else None
+    if fax is None or not fax.get("id") or fax.get("status") not in STATUSES:
         return None
     return fax
 
@@ -260,6 +234,8 @@ class SinchDriver(Driver):
         self.callback_auth = (basic_auth(settings.callback_user, password)
                               if password else None)
         self.base = f"/v3/projects/{urllib.parse.quote(settings.project_id, safe='')}/faxes"
+        self.receiver = sinch_receive.SinchReceiver(ports.received,
+                                                    authenticated=password != "")
 
     # -- placing a fax -----------------------------------------------------------------------
 
@@ -380,6 +356,8 @@ class SinchDriver(Driver):
                 log.warning("callback_refused", driver=NAME, reason="credentials")
                 return (401, b"credentials required\n", "text/plain; charset=utf-8",
                         {"WWW-Authenticate": 'Basic realm="mailgw"'})
+        if request.rest.split("/", 1)[0] == sinch_receive.INCOMING:  # a fax for us
+            return await self.receiver.handle(request)
         if cloud.verify(self.token_key, request.rest.split("/", 1)[0]) is None:
             log.warning("callback_refused", driver=NAME, reason="token")
             return 403, b"forbidden\n", "text/plain; charset=utf-8", {}

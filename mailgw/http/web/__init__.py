@@ -1,0 +1,36 @@
+"""The web space (issue 19): server-rendered pages for senders, on the HTTP face.
+
+Sign-in with a web password (invitation link, optional TOTP), the Sent list, one job's
+page, the security page. Jinja2 templates and one stylesheet; no script, no CDN. Every
+answer carries the security headers (pages.HEADERS); every form a CSRF token.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from mailgw.http.web import auth_routes, job_routes, security_routes, sent_routes
+from mailgw.http.web.pages import Web, secured
+
+if TYPE_CHECKING:
+    from mailgw.app import App
+
+
+def routes(app: App) -> list[BaseRoute]:
+    web = Web(app)
+
+    async def css(_request: Request) -> Response:
+        response = secured(Response(web.css, media_type="text/css; charset=utf-8"))
+        response.headers["Cache-Control"] = "max-age=3600"
+        return response
+
+    async def home(request: Request) -> Response:
+        return web.redirect("/sent")
+
+    return [Route("/", home), Route("/static/web.css", css),
+            *auth_routes.routes(web), *sent_routes.routes(web), *job_routes.routes(web),
+            *security_routes.routes(web)]
