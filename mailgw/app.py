@@ -99,14 +99,14 @@ class App:
         if "imap" in self.roles:
             if self.intake is None:
                 self.intake = Intake(self.store, s, renderer, jobs=jobs)
-            self.tasks += start_pollers(s, self.intake, self.stop_event, on_committed=self._wake)
+            self.tasks += start_pollers(s, self.intake, self.stop_event, on_committed=self.wake)
         if {"smtp", "imap", "http"} & set(self.roles):
             # Warm document workers now, so the first mails do not pay their start.
             await asyncio.to_thread(sandbox.prestart)
         if "smtp" in self.roles:
             if self.intake is None:
                 self.intake = Intake(self.store, s, renderer, jobs=jobs)
-            handler = GatewayHandler(self.intake, on_accepted=self._wake)
+            handler = GatewayHandler(self.intake, on_accepted=self.wake)
             self.auth_cache = AuthCache()
             await asyncio.to_thread(self._refresh_auth)
             self.tasks.append(asyncio.create_task(self._auth_refresh_loop()))
@@ -154,7 +154,7 @@ class App:
             except Exception:  # noqa: BLE001 - a store hiccup must not end the listener
                 log.exception("auth_refresh_failed")
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
         if self.dispatcher is not None:
             self.dispatcher.wake()
         if self.outbox is not None:
