@@ -51,7 +51,8 @@ def routes(web: Web, wake: Callable[[], None]) -> list[BaseRoute]:
         return web.page(request, "admin_queue.html", me, {
             "deliveries": [(st, t.get(st, st), now.deliveries.get(st, 0))
                            for st in (*DELIVERY_STATES, *extra)],
-            "jobs": [(st, t.get(st, st), now.jobs.get(st, 0)) for st in JOB_STATES],
+            "jobs": [(st, t.get(f"job_{st}", t.get(st, st)), now.jobs.get(st, 0))
+                     for st in JOB_STATES],
             "oldest_due": when(now.oldest_due), "next_due": when(now.next_due),
             "busy": [(driver, node, n, lines) for node, n in busy],
             "unsent": now.outbox_unsent, "dead": now.outbox_dead,

@@ -90,8 +90,8 @@ _WORDS: dict[str, tuple[str, str, str]] = {
                         "Писем ждут отправки"),
     "q_outbox_dead": ("Dead outbox mails", "Mails abandonnés", "Неотправленных писем"),
     "q_taken": ("As of {when}", "État à {when}", "По состоянию на {when}"),
-    "active": ("Active", "En cours", "Активно"),
-    "done": ("Done", "Terminé", "Завершено"),
+    "job_active": ("Active", "En cours", "Активно"),
+    "job_done": ("Done", "Terminé", "Завершено"),
     "o_help": ("Mails (acknowledgements, notices, summaries, invitations, webhook calls) the "
                "smarthost refused until mailgw gave up. Retry sends one again now; drop "
                "deletes it.",

@@ -137,7 +137,9 @@ WORDS: dict[str, dict[str, str]] = {
 }
 
 for _lang, _words in WORDS.items():  # the admin pages' and the job media's words
-    _words.update(admin_words.words(_lang))
+    _admin = admin_words.words(_lang)
+    assert not set(_admin) & set(_words), "a key is defined twice"
+    _words.update(_admin)
 
 
 def words(lang: str) -> dict[str, str]:
