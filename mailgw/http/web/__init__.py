@@ -1,7 +1,8 @@
 """The web space (issue 19): server-rendered pages for senders, on the HTTP face.
 
 Sign-in with a web password (invitation link, optional TOTP), the Sent list, one job's
-page, the security page. Jinja2 templates and one stylesheet; no script, no CDN. Every
+page, the security page, Settings (with API tokens and the gateway password), contact
+groups and the voice library. Jinja2 templates and one stylesheet; no script, no CDN. Every
 answer carries the security headers (pages.HEADERS); every form a CSRF token.
 """
 
@@ -13,7 +14,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from mailgw.http.web import auth_routes, job_routes, security_routes, sent_routes
+from mailgw.http.web import (
+    access_routes,
+    auth_routes,
+    contacts_routes,
+    job_routes,
+    library_routes,
+    security_routes,
+    sent_routes,
+    settings_routes,
+)
 from mailgw.http.web.pages import Web, secured
 
 if TYPE_CHECKING:
@@ -33,4 +43,6 @@ def routes(app: App) -> list[BaseRoute]:
 
     return [Route("/", home), Route("/static/web.css", css),
             *auth_routes.routes(web), *sent_routes.routes(web), *job_routes.routes(web),
-            *security_routes.routes(web)]
+            *security_routes.routes(web), *settings_routes.routes(web),
+            *access_routes.routes(web), *contacts_routes.routes(web),
+            *library_routes.routes(web)]
