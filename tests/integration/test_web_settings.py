@@ -211,3 +211,27 @@ def test_every_settings_form_refuses_a_missing_or_forged_csrf(web, path: str,
     with app.store.read() as s:
         assert s.scalars(select(ApiToken)).all() == []
     _ = BOB_PASSWORD
+
+
+def test_the_new_pages_carry_the_headers_and_label_every_field(web) -> None:
+    app, sink = web
+    client = ready(app, sink)
+    control = re.compile(r'<(input|select|textarea)\b([^>]*)>')
+    for path in ("/settings", "/settings/access", "/contacts", "/library"):
+        answer = client.get(path)
+        assert answer.status_code == 200, path
+        csp = answer.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp, path
+        assert not re.search(r"<script|\sstyle=|\son[a-z]+=", answer.text), path
+        for _tag, attrs in control.findall(answer.text):
+            if re.search(r'type="hidden"|\shidden\b', attrs):
+                continue
+            found = re.search(r'\bid="([^"]+)"', attrs)
+            assert found, f"{path}: a field without an id: {attrs}"
+            assert f'<label for="{found.group(1)}"' in answer.text, (path, found.group(1))
+    for lang, word in (("fr", "Réglages"), ("ru", "Настройки")):
+        csrf = csrf_of(client.get("/settings").text)
+        client.post("/settings/notices", data={"csrf": csrf, "mode": "", "threshold": "",
+                                               "lang": lang})
+        assert f"<h1>{word}</h1>" in client.get("/settings").text
+        assert 'lang="' + lang + '"' in client.get("/contacts").text
