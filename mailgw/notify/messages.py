@@ -15,6 +15,7 @@ from functools import lru_cache
 import phonenumbers
 from sqlalchemy.orm import Session
 
+from mailgw.accounts.notices import effective
 from mailgw.accounts.voice import describe as describe_voice
 from mailgw.accounts.voice import job_options
 from mailgw.codes import Code, is_accepted, sentence
@@ -270,12 +271,14 @@ def notice_on_final(settings: Settings, renderer: Renderer
     def on_final(s: Session, job: Job, delivery: Delivery) -> None:
         account = account_of(s, job)
         to = account.notice_address or job.sender
-        on = settings.notify.on
+        # the account's own setting (the web space's Settings), else the gateway's
+        chosen = effective(account, settings.notify.on, settings.notify.summary_from)
+        on = chosen.mode
         hook(s, account, "delivery.final", job, delivery)
         job_done = job.outcome != "in_progress"
         if job_done:
             hook(s, account, "job.final", job, None)
-        rule = settings.notify.summary_from  # 0: no campaign rule, notices for every job
+        rule = chosen.summary_from  # 0: no campaign rule, notices for every job
         campaign = rule > 0 and (job.numbers_from_list or total_of(s, job) >= rule)
         if on == "summary" or campaign:
             # One mail per job (a campaign of thousands of numbers must not send thousands

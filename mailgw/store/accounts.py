@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, event, false, func, select
+from sqlalchemy import Engine, bindparam, delete, event, false, func, select
 from sqlalchemy.orm import Session
 
 from mailgw.store.models import Account, SenderAddress
@@ -41,6 +41,13 @@ def insert(s: Session, **fields: Any) -> Account:
 
 def add_sender(s: Session, account_id: int, address: str) -> None:
     s.add(SenderAddress(account_id=account_id, address=address))
+
+
+def remove_sender(s: Session, account_id: int, address: str) -> bool:
+    """The address no longer sends for the account; False when it did not."""
+    result = s.execute(delete(SenderAddress).where(SenderAddress.account_id == account_id,
+                                                   SenderAddress.address == address))
+    return bool(getattr(result, "rowcount", 0))
 
 
 def by_email(s: Session, email: str) -> Account | None:

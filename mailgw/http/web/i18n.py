@@ -3,7 +3,7 @@ language of a page: the account's, else the browser's Accept-Language, else Engl
 
 from __future__ import annotations
 
-from mailgw.http.web import admin_words
+from mailgw.http.web import admin_words, words_library, words_settings
 from mailgw.vocab import LANGS
 
 _KEYS = (
@@ -140,6 +140,11 @@ for _lang, _words in WORDS.items():  # the admin pages' and the job media's word
     _admin = admin_words.words(_lang)
     assert not set(_admin) & set(_words), "a key is defined twice"
     _words.update(_admin)
+
+for _more in (words_settings.WORDS, words_library.WORDS):  # the other pages' words
+    for _lang, _words in _more.items():
+        assert not set(_words) & set(WORDS[_lang]), "a key is defined twice"
+        WORDS[_lang].update(_words)
 
 
 def words(lang: str) -> dict[str, str]:
