@@ -38,7 +38,8 @@ WORDS: dict[str, dict[str, str]] = {
            "voice_dropped": "déposé sur la messagerie vocale sans sonnerie ({heard} s)",
            "voice_no_voicemail": "pas de messagerie vocale sur cette ligne : message non déposé",
            "outcome": "Résultat", "ack_accepted": "Accepté", "ack_refused": "Refusé",
-           "ack_preview": "Aperçu", "fax_received": "Fax reçu", "fax_incomplete": "Incomplet"},
+           "ack_preview": "Aperçu", "fax_received": "Fax reçu", "fax_incomplete": "Incomplet",
+           "scheduled": "Différé", "queued": "En attente", "sending": "En cours d'envoi"},
     "en": {"fax": "Fax", "voice": "Voice message", "delivered": "Delivered",
            "partial": "Partially delivered", "failed": "Not delivered",
            "cancelled": "Cancelled", "expired": "Expired", "busy": "busy",
@@ -68,7 +69,8 @@ WORDS: dict[str, dict[str, str]] = {
            "voice_no_voicemail": "no voicemail box on this line: message not dropped",
            "outcome": "Outcome", "ack_accepted": "Accepted", "ack_refused": "Refused",
            "ack_preview": "Preview", "fax_received": "Fax received",
-           "fax_incomplete": "Incomplete"},
+           "fax_incomplete": "Incomplete", "scheduled": "Deferred", "queued": "Waiting",
+           "sending": "Sending"},
     "ru": {"fax": "Факс", "voice": "Голосовое сообщение", "delivered": "Доставлено",
            "partial": "Доставлено частично", "failed": "Не доставлено",
            "cancelled": "Отменено", "expired": "Истёк срок", "busy": "занято",
@@ -97,7 +99,8 @@ WORDS: dict[str, dict[str, str]] = {
            "voice_no_voicemail": "на линии нет голосовой почты: сообщение не оставлено",
            "outcome": "Результат", "ack_accepted": "Принято", "ack_refused": "Отклонено",
            "ack_preview": "Предпросмотр", "fax_received": "Факс получен",
-           "fax_incomplete": "Неполный"},
+           "fax_incomplete": "Неполный", "scheduled": "Отложено", "queued": "В очереди",
+           "sending": "Отправляется"},
 }
 # The badge of an HTML part: its colour (a tone of the web space's palette) by delivery state
 # or job outcome, and the sign shown before its word (the Sent page's signs).

@@ -26,13 +26,7 @@ from PIL import Image
 
 from mailgw.codes import Code
 from mailgw.dispatch.drivers.ports import ReceivedFax
-from mailgw.notify.messages import (
-    PREVIEW_CID,
-    AckFacts,
-    ack_mail,
-    notice_mail,
-    summary_mail,
-)
+from mailgw.notify.messages import AckFacts, ack_mail, notice_mail, summary_mail
 from mailgw.notify.preview import _sample
 from mailgw.notify.received import received_mail
 from mailgw.notify.render import Rendered, Renderer
@@ -92,10 +86,12 @@ def summary(lang: str, outcome: str, renderer: Renderer | None = None,
               "in_progress": ["delivered", "queued", "sending", "failed"]}[outcome]
     if outcome == "in_progress":
         job.finished_at = None
-    deliveries = [Delivery(id=i, job_id=42, number=f"+3317070{i:04d}", state=states[i % len(states)],
-                           pages_sent=5 if states[i % len(states)] == "delivered" else 2,
-                           pages_total=5, csid=f"+33 1 70 70 {i:04d}", attempts=1,
-                           finished_at=utcnow()) for i in range(size)]
+    sent = {"delivered": 5, "partial": 2}
+    deliveries = [Delivery(id=i, job_id=42, number=f"+3317070{i:04d}", state=state,
+                           pages_sent=sent.get(state, 0), pages_total=5,
+                           csid=f"+33 1 70 70 {i:04d}" if state in sent else None, attempts=1,
+                           finished_at=utcnow())
+                  for i, state in ((i, states[i % len(states)]) for i in range(size))]
     return summary_mail(renderer or _renderer(), job, deliveries, account,
                         "\ufeffREF_LIST;ID_LINE\r\n")
 
@@ -197,7 +193,7 @@ CHECKS = """() => {
     const r = el.getBoundingClientRect();
     if (r.width === 0 && r.height === 0) continue;
     if (r.right > vw + 0.5 || r.left < -0.5)
-      wide.push(el.tagName + '.' + el.className + ' ' + Math.round(r.left) + '..' + Math.round(r.right));
+      wide.push(`${el.tagName}.${el.className} ${Math.round(r.left)}..${Math.round(r.right)}`);
   }
   const rgb = s => (s.match(/[\\d.]+/g) || []).map(Number);
   const lum = c => { const [r, g, b] = c.slice(0, 3).map(v => { v /= 255;
@@ -206,14 +202,15 @@ CHECKS = """() => {
   const back = el => { for (; el; el = el.parentElement) {
       const c = rgb(getComputedStyle(el).backgroundColor);
       if (c.length === 3 || (c.length === 4 && c[3] > 0)) return c; }
-    return rgb(getComputedStyle(document.documentElement).backgroundColor); };
+    return [255, 255, 255]; };  // the canvas of a page that sets no colour
   const poor = [];
   for (const el of document.body.querySelectorAll('h1, h2, p, th, td, a, span, strong')) {
     const own = [...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
     if (!own || el.getBoundingClientRect().width === 0) continue;
     const f = lum(rgb(getComputedStyle(el).color)), b = lum(back(el));
     const ratio = (Math.max(f, b) + 0.05) / (Math.min(f, b) + 0.05);
-    if (ratio < 4.5) poor.push(el.tagName + ' "' + el.textContent.trim().slice(0, 30) + '" ' + ratio.toFixed(2));
+    if (ratio < 4.5)
+      poor.push(`${el.tagName} "${el.textContent.trim().slice(0, 30)}" ${ratio.toFixed(2)}`);
   }
   const badge = document.querySelector('.mg-badge');
   const h1 = document.querySelector('h1');
@@ -274,5 +271,18 @@ def test_every_mail_fits_a_phone_and_a_desktop_light_and_dark(
                         OPEN[lang]) and seen["button"][1] == f"{BASE}/jobs/42", where
                 elif not button:
                     assert seen["button"] is None, where
+    finally:
+        page.close()
+
+
+def test_the_checks_see_a_mail_too_wide_and_too_pale(browser: Any) -> None:
+    """The checks above are not blind: a fixed 600 px table and grey on white fail them."""
+    page = browser.new_page(viewport={"width": 375, "height": 800})
+    try:
+        page.set_content('<table width="600"><tr><td style="color:#999">pale</td></tr></table>')
+        seen = page.evaluate(CHECKS)
+        assert seen["scroll"] > 375 and any(w.startswith("TABLE") for w in seen["wide"])
+        assert seen["poor"] and seen["poor"][0].startswith('TD "pale"')
+        assert seen["badge"] is None and seen["h1"] is None and not seen["ordered"]
     finally:
         page.close()
