@@ -71,7 +71,8 @@ class MailgwHttp(ib.Mailgw):
         with self.config.open("a") as f:
             f.write(f'[http]\nlisten = "127.0.0.1:{self.http_port}"\n'
                     'token_rate = 100000\ntoken_burst = 100000\n'
-                    'trusted_proxies = []\n')
+                    # the load generator is one address standing for many clients
+                    'max_connections = 400\nmax_per_client = 400\n')
         text = self.config.read_text().replace('roles = ["smtp"]', 'roles = ["smtp", "http"]')
         self.config.write_text(text)
         out = subprocess.run(self.cli("token", "add", ib.SENDER, "--name", "bench",
