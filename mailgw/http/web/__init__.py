@@ -48,4 +48,7 @@ def routes(app: App) -> list[BaseRoute]:
 
     return [Route("/", home), Route("/static/web.css", css),
             *auth_routes.routes(web), *sent_routes.routes(web), *job_routes.routes(web),
-    web,
+            *security_routes.routes(web), *media_routes.routes(web),
+            *admin_routes.routes(web, app.wake), *admin_ops_routes.routes(web, app.wake),
+            *settings_routes.routes(web), *access_routes.routes(web),
+            *contacts_routes.routes(web), *library_routes.routes(web)]
