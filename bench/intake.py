@@ -43,6 +43,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import smtp_load  # noqa: E402
 from mailgw.documents import sandbox  # noqa: E402
 from mailgw.documents import tasks as sandbox_tasks  # noqa: E402
 from mailgw.documents.samples import make_pdf  # noqa: E402
@@ -345,20 +346,40 @@ class Mails:
             path.unlink()
 
 
-def measure(target: Target, mails: Mails, count: int, sessions: int, method: str
-            ) -> dict[str, float]:
+def children_cpu() -> float:
+    """CPU seconds of this process's reaped children (the smtp-source processes)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure(target: Target, mails: Mails, count: int, sessions: int, method: str,
+            reuse: int = 1) -> dict[str, float]:
+    """One cell. `distinct`: one smtp-source per new mail; `same`: one `smtp-source -m`
+    repeating one file; `load`: bench/smtp_load.py, new mails built before the clock,
+    `reuse` mails per connection."""
     files = mails.distinct(count) if method == "distinct" else []
+    prepared = smtp_load.distinct(mails.same.read_bytes(), count, f"{target.name}{mails.size}") \
+        if method == "load" else []
     jobs_before = target.jobs()
-    cpu_before = tree_cpu(target.pid)
+    cpu_before, client_before = tree_cpu(target.pid), children_cpu()
     if method == "distinct":
         elapsed = smtp_source_each(target.port, files, sessions)
+    elif method == "load":
+        sent = smtp_load.run("127.0.0.1", target.port, prepared, sessions, reuse,
+                             sender=SENDER, rcpt=RCPT, helo="bench.invalid")
+        if sent.accepted != count:
+            raise RuntimeError(f"smtp_load: {sent.accepted} of {count} accepted by "
+                               f"{target.name}: {sent.errors}")
+        elapsed = sent.seconds
     else:
         elapsed = smtp_source(target.port, mails.same, count, sessions)
     cpu = tree_cpu(target.pid) - cpu_before
+    client = sent.client_cpu if method == "load" else children_cpu() - client_before
     jobs_after = target.jobs()
     mails.clean(files)
-    result = {"msgs_per_s": count / elapsed, "cpu_ms_per_msg": cpu * 1000 / count}
-    if method == "distinct" and jobs_before is not None and jobs_after is not None:
+    result = {"msgs_per_s": count / elapsed, "cpu_ms_per_msg": cpu * 1000 / count,
+              "client_cpu_ms_per_msg": client * 1000 / count}
+    if method != "same" and jobs_before is not None and jobs_after is not None:
         result["jobs"] = jobs_after - jobs_before
         if result["jobs"] != count:  # every mail was answered 2xx: where did it go?
             log(f"  WARNING {target.name}: {result['jobs']} jobs for {count} new mails "
@@ -366,36 +387,53 @@ def measure(target: Target, mails: Mails, count: int, sessions: int, method: str
     return result
 
 
+METHODS = ("distinct", "same", "load")
+
+
+def warm_rate(target: Target, prepared: Mails, sessions: int, method: str, reuse: int
+              ) -> float:
+    """A few new mails, sent the cell's way: sandbox workers started, caches filled; the
+    rate, to size the cell."""
+    if method == "load":
+        mails = smtp_load.distinct(prepared.same.read_bytes(), max(20, sessions * 4), "warm")
+        sent = smtp_load.run("127.0.0.1", target.port, mails, sessions, reuse,
+                             sender=SENDER, rcpt=RCPT, helo="bench.invalid")
+        return sent.msgs_per_s
+    warm = prepared.distinct(max(10, sessions * 2))
+    rate = len(warm) / smtp_source_each(target.port, warm, sessions)
+    prepared.clean(warm)
+    return rate
+
+
 def throughput(targets: list[Target], mails: dict[str, Mails], counts: dict[str, int],
-               sessions_list: list[int], rounds: int, seconds: float) -> list[dict[str, Any]]:
+               sessions_list: list[int], rounds: int, seconds: float,
+               methods: tuple[str, ...] = METHODS, reuse: int = 1) -> list[dict[str, Any]]:
     """Each cell sends counts[size] mails, or fewer for a slow target (about `seconds`)."""
     rows = []
-    for method in ("distinct", "same"):
+    for method in methods:
         for size, prepared in mails.items():
             for sessions in sessions_list:
                 count = {}
-                for target in targets:  # warm-up: sandbox workers started, caches filled
-                    warm = prepared.distinct(max(10, sessions * 2))
-                    rate = len(warm) / smtp_source_each(target.port, warm, sessions)
-                    prepared.clean(warm)
+                for target in targets:
+                    rate = warm_rate(target, prepared, sessions, method, reuse)
                     count[target.name] = min(counts[size], max(20, int(rate * seconds)))
                 samples: dict[str, list[dict[str, float]]] = {t.name: [] for t in targets}
                 for _ in range(rounds):
                     for target in targets:  # interleaved, so drift hits every target alike
                         samples[target.name].append(measure(
-                            target, prepared, count[target.name], sessions, method))
+                            target, prepared, count[target.name], sessions, method, reuse))
                 for target in targets:
                     got = samples[target.name]
                     row = {"method": method, "size": size, "sessions": sessions,
                            "target": target.name, "count": count[target.name],
-                           "rounds": rounds,
-                           "msgs_per_s": statistics.median(s["msgs_per_s"] for s in got),
-                           "cpu_ms_per_msg": statistics.median(s["cpu_ms_per_msg"]
-                                                               for s in got)}
+                           "rounds": rounds, "reuse": reuse if method == "load" else 1}
+                    for key in ("msgs_per_s", "cpu_ms_per_msg", "client_cpu_ms_per_msg"):
+                        row[key] = statistics.median(s[key] for s in got)
                     rows.append(row)
                     log(f"  {method:<8} {size:>6} s={sessions:<2} {target.name:<7} "
                         f"{row['msgs_per_s']:8.1f} msg/s "
-                        f"{row['cpu_ms_per_msg']:7.2f} ms CPU/msg")
+                        f"{row['cpu_ms_per_msg']:7.2f} ms CPU/msg "
+                        f"(client {row['client_cpu_ms_per_msg']:.2f})")
     return rows
 
 
@@ -621,23 +659,64 @@ def _top_functions(fn: Callable[[], object], n: int, limit: int = 14) -> list[st
 
 # -- report ---------------------------------------------------------------------------------
 
+def both_ways(by: dict[tuple[str, str, int, str], dict[str, Any]]) -> list[str]:
+    """Intake fed by smtp-source and by smtp_load, and the generator's own check (raw fed
+    by smtp_load against raw fed by one `smtp-source -m`)."""
+    lines = ["", "## Intake both ways (new mails; mailgw against raw, same run)", "",
+             "| mail | sessions | fed by | raw msgs/s | mailgw msgs/s | throughput ratio "
+             "| raw CPU ms/msg | mailgw CPU ms/msg | server-CPU ratio |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    check = []
+    for (method, size, sessions, target), raw in by.items():
+        if target != "raw" or method == "same":
+            continue
+        gw = by.get((method, size, sessions, "mailgw"))
+        if gw is not None:
+            fed = "smtp_load" if method == "load" else "smtp-source each"
+            lines.append(f"| {size} | {sessions} | {fed} | {raw['msgs_per_s']:.1f} | "
+                         f"{gw['msgs_per_s']:.1f} | {gw['msgs_per_s'] / raw['msgs_per_s']:.2f}"
+                         f" | {raw['cpu_ms_per_msg']:.2f} | {gw['cpu_ms_per_msg']:.2f} | "
+                         f"{raw['cpu_ms_per_msg'] / max(gw['cpu_ms_per_msg'], 1e-9):.2f} |")
+        best = by.get(("same", size, sessions, "raw"))
+        if method == "load" and best is not None:
+            check.append(f"| {size} | {sessions} | {raw['msgs_per_s']:.1f} | "
+                         f"{best['msgs_per_s']:.1f} | "
+                         f"{raw['msgs_per_s'] / best['msgs_per_s']:.2f} | "
+                         f"{raw['client_cpu_ms_per_msg']:.2f} | "
+                         f"{best['client_cpu_ms_per_msg']:.2f} |")
+    if check:
+        lines += ["", "Raw aiosmtpd fed by smtp_load vs by one `smtp-source -m` (same run):", "",
+                  "| mail | sessions | smtp_load msgs/s | smtp-source -m msgs/s | ratio "
+                  "| smtp_load client CPU ms/msg | smtp-source client CPU ms/msg |",
+                  "|---|---|---|---|---|---|---|", *check]
+    return lines
+
+
 def report(results: dict[str, Any]) -> str:
-    lines = ["## Throughput (smtp-source, same run)", "",
-             "`distinct`: every mail new (one smtp-source per mail); `same`: `smtp-source -m N`"
-             " repeating one file (mailgw answers repeats from memory, password checked). "
+    lines = ["## Throughput (same run)", "",
+             "`distinct`: every mail new, one smtp-source per mail; `same`: `smtp-source -m N`"
+             " repeating one file (mailgw answers repeats from memory, password checked); "
+             "`load`: every mail new, sent by bench/smtp_load.py (built before the clock). "
              "`vs raw` compares with raw fed the same way; `vs raw -m` with raw fed by one "
-             "`smtp-source -m N` (its best, so the stricter ratio).", "",
-             "| mails | mail | sessions | target | n | msgs/s | server CPU ms/msg | vs raw "
-             "| vs raw -m |", "|---|---|---|---|---|---|---|---|---|"]
+             "`smtp-source -m N` (its best, so the stricter ratio). `CPU ratio`: raw's "
+             "server CPU per mail / this target's, fed the same way. Client CPU: the "
+             "smtp-source processes, or smtp_load's event loop thread.", "",
+             "| mails | mail | sessions | target | n | msgs/s | server CPU ms/msg | client CPU "
+             "ms/msg | vs raw | vs raw -m | CPU ratio |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     by = {(r["method"], r["size"], r["sessions"], r["target"]): r
           for r in results["throughput"]}
     for r in results["throughput"]:
-        base = by[(r["method"], r["size"], r["sessions"], "raw")]["msgs_per_s"]
+        raw = by[(r["method"], r["size"], r["sessions"], "raw")]
+        base = raw["msgs_per_s"]
         best = by.get(("same", r["size"], r["sessions"], "raw"), {}).get("msgs_per_s", base)
         lines.append(f"| {r['method']} | {r['size']} | {r['sessions']} | {r['target']} | "
                      f"{r['count']} | {r['msgs_per_s']:.1f} | {r['cpu_ms_per_msg']:.2f} | "
+                     f"{r.get('client_cpu_ms_per_msg', 0):.2f} | "
                      f"{100 * r['msgs_per_s'] / base:.0f} % | "
-                     f"{100 * r['msgs_per_s'] / best:.0f} % |")
+                     f"{100 * r['msgs_per_s'] / best:.0f} % | "
+                     f"{raw['cpu_ms_per_msg'] / max(r['cpu_ms_per_msg'], 1e-9):.2f} |")
+    lines += both_ways(by)
     lines += ["", "## Sandbox: milliseconds per PDF (wall, median; CPU incl. the workers)", "",
               "| document | in-process | warm worker | added | CPU | fork per document "
               "| added | CPU | old one-shot | added |",
@@ -677,6 +756,12 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     ap.add_argument("--baseline", type=Path, help="another checkout of mailgw (e.g. a git "
                     "worktree of an older commit), measured too, as target mailgw-base")
+    ap.add_argument("--methods", default=",".join(METHODS), help="throughput cells: "
+                    "distinct (one smtp-source per mail), same (one smtp-source -m), load "
+                    "(bench/smtp_load.py)")
+    ap.add_argument("--sessions", default="1,10", help="comma list of session counts")
+    ap.add_argument("--load-reuse", type=int, default=1, help="mails per connection in the "
+                    "load cells (1: a connection per mail, as smtp-source)")
     ap.add_argument("--skip", default="", help="comma list of phases to skip: "
                     "throughput,isolation,memory,profile")
     args = ap.parse_args()
@@ -712,8 +797,11 @@ def main() -> int:
                 targets.append(target)
             if "throughput" not in skip:
                 log("throughput:")
-                results["throughput"] = throughput(targets, mails, counts, [1, 10], rounds,
-                                                   8 if args.quick else 20)
+                methods = tuple(m for m in args.methods.split(",") if m)
+                sessions = [int(n) for n in args.sessions.split(",") if n]
+                results["throughput"] = throughput(targets, mails, counts, sessions, rounds,
+                                                   8 if args.quick else 20, methods,
+                                                   args.load_reuse)
             if "memory" not in skip:
                 log("memory:")
                 data4 = MailgwData4(work)
