@@ -69,8 +69,13 @@ def count_pages(reader: Any) -> int:
     return pages
 
 
-def render(data: bytes, quality: str, max_pages: int) -> Rendered:
-    """Every page checked, then drawn; nothing drawn when there are more than `max_pages`."""
+def render(data: bytes, quality: str, max_pages: int, *, keep: bool = True) -> Rendered:
+    """Every page checked, then drawn; nothing drawn when there are more than `max_pages`.
+
+    `keep=False` is the intake's render check of a PDF that is sent as it is: each page is
+    still drawn by PDFium at the quality's full size (the part a render-time bomb would
+    hit), but not made bilevel nor G4-encoded, since those pages would be thrown away;
+    that work is bounded by the bitmap's size and costs 4/5 of a text page's check."""
     reader = open_pdf(data)
     pages = count_pages(reader)
     if pages > max_pages:
@@ -84,12 +89,12 @@ def render(data: bytes, quality: str, max_pages: int) -> Rendered:
             raise Refusal("broken", f"a damaged PDF: pypdf reads {pages} pages, PDFium "
                           f"{len(pdf)}")
         pdf.init_forms()  # form fields are drawn as they are filled in
-        return Rendered(pages, list(_pages(reader, pdf, quality)), original_ok=True)
+        return Rendered(pages, list(_pages(reader, pdf, quality, keep)), original_ok=True)
     finally:
         pdf.close()
 
 
-def _pages(reader: Any, pdf: Any, quality: str) -> Iterator[bytes]:
+def _pages(reader: Any, pdf: Any, quality: str, keep: bool = True) -> Iterator[bytes]:
     for index in range(len(pdf)):
         check_page(reader.pages[index], index + 1)
         page = pdf[index]
@@ -98,16 +103,17 @@ def _pages(reader: Any, pdf: Any, quality: str) -> Iterator[bytes]:
             g = geometry(max(w_pt, 1.0) / 72, max(h_pt, 1.0) / 72, quality)
             if g.width * g.height > MAX_BITMAP_BYTES:
                 raise too_large(index + 1, g.width * g.height)
-            gray = draw(page, g.width, g.height, turn=g.turn)
+            gray = draw(page, g.width, g.height, turn=g.turn, keep=keep)
         finally:
             page.close()
-        yield finish(gray, g)
+        yield finish(gray, g) if keep else b""
 
 
-def draw(page: Any, width: int, height: int, *, turn: bool = False) -> Any:
+def draw(page: Any, width: int, height: int, *, turn: bool = False, keep: bool = True) -> Any:
     """The page drawn in greyscale into exactly width × height pixels (PDFium stretches it:
     204 dpi across, the quality's dpi down, with no resampling afterwards), its annotations
-    and form fields included; turned a quarter to the left when `turn`."""
+    and form fields included; turned a quarter to the left when `turn`. With `keep=False`
+    drawn all the same, then dropped (None)."""
     bitmap = pdfium.PdfBitmap.new_native(width, height, pdfium_c.FPDFBitmap_Gray)
     try:
         bitmap.fill_rect((255, 255, 255, 255), 0, 0, width, height)
@@ -116,7 +122,7 @@ def draw(page: Any, width: int, height: int, *, turn: bool = False) -> Any:
         pdfium_c.FPDF_RenderPageBitmap(*args)
         if page.formenv:
             pdfium_c.FPDF_FFLDraw(page.formenv, *args)
-        return bitmap.to_pil().copy()
+        return bitmap.to_pil().copy() if keep else None
     finally:
         bitmap.close()
 

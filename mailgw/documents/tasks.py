@@ -83,7 +83,8 @@ def render_task(data: bytes) -> dict[str, object]:
     max_pages = int(params.get("max_pages", 200))
     try:
         if kind == "pdf":
-            result = render_pdf.render(body, quality, max_pages)
+            # sent as it is (auto): the pages are drawn to prove they render, not kept
+            result = render_pdf.render(body, quality, max_pages, keep=output != "auto")
             ready = False
         else:
             pages, stream, ready = render.picture_pages(body, quality, max_pages)
