@@ -64,6 +64,13 @@ def _tab_to(page: Any, selector: str) -> None:
     raise AssertionError(f"{selector} not reached with Tab on {page.url}")
 
 
+def _enter(page: Any) -> None:
+    """Enter on the focused button: the form is sent and the next page has loaded (the
+    same URL again after an edit, so its load is waited for, not its address)."""
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+
+
 def _setup(app: Any, port: int, pdf: bytes) -> tuple[int, int]:
     """The sender is an operator, with a group, a sound and a deferred job (to cancel)."""
     with app.store.tx() as s:
@@ -116,7 +123,7 @@ def test_every_form_is_reached_and_submitted_with_the_keyboard(served, sink: Sin
             _tab_to(page, "#group-numbers")
             page.keyboard.type("0170709903\n0170709904")
             _tab_to(page, "#create-group")
-            page.keyboard.press("Enter")
+            _enter(page)
             page.wait_for_url(f"{base}/contacts/keys#report")
             assert page.inner_text("#n-added") == "2"
             # its edit
@@ -124,7 +131,7 @@ def test_every_form_is_reached_and_submitted_with_the_keyboard(served, sink: Sin
             page.keyboard.press("Control+A")
             page.keyboard.type("0170709905")
             _tab_to(page, "#save-group")
-            page.keyboard.press("Enter")
+            _enter(page)
             page.wait_for_url(f"{base}/contacts/keys#report")
             assert page.inner_text("#n-added") == "1"
             # the notices: a choice in a list with the arrows, saved with Enter
@@ -132,7 +139,7 @@ def test_every_form_is_reached_and_submitted_with_the_keyboard(served, sink: Sin
             _tab_to(page, "#mode")
             page.keyboard.press("ArrowDown")
             _tab_to(page, "#save-notices")
-            page.keyboard.press("Enter")
+            _enter(page)
             page.wait_for_url(f"{base}/settings?done=saved#notices")
             assert page.input_value("#mode") != ""
             # an API token: a name, a scope ticked with Space
@@ -142,7 +149,7 @@ def test_every_form_is_reached_and_submitted_with_the_keyboard(served, sink: Sin
             _tab_to(page, "#scope-1")
             page.keyboard.press("Space")
             _tab_to(page, "#create-token")
-            page.keyboard.press("Enter")
+            _enter(page)
             page.wait_for_selector("#new-token")
             assert "keyboard" in page.inner_text("#token-list")
             # an account's credits, on the admin page
@@ -151,11 +158,11 @@ def test_every_form_is_reached_and_submitted_with_the_keyboard(served, sink: Sin
             page.keyboard.press("Control+A")
             page.keyboard.type("42")
             _tab_to(page, "#save-credits")
-            page.keyboard.press("Enter")
+            _enter(page)
             page.wait_for_url(f"{base}/admin/accounts/{account_id}?done=credits")
             # and out
             _tab_to(page, "header form button")
-            page.keyboard.press("Enter")
+            _enter(page)
             page.wait_for_url(lambda url: "/login" in url)
         finally:
             browser.close()
