@@ -279,7 +279,8 @@ def report(results: list[dict[str, Any]]) -> str:
     for r in results:
         cli = r["cli"]
         out.append(
-            f"| {r['store']} | {r['written']:,} | {r['mail_mb']:.1f} MB | {fmt(r['to_250'], ' s', 2)} "
+            f"| {r['store']} | {r['written']:,} | {r['mail_mb']:.1f} MB "
+            f"| {fmt(r['to_250'], ' s', 2)} "
             f"| {r['rss_idle_mb']:.0f} → {r['rss_accept_mb']:.0f} → {r['rss_end_mb']:.0f} MB "
             f"| {fmt(r['all_final'])} | {fmt(r['summary_sent'])} | {r['summary_mb']:.1f} MB "
             f"| {fmt(cli['jobs list']['seconds'], ' s', 2)} "
