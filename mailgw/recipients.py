@@ -195,9 +195,11 @@ def parse_list(data: bytes, filename: str | None, region: str, *,
     one column of numbers) or a .txt list (numbers separated by commas, semicolons or new
     lines)."""
     text = _decode(data).lstrip("\ufeff")  # a BOM saved twice (a file re-saved) is text
-    if text.count("\n") + 1 > max_lines + 1:
+    is_csv = (filename or "").lower().endswith(".csv")
+    lines = text.count("\n") + (not text.endswith("\n"))  # a last line may end with one
+    if lines > max_lines + is_csv:  # the limit counts recipients, not a CSV's header
         return RecipientList((), (), too_long=True)
-    if (filename or "").lower().endswith(".csv"):
+    if is_csv:
         return _parse_csv(text, region)
     entries: dict[str, ListEntry] = {}
     invalid: dict[str, None] = {}
