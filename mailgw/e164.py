@@ -15,6 +15,7 @@ the two to the same answers on a wide sample. Pure.
 from __future__ import annotations
 
 import re
+from functools import cache
 
 import phonenumbers
 from phonenumbers import PhoneMetadata, PhoneNumberDesc
@@ -24,6 +25,7 @@ from phonenumbers import phonenumberutil as pnu
 # general description, any match makes a number valid.
 _TYPES = ("premium_rate", "toll_free", "shared_cost", "voip", "personal_number", "pager",
           "uan", "voicemail")
+_compiled = cache(re.compile)
 _NON_GEO = "001"  # phonenumbers' region code for +800, +808, +870, +881…
 _REJECTED_LENGTHS = (pnu.ValidationResult.TOO_SHORT, pnu.ValidationResult.IS_POSSIBLE_LOCAL_ONLY,
                      pnu.ValidationResult.INVALID_LENGTH)
@@ -59,7 +61,7 @@ def valid_e164(compact: str, region: str | None) -> str | None:
         cc, national = own_cc, compact
     if len(national) < pnu._MIN_LENGTH_FOR_NSN:
         return None
-    _, stripped, _ = pnu._maybe_strip_national_prefix_carrier_code(national, metadata)
+    stripped = _strip_national_prefix(national, metadata)
     if pnu._test_number_length(stripped, metadata) not in _REJECTED_LENGTHS:
         national = stripped
     if not pnu._MIN_LENGTH_FOR_NSN <= len(national) <= pnu._MAX_LENGTH_FOR_NSN:
@@ -78,9 +80,29 @@ def _starts_international(digits: str, metadata: PhoneMetadata) -> bool:
     """A national string that parse might read as international: its international prefix,
     or its country code without the `+`."""
     idd = metadata.international_prefix
-    if idd is not None and re.match(idd, digits):
+    if idd is not None and _compiled(idd).match(digits):
         return True
     return digits.startswith(str(metadata.country_code))
+
+
+def _strip_national_prefix(number: str, metadata: PhoneMetadata) -> str:
+    """`_maybe_strip_national_prefix_carrier_code(number, metadata)[1]` (the carrier code is
+    not kept); a region that rewrites its prefix (a transform rule) goes to it."""
+    prefix = metadata.national_prefix_for_parsing
+    if not number or not prefix:
+        return number
+    if metadata.national_prefix_transform_rule:
+        return pnu._maybe_strip_national_prefix_carrier_code(number, metadata)[1]
+    found = _compiled(prefix).match(number)
+    if found is None:
+        return number
+    rest = number[found.end():]
+    general = metadata.general_desc
+    pattern = _compiled(general.national_number_pattern) if general is not None and (
+        general.national_number_pattern) else None
+    if pattern is not None and pattern.fullmatch(number) and not pattern.fullmatch(rest):
+        return number  # those digits belong to a valid number: not a prefix
+    return rest
 
 
 def _valid_for(metadata: PhoneMetadata, nsn: str) -> bool:
