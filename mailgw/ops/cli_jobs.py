@@ -42,11 +42,12 @@ def cmd_jobs(args: argparse.Namespace, settings: config.Settings) -> int:
             else:
                 print_job(job)
             return EXIT_OK
-        csv_text = reports.job_csv(s, args.id)
-        if csv_text is None:
+        chunks = reports.job_csv_chunks(s, args.id)  # streamed: a campaign has 100,000 lines
+        if chunks is None:
             print(f"mailgw: no job {args.id}", file=sys.stderr)
             return EXIT_REFUSED
-        sys.stdout.buffer.write(csv_text.encode("utf-8"))
+        for chunk in chunks:
+            sys.stdout.buffer.write(chunk.encode("utf-8"))
         return EXIT_OK
 
 
