@@ -151,7 +151,8 @@ def timed_cli(cli: list[str], *args: str) -> tuple[float, int, int]:
         return took, usage.ru_maxrss * 1024, out.seek(0, os.SEEK_END)
 
 
-def run(kind: str, count: int, pyspy: str | None, timeout: float) -> dict[str, Any]:
+def run(kind: str, count: int, pyspy: str | None, timeout: float,
+        roles: str = "smtp,dispatch,notify,http") -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="mailgw-campaign-"))
     db = Database(kind, workdir)
     sink_port, smtp_port, http_port = free_port(), free_port(), free_port()
@@ -184,10 +185,11 @@ def run(kind: str, count: int, pyspy: str | None, timeout: float) -> dict[str, A
                                check=True).stdout.split()[0]
         mail = campaign_mail(count)
         log(f"[{kind}] mail of {len(mail) / 1e6:.1f} MB, {count} numbers")
-        serve = subprocess.Popen([*cli, "serve", "--roles", "smtp,dispatch,notify,http"],
+        serve = subprocess.Popen([*cli, "serve", "--roles", roles],
                                  stderr=open(workdir / "serve.log", "wb"))  # noqa: SIM115
         wait_port(smtp_port, serve)
-        wait_port(http_port, serve)
+        if "http" in roles:
+            wait_port(http_port, serve)
         wait_port(sink_port, None)
         rss_idle = vm_hwm(serve.pid)
         if pyspy:
@@ -219,7 +221,7 @@ def run(kind: str, count: int, pyspy: str | None, timeout: float) -> dict[str, A
         summary_sql = ("select count(*) from outbox_mail where kind = 'summary' "
                        "and sent_at is not null")
         all_final = summary_sent = None
-        deadline = accepted + timeout
+        deadline = accepted + (timeout if "dispatch" in roles else 0)
         while time.monotonic() < deadline:
             now = time.monotonic()
             if all_final is None and int(db.scalar(final_sql)) >= written:
@@ -234,6 +236,9 @@ def run(kind: str, count: int, pyspy: str | None, timeout: float) -> dict[str, A
             ("jobs list", ("list",)), ("jobs show", ("show", str(job_id))),
             ("jobs report", ("report", str(job_id))))}
         started = time.monotonic()
+        if "http" not in roles:
+            return {"store": kind, "numbers": count, "to_250": to_250,
+                    "rss_accept_mb": rss_accept / 1e6, "written": written}
         request = urllib.request.Request(
             f"http://127.0.0.1:{http_port}/api/v1/jobs/{job_id}/report.csv",
             headers={"Authorization": f"Bearer {token}"})
@@ -298,11 +303,16 @@ def main() -> int:
     ap.add_argument("--py-spy", metavar="FILE", help="profile serve while it takes the mail")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds to wait for dispatch")
     ap.add_argument("--json", metavar="FILE")
+    ap.add_argument("--roles", default="smtp,dispatch,notify,http",
+                    help="serve's roles; without dispatch and http: intake only (with --py-spy)")
     args = ap.parse_args()
     kinds = ["sqlite", "postgresql"] if args.store == "both" else [args.store]
-    results = [run(kind, args.numbers, args.py_spy, args.timeout) for kind in kinds]
+    results = [run(kind, args.numbers, args.py_spy, args.timeout, args.roles) for kind in kinds]
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
+    if "http" not in args.roles:
+        print(json.dumps(results, indent=2))
+        return 0
     print(report(results))
     return 0
 
