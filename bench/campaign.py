@@ -27,6 +27,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import smtplib
 import socket
 import subprocess
@@ -138,17 +139,16 @@ class Database:
 
 
 def timed_cli(cli: list[str], *args: str) -> tuple[float, int, int]:
-    """(seconds, peak RSS of the child in bytes, bytes written on stdout)."""
+    """(seconds, peak RSS of the command in bytes, bytes written on stdout). The RSS comes
+    from /usr/bin/time: a child's own ru_maxrss would count this process's memory at fork."""
     started = time.monotonic()
-    with tempfile.TemporaryFile() as out:
-        proc = subprocess.Popen([*cli, *args], stdout=out, stderr=subprocess.PIPE)
-        _, status, usage = os.wait4(proc.pid, 0)
+    with tempfile.TemporaryFile() as out, tempfile.NamedTemporaryFile("r") as rss:
+        done = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rss.name, *cli, *args],
+                              stdout=out, stderr=subprocess.PIPE, check=False)
         took = time.monotonic() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        if proc.returncode != 0:
-            assert proc.stderr is not None
-            raise RuntimeError(f"{args}: {proc.stderr.read().decode()[-500:]}")
-        return took, usage.ru_maxrss * 1024, out.seek(0, os.SEEK_END)
+        if done.returncode != 0:
+            raise RuntimeError(f"{args}: {done.stderr.decode()[-500:]}")
+        return took, int(rss.read().split()[-1]) * 1024, out.seek(0, os.SEEK_END)
 
 
 def run(kind: str, count: int, pyspy: str | None, timeout: float,
@@ -193,8 +193,9 @@ def run(kind: str, count: int, pyspy: str | None, timeout: float,
         wait_port(sink_port, None)
         rss_idle = vm_hwm(serve.pid)
         if pyspy:
-            spy = subprocess.Popen(["py-spy", "record", "--pid", str(serve.pid), "--threads",
-                                    "--format", "raw", "--output", pyspy, "--rate", "50"],
+            spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record",
+                                    "--pid", str(serve.pid), "--threads", "--format", "raw",
+                                    "--output", pyspy, "--rate", "50"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.5)
         with smtplib.SMTP("127.0.0.1", smtp_port, timeout=600) as client:
@@ -207,8 +208,8 @@ def run(kind: str, count: int, pyspy: str | None, timeout: float,
             to_250 = time.monotonic() - started
         accepted = time.monotonic()
         if spy is not None:
-            spy.terminate()
-            spy.wait(30)
+            spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+            spy.wait(60)
         text = reply.decode(errors="replace")
         log(f"[{kind}] {code} {text[:80]} after {to_250:.2f} s")
         if code != 250:
@@ -232,9 +233,10 @@ def run(kind: str, count: int, pyspy: str | None, timeout: float,
                 break
             time.sleep(0.5)
         rss_end = vm_hwm(serve.pid)
-        timings = {name: timed_cli(cli, "jobs", *args) for name, args in (
-            ("jobs list", ("list",)), ("jobs show", ("show", str(job_id))),
-            ("jobs report", ("report", str(job_id))))}
+        timings = {name: timed_cli(cli, *args) for name, args in (
+            ("status", ("status",)),  # the command line's start-up, for scale
+            ("jobs list", ("jobs", "list")), ("jobs show", ("jobs", "show", str(job_id))),
+            ("jobs report", ("jobs", "report", str(job_id))))}
         started = time.monotonic()
         if "http" not in roles:
             return {"store": kind, "numbers": count, "to_250": to_250,
@@ -279,8 +281,8 @@ def report(results: list[dict[str, Any]]) -> str:
     out = [f"Machine: {platform.node()}, {os.cpu_count()} CPUs, Python "
            f"{platform.python_version()}, load {os.getloadavg()[0]:.1f} at the end.", "",
            "| store | numbers | mail | time to 250 | RSS idle → after 250 → end | all final "
-           "| summary sent | summary mail | jobs list | jobs show | jobs report (RSS) "
-           "| API report.csv |", "|" + "---|" * 12]
+           "| summary sent | summary mail | status (start-up) | jobs list | jobs show "
+           "| jobs report (RSS) | API report.csv |", "|" + "---|" * 13]
     for r in results:
         cli = r["cli"]
         out.append(
@@ -288,6 +290,7 @@ def report(results: list[dict[str, Any]]) -> str:
             f"| {fmt(r['to_250'], ' s', 2)} "
             f"| {r['rss_idle_mb']:.0f} → {r['rss_accept_mb']:.0f} → {r['rss_end_mb']:.0f} MB "
             f"| {fmt(r['all_final'])} | {fmt(r['summary_sent'])} | {r['summary_mb']:.1f} MB "
+            f"| {fmt(cli['status']['seconds'], ' s', 2)} "
             f"| {fmt(cli['jobs list']['seconds'], ' s', 2)} "
             f"| {fmt(cli['jobs show']['seconds'], ' s', 2)} "
             f"| {fmt(cli['jobs report']['seconds'], ' s', 2)} "
