@@ -7,6 +7,7 @@ Three targets, each its own process on 127.0.0.1, measured in turns in the same 
 * http    `mailgw serve --roles smtp,http` on a temporary SQLite store: POST /api/v1/jobs
           with a bearer token, a distinct Idempotency-Key, a 1-page PDF: token check, the
           decision, the page count in the sandbox, the job and its delivery committed;
+* http-voice  the same, a JSON body: a voice job from the library (no document to render);
 * smtp    the same mailgw process, the same fax sent as a mail (smtplib, one session per
           client, connections reused): the SMTP twin.
 
@@ -71,11 +72,12 @@ class MailgwHttp(ib.Mailgw):
         with self.config.open("a") as f:
             f.write(f'[http]\nlisten = "127.0.0.1:{self.http_port}"\n'
                     'token_rate = 100000\ntoken_burst = 100000\n'
-                    'trusted_proxies = []\n')
+                    # the load generator is one address standing for many clients
+                    'max_connections = 400\nmax_per_client = 400\n')
         text = self.config.read_text().replace('roles = ["smtp"]', 'roles = ["smtp", "http"]')
         self.config.write_text(text)
         out = subprocess.run(self.cli("token", "add", ib.SENDER, "--name", "bench",
-                                      "--scope", "jobs:write,jobs:read"),
+                                      "--scope", "jobs:write,jobs:read,library"),
                              capture_output=True, text=True, check=False)
         found = TOKEN_RE.search(out.stdout)
         if out.returncode != 0 or not found:
@@ -129,6 +131,48 @@ async def http_load(port: int, token: str | None, pdf: bytes, total: int, client
     return latencies, failures
 
 
+async def voice_load(port: int, token: str, total: int, clients: int
+                     ) -> tuple[list[float], int]:
+    """`total` JSON creates of a voice job from the library (no document to render)."""
+    latencies: list[float] = []
+    failures = 0
+    todo = iter(range(total))
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits,
+                                 timeout=120) as client:
+        async def worker() -> None:
+            nonlocal failures
+            for i in todo:
+                start = time.perf_counter()
+                r = await client.post(
+                    "/api/v1/jobs", json={"channel": "voice", "numbers": [ib.NUMBER],
+                                          "library_ref": "bench", "comment": f"B{i}"},
+                    headers={"Authorization": f"Bearer {token}",
+                             "Idempotency-Key": uuid.uuid4().hex})
+                latencies.append(time.perf_counter() - start)
+                failures += r.status_code not in (200, 201)
+
+        await asyncio.gather(*(worker() for _ in range(clients)))
+    return latencies, failures
+
+
+def wav(seconds: float = 2.0, rate: int = 8000) -> bytes:
+    """A short tone as 16-bit mono WAV (stdlib only), for the library."""
+    import io  # late import: only the set-up needs it
+    import math  # late import: only the set-up needs it
+    import wave  # late import: only the set-up needs it
+
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(b"".join(
+            int(8000 * math.sin(2 * math.pi * 440 * i / rate)).to_bytes(2, "little", signed=True)
+            for i in range(int(seconds * rate))))
+    return buf.getvalue()
+
+
 def smtp_load(port: int, pdf: bytes, total: int, clients: int) -> tuple[list[float], int]:
     latencies: list[float] = []
     failures = 0
@@ -143,7 +187,7 @@ def smtp_load(port: int, pdf: bytes, total: int, clients: int) -> tuple[list[flo
                     i = next(counter, None)
                 if i is None:
                     return
-                raw = ib.mail_bytes(pdf, f"<{uuid.uuid4().hex}@bench>")
+                raw = ib.mail_bytes(pdf, f"<{uuid.uuid4().hex}@bench>").replace(b"\n", b"\r\n")
                 start = time.perf_counter()
                 try:
                     s.sendmail(ib.SENDER, [ib.RCPT], raw)
@@ -196,10 +240,17 @@ def main() -> int:
         mailgw.start()
         wait_http(mailgw.http_port, mailgw.proc)  # type: ignore[arg-type]
         try:
+            stored = httpx.post(f"http://127.0.0.1:{mailgw.http_port}/api/v1/library",
+                                headers={"Authorization": f"Bearer {mailgw.token}"},
+                                data={"ref": "bench"},
+                                files={"sound": ("bench.wav", wav(), "audio/wav")}, timeout=60)
+            if stored.status_code >= 300:
+                raise RuntimeError(f"library upload: {stored.status_code} {stored.text}")
             # warm-up: sandbox workers, argon2 once, connection pools
             asyncio.run(http_load(mailgw.http_port, mailgw.token, pdf, 20, 4))
             smtp_load(mailgw.port, pdf, 20, 4)
             asyncio.run(http_load(bare.port, None, pdf, 20, 4))
+            asyncio.run(voice_load(mailgw.http_port, mailgw.token, 20, 4))
             for clients in (10, 100):
                 for rnd in range(args.rounds):
                     ib.log(f"{clients} clients, round {rnd + 1}")
@@ -208,6 +259,8 @@ def main() -> int:
                             http_load(bare.port, None, pdf, total, c))),
                         ("http", mailgw.pid, lambda c=clients: asyncio.run(
                             http_load(mailgw.http_port, mailgw.token, pdf, total, c))),
+                        ("http-voice", mailgw.pid, lambda c=clients: asyncio.run(
+                            voice_load(mailgw.http_port, mailgw.token, total, c))),
                         ("smtp", mailgw.pid, lambda c=clients: smtp_load(
                             mailgw.port, pdf, total, min(c, 100)))):
                         cell = measure(name, pid, run, total)
@@ -229,7 +282,7 @@ def report(results: list[dict[str, Any]]) -> str:
              "client CPU ms/req | failures |", "|---|---|---|---|---|---|---|---|---|"]
     for clients in (10, 100):
         base = med("bare", clients, "jobs_per_s")
-        for target in ("bare", "http", "smtp"):
+        for target in ("bare", "http", "http-voice", "smtp"):
             fails = sum(r["failures"] for r in results
                         if r["target"] == target and r["clients"] == clients)
             rate = med(target, clients, "jobs_per_s")

@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 import socket
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -26,6 +25,7 @@ from mailgw.jobs.service import Jobs
 from mailgw.notify.outbox import OutboxSender
 from mailgw.notify.received import run_receiving
 from mailgw.notify.render import Renderer, renderer_for
+from mailgw.ops import recovery
 from mailgw.ops.config import Settings
 from mailgw.smtp.server import Connections, GatewayHandler, start_smtp
 from mailgw.store import Store
@@ -44,7 +44,8 @@ def prepare_store(settings: Settings, *, migrate: bool = True) -> Store:
 
 
 def node_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    """The lease owner: host, boot id, PID and start time (mailgw.ops.holders)."""
+    return recovery.owner_id()
 
 
 @dataclass
@@ -80,6 +81,8 @@ class App:
         s = self.settings
         owner = node_id()
         _threads_for_every_role(s)
+        # Before anything claims: a crashed process of this host holds nothing any more.
+        await asyncio.to_thread(recovery.release_dead_holders, self.store)
         renderer = renderer_for(s)
         jobs = self.jobs = Jobs(self.store, s, renderer)  # one owner of a job's life
         if "notify" in self.roles:

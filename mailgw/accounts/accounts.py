@@ -54,13 +54,15 @@ class AccountView:
     cover: bool = False  # a cover page on its faxes (mailgw.documents.cover_options)
     header_line: bool = False  # a header line on every page of its faxes
     test_number: str | None = None  # the only number a `test: yes` mail dials
+    admin: bool = False  # an operator (the web space's admin pages)
+    disabled: bool = False  # refused everywhere as an unknown account
 
     @classmethod
     def of(cls, a: Account, senders: list[str] | None = None) -> AccountView:
         return cls(a.id, a.email, a.region, a.lang, a.tz, a.credits,
                    tuple(senders if senders is not None else [s.address for s in a.senders]),
                    a.require or "password", a.quality or "high", bool(a.cover),
-                   bool(a.header_line), a.test_number)
+                   bool(a.header_line), a.test_number, bool(a.admin), bool(a.disabled))
 
 
 def normalize_address(address: str) -> str:

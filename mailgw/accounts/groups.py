@@ -27,6 +27,11 @@ class ImportReport:
     invalid: tuple[str, ...]
 
 
+def valid_name(name: str) -> bool:
+    """A group's name: letters, digits, '.', '-' and '_' (at most 100), `@` in front or not."""
+    return _NAME.fullmatch(name.lstrip("@")) is not None
+
+
 def _account(s: Session, email: str) -> Account:
     account = account_rows.by_email(s, email.strip().lower())
     if account is None:

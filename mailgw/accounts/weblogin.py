@@ -100,12 +100,13 @@ def set_from_invite(s: Session, token: str, password: str) -> Account:
 
 
 def check_password(s: Session, email: str, password: str) -> Account | None:
-    """The account, when the web password is right (argon2, the same work when wrong)."""
+    """The account, when the web password is right (argon2, the same work when wrong);
+    a disabled account is refused as a wrong password is (its existence is not told)."""
     account = account_rows.by_email(s, normalize_address(email))
     login = rows.login(s, account.id) if account else None
     stored = login.password_hash if login and login.password_hash else None
     right = verify_password(stored or _DUMMY, password) and stored is not None
-    return account if right else None
+    return account if right and account is not None and not account.disabled else None
 
 
 # -- the second factor -----------------------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import Protocol
 import phonenumbers
 from sqlalchemy.orm import Session
 
+from mailgw.accounts.notices import effective
 from mailgw.accounts.voice import describe as describe_voice
 from mailgw.accounts.voice import job_options
 from mailgw.codes import Code, is_accepted, sentence
@@ -24,13 +25,13 @@ from mailgw.jobs.reports import job_csv_chunks
 from mailgw.notify.outbox import WEBHOOK, enqueue
 from mailgw.notify.render import Rendered, Renderer
 from mailgw.notify.report_file import Attachment, report_attachment
-from mailgw.notify.words import local_time, words
+from mailgw.notify.words import TONES, badge, local_time, words
 from mailgw.ops.config import Settings
 from mailgw.store import outbox as outbox_rows
 from mailgw.store import reports as report_rows
 from mailgw.store import views as rows
 from mailgw.store.models import Account, Attempt, Delivery, Job
-from mailgw.vocab import OUTCOME_WORD
+from mailgw.vocab import DELIVERED, FINAL, OUTCOME_WORD, PARTIAL
 
 
 @lru_cache(maxsize=4096)
@@ -100,8 +101,18 @@ def quality_words(quality: str | None, w: dict[str, str]) -> dict[str, str]:
     return {"quality": w.get("quality_" + quality, quality), "quality_dpi": qualities.dpi(quality)}
 
 
+def _ack_badge(f: AckFacts, w: dict[str, str]) -> dict[str, str]:
+    if f.preview:
+        return badge("info", w["ack_preview"])
+    if f.code == Code.CANCELLED:
+        return badge("neutral", w["cancelled"])
+    return badge("ok", w["ack_accepted"]) if is_accepted(f.code) else \
+        badge("bad", w["ack_refused"])
+
+
 def ack_mail(renderer: Renderer, f: AckFacts) -> Rendered:
     w = words(f.lang)
+    one_job = len(f.job_ids) == 1 and is_accepted(f.code) and not f.preview
     ctx = {
         "code": f.code, "sentence": sentence(f.code, f.lang, preview=f.preview),
         "accepted": is_accepted(f.code),
@@ -119,6 +130,7 @@ def ack_mail(renderer: Renderer, f: AckFacts) -> Rendered:
         "ref": f.ref, "comment": f.comment, **quality_words(f.quality, w),
         "preview": f.preview, "preview_cid": PREVIEW_CID if f.preview_png else "",
         "preview_pdf": PREVIEW_PDF if f.preview_pdf else "",
+        "link": renderer.job_link(f.job_ids[0]) if one_job else "", **_ack_badge(f, w),
     }
     headers = {"X-Mailgw-Code": str(f.code)}
     if f.job_ids:
@@ -198,7 +210,8 @@ def notice_mail(renderer: Renderer, job: Job, delivery: Delivery, attempts: Sequ
         if delivery.state in ("delivered", "partial") else "",
         "duration": _duration(sum(a.duration for a in attempts), lang),
         "job_id": job.id, "attempts": rows, "failure": failure, "detail": detail or "",
-        "link": f"{base_url.rstrip('/')}/jobs/{job.id}" if base_url else "",
+        "link": f"{base_url.rstrip('/')}/jobs/{job.id}" if base_url else renderer.job_link(job.id),
+        **badge(TONES.get(delivery.state, "neutral"), w.get(delivery.state, delivery.state)),
         **quality_words(qualities.of_options(job_options(job))
                         if job.channel == "fax" else None, w),
     }
@@ -222,6 +235,7 @@ def summary_mail(renderer: Renderer, job: Job, deliveries: Sequence[SummaryLine]
         for d in deliveries:
             counts[d.state] = counts.get(d.state, 0) + 1
     total = sum(counts.values())
+    final = sum(n for state, n in counts.items() if state in FINAL)
     word = OUTCOME_WORD[job.outcome]
     local_word = w["partial_job" if job.outcome == "partial" else job.outcome]
     ctx = {
@@ -229,13 +243,16 @@ def summary_mail(renderer: Renderer, job: Job, deliveries: Sequence[SummaryLine]
         "original_subject": job.subject, "comment": job.comment, "ref": job.ref,
         "outcome": job.outcome, "outcome_word": word, "outcome_local": local_word,
         "counts": [(w.get(state, state), n) for state, n in sorted(counts.items())],
-        "total": total,
+        "total": total, "final": final,
+        "reached": counts.get(DELIVERED, 0) + counts.get(PARTIAL, 0),
         "submitted": local_time(job.created_at, tz, lang),
         "finished": local_time(job.finished_at, tz, lang),
         "lines": [{"number": international(d.number), "state": w.get(d.state, d.state),
                    "pages": f"{d.pages_sent}/{d.pages_total}" if d.pages_total else "",
-                   "csid": d.csid or ""} for d in deliveries[:SUMMARY_LINES]],
-        "more": max(total - SUMMARY_LINES, 0),
+                   "csid": d.csid or "", "tone": TONES.get(d.state, "info")}
+                  for d in deliveries[:SUMMARY_LINES]],
+        "more": max(total - SUMMARY_LINES, 0), "link": renderer.job_link(job.id),
+        **badge(TONES[job.outcome], local_word),
     }
     headers = {"X-Mailgw-Job": str(job.id), "X-Mailgw-Outcome": word}
     attachment = csv_report if isinstance(csv_report, tuple) else (
@@ -307,12 +324,14 @@ def notice_on_final(settings: Settings, renderer: Renderer
     def on_final(s: Session, job: Job, delivery: Delivery) -> None:
         account = account_of(s, job)
         to = account.notice_address or job.sender
-        on = settings.notify.on
+        # the account's own setting (the web space's Settings), else the gateway's
+        chosen = effective(account, settings.notify.on, settings.notify.summary_from)
+        on = chosen.mode
         hook(s, account, "delivery.final", job, delivery)
         job_done = job.outcome != "in_progress"
         if job_done:
             hook(s, account, "job.final", job, None)
-        rule = settings.notify.summary_from  # 0: no campaign rule, notices for every job
+        rule = chosen.summary_from  # 0: no campaign rule, notices for every job
         campaign = rule > 0 and (job.numbers_from_list or total_of(s, job) >= rule)
         if on == "summary" or campaign:
             # One mail per job (a campaign of thousands of numbers must not send thousands

@@ -23,7 +23,7 @@ from mailgw.documents import sandbox
 from mailgw.notify.messages import international, quality_words
 from mailgw.notify.outbox import enqueue
 from mailgw.notify.render import Rendered, Renderer, renderer_for
-from mailgw.notify.words import local_time, words
+from mailgw.notify.words import badge, local_time, words
 from mailgw.ops.config import Settings
 from mailgw.store import received as rows
 from mailgw.store.db import Store
@@ -62,6 +62,7 @@ def received_mail(renderer: Renderer, fax: ReceivedFax, *, to: str, lang: str, t
         "received": local_time(fax.received_at, tz, lang), "partial": fax.partial,
         "error": fax.error, "unmapped": unmapped,
         "filename": attachment[0] if attachment else "", **quality_words(quality, w),
+        **(badge("warn", w["fax_incomplete"]) if fax.partial else badge("ok", w["fax_received"])),
     }
     headers = {"X-Mailgw-Received-Pages": str(fax.pages),
                "X-Mailgw-Received-Partial": "yes" if fax.partial else "no"}

@@ -54,9 +54,11 @@ class Rendered:
 
 
 class Renderer:
-    def __init__(self, *, from_address: str, domain: str, override_dir: str | None = None):
+    def __init__(self, *, from_address: str, domain: str, override_dir: str | None = None,
+                 base_url: str = ""):
         self.from_address = from_address
         self.domain = domain
+        self.base_url = base_url.rstrip("/")  # the web space, for the button to a job
         paths = [override_dir] if override_dir else []
         self.env = Environment(
             loader=FileSystemLoader([*paths, str(TEMPLATES)]),
@@ -68,6 +70,10 @@ class Renderer:
         self._templates: dict[tuple[str, str], tuple[Any, float]] = {}
 
     TEMPLATE_CHECK = 2.0
+
+    def job_link(self, job_id: int) -> str:
+        """The job's page in the web space, or "" when `[notify] base_url` is not set."""
+        return f"{self.base_url}/jobs/{job_id}" if self.base_url else ""
 
     def _template(self, lang: str, name: str) -> Any:
         key = (lang, name)
@@ -111,4 +117,5 @@ class Renderer:
 def renderer_for(settings: Any) -> Renderer:
     """The renderer every role uses: the operator's templates first, then ours."""
     return Renderer(from_address=settings.notify.from_address, domain=settings.gateway.domain,
-                    override_dir=settings.notify.templates_dir or None)
+                    override_dir=settings.notify.templates_dir or None,
+                    base_url=settings.notify.base_url)

@@ -22,7 +22,7 @@ WORDS: dict[str, dict[str, str]] = {
            "gave_up": "Abandon le {t}.", "seconds": "{s} s",
            "dropped_at": "ligne coupée pendant la page {page}", "expired_at":
            "Délai d'envoi dépassé le {t}.", "no_subject": "sans objet",
-           "summary": "Bilan", "in_progress": "N/A", "delivered_all": "Succès",
+           "summary": "Bilan", "in_progress": "En cours", "delivered_all": "Succès",
            "delivered_none": "Échec", "partial_job": "Succès partiel",
            "voice_played": "décroché, message écouté en entier ({heard} s)",
            "voice_played_star": "décroché, touche * pressée, message écouté en entier ({heard} s)",
@@ -37,7 +37,9 @@ WORDS: dict[str, dict[str, str]] = {
                             "d'accueil : message non diffusé",
            "voice_dropped": "déposé sur la messagerie vocale sans sonnerie ({heard} s)",
            "voice_no_voicemail": "pas de messagerie vocale sur cette ligne : message non déposé",
-           "outcome": "Résultat"},
+           "outcome": "Résultat", "ack_accepted": "Accepté", "ack_refused": "Refusé",
+           "ack_preview": "Aperçu", "fax_received": "Fax reçu", "fax_incomplete": "Incomplet",
+           "scheduled": "Différé", "queued": "En attente", "sending": "En cours d'envoi"},
     "en": {"fax": "Fax", "voice": "Voice message", "delivered": "Delivered",
            "partial": "Partially delivered", "failed": "Not delivered",
            "cancelled": "Cancelled", "expired": "Expired", "busy": "busy",
@@ -65,7 +67,10 @@ WORDS: dict[str, dict[str, str]] = {
                             "not played",
            "voice_dropped": "dropped in the voicemail without ringing ({heard} s)",
            "voice_no_voicemail": "no voicemail box on this line: message not dropped",
-           "outcome": "Outcome"},
+           "outcome": "Outcome", "ack_accepted": "Accepted", "ack_refused": "Refused",
+           "ack_preview": "Preview", "fax_received": "Fax received",
+           "fax_incomplete": "Incomplete", "scheduled": "Deferred", "queued": "Waiting",
+           "sending": "Sending"},
     "ru": {"fax": "Факс", "voice": "Голосовое сообщение", "delivered": "Доставлено",
            "partial": "Доставлено частично", "failed": "Не доставлено",
            "cancelled": "Отменено", "expired": "Истёк срок", "busy": "занято",
@@ -78,7 +83,7 @@ WORDS: dict[str, dict[str, str]] = {
            "gave_up": "Попытки прекращены {t}.", "seconds": "{s} с",
            "dropped_at": "обрыв связи на странице {page}", "expired_at":
            "Время на отправку истекло {t}.", "no_subject": "без темы",
-           "summary": "Итог", "in_progress": "N/A", "delivered_all": "Успешно",
+           "summary": "Итог", "in_progress": "В процессе", "delivered_all": "Успешно",
            "delivered_none": "Ошибка", "partial_job": "Частично успешно",
            "voice_played": "ответили, сообщение прослушано полностью ({heard} с)",
            "voice_played_star": "ответили, нажата *, сообщение прослушано полностью ({heard} с)",
@@ -92,13 +97,27 @@ WORDS: dict[str, dict[str, str]] = {
                             "воспроизведено",
            "voice_dropped": "оставлено в голосовой почте без звонка ({heard} с)",
            "voice_no_voicemail": "на линии нет голосовой почты: сообщение не оставлено",
-           "outcome": "Результат"},
+           "outcome": "Результат", "ack_accepted": "Принято", "ack_refused": "Отклонено",
+           "ack_preview": "Предпросмотр", "fax_received": "Факс получен",
+           "fax_incomplete": "Неполный", "scheduled": "Отложено", "queued": "В очереди",
+           "sending": "Отправляется"},
 }
+# The badge of an HTML part: its colour (a tone of the web space's palette) by delivery state
+# or job outcome, and the sign shown before its word (the Sent page's signs).
+TONES = {"delivered": "ok", "partial": "warn", "failed": "bad", "expired": "bad",
+         "cancelled": "neutral", "in_progress": "info", "delivered_all": "ok",
+         "delivered_none": "bad"}
+SIGNS = {"ok": "✔", "warn": "◑", "bad": "✖", "info": "◔", "neutral": "⊘"}
 DATE_FORMATS = {"fr": "%d/%m/%Y %H:%M:%S", "en": "%Y-%m-%d %H:%M:%S", "ru": "%d.%m.%Y %H:%M:%S"}
 
 
 def words(lang: str) -> dict[str, str]:
     return WORDS.get(lang, WORDS["en"])
+
+
+def badge(tone: str, word: str) -> dict[str, str]:
+    """The template's `tone`, `sign` and `badge` (the word on the badge)."""
+    return {"tone": tone, "sign": SIGNS.get(tone, ""), "badge": word}
 
 
 def local_time(value: datetime | None, tz: str, lang: str) -> str:

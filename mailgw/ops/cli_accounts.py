@@ -18,6 +18,7 @@ def cmd_account(args: argparse.Namespace, settings: config.Settings) -> int:
     from mailgw.accounts import (  # late import: start-up speed (SQLAlchemy, argon2)
         accounts,
         inbound_numbers,
+        operators,
     )
 
     store = open_store(settings)
@@ -31,10 +32,14 @@ def cmd_account(args: argparse.Namespace, settings: config.Settings) -> int:
                     s, args.email, password, region=args.region or a.default_region,
                     lang=args.lang or a.default_lang, tz=args.tz or a.default_tz,
                     credits=credits, require=args.require, quality=args.quality)
+                if args.admin:
+                    operators.set_flags(s, operators.Operator.command_line(), view.email,
+                                        admin=True)
             print(f"account {view.email} created (id {view.id}, region {view.region}, "
                   f"lang {view.lang}, tz {view.tz}, credits "
                   f"{'unlimited' if view.credits is None else view.credits}, "
-                  f"require {view.require}, quality {view.quality})")
+                  f"require {view.require}, quality {view.quality}"
+                  f"{', admin' if args.admin else ''})")
         elif args.account_command == "passwd":
             password = read_password()
             with store.tx() as s:
@@ -42,6 +47,9 @@ def cmd_account(args: argparse.Namespace, settings: config.Settings) -> int:
             print(f"password of {args.email} changed")
         elif args.account_command == "set":
             with store.tx() as s:
+                if args.admin is not None or args.disabled is not None:
+                    operators.set_flags(s, operators.Operator.command_line(), args.email,
+                                        admin=_yes(args.admin), disabled=_yes(args.disabled))
                 view = accounts.update_account(
                     s, args.email, region=args.region, lang=args.lang, tz=args.tz,
                     credits=args.credits, window=args.window,
@@ -61,6 +69,7 @@ def cmd_account(args: argparse.Namespace, settings: config.Settings) -> int:
                   f" cover {'yes' if view.cover else 'no'},"
                   f" header-line {'yes' if view.header_line else 'no'},"
                   f" test-number {view.test_number or 'none'}"
+                  f"{', admin' if view.admin else ''}{', DISABLED' if view.disabled else ''}"
                   + (f", inbound numbers {','.join(numbers) or 'none'}"
                      if numbers is not None else ""))
         elif args.account_command == "invite":
@@ -68,6 +77,9 @@ def cmd_account(args: argparse.Namespace, settings: config.Settings) -> int:
 
             with store.tx() as s:
                 to = send_invite(s, settings, args.email)
+                found = accounts.find_by_email(s, args.email)
+                assert found is not None  # send_invite found it
+                operators.invited(s, operators.Operator.command_line(), found.id, to)
             print(f"invitation for {args.email} queued to {to} (the link works once, "
                   "for 7 days)")
         elif args.account_command == "allow":
@@ -89,11 +101,16 @@ def cmd_account(args: argparse.Namespace, settings: config.Settings) -> int:
                     print(f"{v.id:>5}  {v.email:<32} {v.region}  {v.lang}  {v.tz:<20} "
                           f"credits={credits}  quality={v.quality}  "
                           f"senders={','.join(v.senders)}"
+                          + ("  admin" if v.admin else "") + ("  DISABLED" if v.disabled else "")
                           + (f"  inbound={','.join(inbound[v.id])}" if inbound[v.id] else ""))
     except accounts.AccountError as exc:
         print(f"mailgw: {exc}", file=sys.stderr)
         return EXIT_REFUSED
     return EXIT_OK
+
+
+def _yes(value: str | None) -> bool | None:
+    return None if value is None else value == "yes"
 
 
 def cmd_group(args: argparse.Namespace, settings: config.Settings) -> int:

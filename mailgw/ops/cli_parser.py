@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--require", choices=REQUIRE_CHOICES, default="password",
                    help=REQUIRE_HELP)
     p.add_argument("--quality", choices=QUALITY_CHOICES, default="high", help=QUALITY_HELP)
+    p.add_argument("--admin", action="store_true", help="an operator: the web space's admin "
+                   "pages (accounts, queue, outbox, audit)")
     p = asub.add_parser("list", parents=[common], help="list accounts")
     p.add_argument("--json", action="store_true")
     p = asub.add_parser("invite", parents=[common], help="mail the account a one-time link "
@@ -107,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop mailing faxes received on this number to the account")
     p.add_argument("--retry", help="this account's retry policy over [dispatch.retry], e.g. "
                    "'busy=2m,no_answer=10m,max_attempts=3,kill_time=6h' (or 'default')")
+    p.add_argument("--admin", choices=("yes", "no"), help="an operator or not (journaled)")
+    p.add_argument("--disabled", choices=("yes", "no"), help="refuse the account's mail (82), "
+                   "API tokens and web sign-in, or let it back (journaled)")
     p = asub.add_parser("allow", parents=[common], help="let another address send for an "
                         "account")
     p.add_argument("email")

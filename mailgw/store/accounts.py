@@ -8,17 +8,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, event, func, select
+from sqlalchemy import Engine, bindparam, delete, event, false, func, select
 from sqlalchemy.orm import Session
 
 from mailgw.store.models import Account, SenderAddress
 
 _ACCOUNT = Account.__table__
 # Built once: intake runs one of them for every mail.
+# A disabled account is not found: its mail is answered as an unknown sender's (82).
 _BY_SENDER = (select(_ACCOUNT)
               .join(SenderAddress.__table__, SenderAddress.account_id == _ACCOUNT.c.id)
-              .where(SenderAddress.address == bindparam("address")))
-_BY_EMAIL = select(_ACCOUNT).where(_ACCOUNT.c.email == bindparam("address"))
+              .where(SenderAddress.address == bindparam("address"),
+                     _ACCOUNT.c.disabled == false()))
+_BY_EMAIL = select(_ACCOUNT).where(_ACCOUNT.c.email == bindparam("address"),
+                                   _ACCOUNT.c.disabled == false())
 
 
 def address_taken(s: Session, address: str) -> bool:
@@ -38,6 +41,13 @@ def insert(s: Session, **fields: Any) -> Account:
 
 def add_sender(s: Session, account_id: int, address: str) -> None:
     s.add(SenderAddress(account_id=account_id, address=address))
+
+
+def remove_sender(s: Session, account_id: int, address: str) -> bool:
+    """The address no longer sends for the account; False when it did not."""
+    result = s.execute(delete(SenderAddress).where(SenderAddress.account_id == account_id,
+                                                   SenderAddress.address == address))
+    return bool(getattr(result, "rowcount", 0))
 
 
 def by_email(s: Session, email: str) -> Account | None:
@@ -68,8 +78,10 @@ def with_senders(s: Session) -> list[tuple[Account, str | None]]:
 
 
 def password_hashes(s: Session) -> dict[str, str]:
-    """{account address: password hash}, what SMTP AUTH checks against."""
-    return {email: h for email, h in s.execute(select(Account.email, Account.password_hash))}
+    """{account address: password hash}, what SMTP AUTH checks against (a disabled account
+    is not among them: its login is refused as an unknown one)."""
+    return {email: h for email, h in s.execute(select(Account.email, Account.password_hash)
+                                               .where(Account.disabled == false()))}
 
 
 _changes = 0  # accounts or sender addresses flushed by this process

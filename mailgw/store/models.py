@@ -92,6 +92,14 @@ class Account(Base):
     header_line: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # Its own fax number (E.164), the only one a `test: yes` mail dials (intake.trial)
     test_number: Mapped[str | None] = mapped_column(String(32))
+    # An operator: the web space's admin pages (mailgw.http.web.admin_routes)
+    admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Refused everywhere as an unknown account: mail (82), API tokens, web sign-in
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Its notices: all | failures | summary, and the count of numbers from which a job gets
+    # one summary (0: only lists and groups); None: the gateway's [notify] on / summary_from
+    notice_mode: Mapped[str | None] = mapped_column(String(10))
+    summary_from: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     senders: Mapped[list[SenderAddress]] = relationship(back_populates="account")
 

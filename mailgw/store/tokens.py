@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import Engine, or_, select, update
+from sqlalchemy import Engine, false, or_, select, update
 from sqlalchemy.orm import Session
 
 from mailgw.store.models import Account, ApiToken
@@ -67,7 +67,7 @@ def candidates(engine: Engine, prefix: str) -> list[Candidate]:
                    ApiToken.account_id, Account.email, ApiToken.expires_at,
                    ApiToken.revoked_at, ApiToken.last_used_at)
             .join(Account, Account.id == ApiToken.account_id)
-            .where(ApiToken.prefix == prefix))
+            .where(ApiToken.prefix == prefix, Account.disabled == false()))  # disabled: none
     with engine.connect() as conn:
         return [Candidate(*row) for row in conn.execute(stmt)]
 

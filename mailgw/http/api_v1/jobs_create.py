@@ -194,9 +194,11 @@ async def create(app: App, request: Request, principal: Principal) -> Response:
         body, files = await _multipart(request, most)
     else:
         body, files = await json_body(request, FIELDS), []
-    with app.store.read() as s:
-        account = rows.account(s, principal.account_id)
-        tz = account.tz if account is not None else "UTC"
+    tz = "UTC"
+    if body.get("send_at"):  # only a time needs the account's zone: no read otherwise
+        with app.store.read() as s:
+            account = rows.account(s, principal.account_id)
+            tz = account.tz if account is not None else "UTC"
     channel, subject_line = _subject(body, tz)
     mail = requests.request_mail(
         sender=principal.account_email, subject_line=subject_line,

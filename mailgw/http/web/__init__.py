@@ -1,8 +1,11 @@
 """The web space (issue 19): server-rendered pages for senders, on the HTTP face.
 
 Sign-in with a web password (invitation link, optional TOTP), the Sent list, one job's
-page, the security page. Jinja2 templates and one stylesheet; no script, no CDN. Every
-answer carries the security headers (pages.HEADERS); every form a CSRF token.
+page (with its fax pages as pictures, or its sound), the security page, Settings (with
+API tokens and the gateway password), contact groups and the voice library; for
+operators the admin pages (accounts, queue, dead outbox mails, audit). Jinja2 templates
+and one stylesheet; no script, no CDN. Every answer carries the security headers
+(pages.HEADERS); every form a CSRF token.
 """
 
 from __future__ import annotations
@@ -13,7 +16,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from mailgw.http.web import auth_routes, job_routes, security_routes, sent_routes
+from mailgw.http.web import (
+    access_routes,
+    admin_ops_routes,
+    admin_routes,
+    auth_routes,
+    contacts_routes,
+    job_routes,
+    library_routes,
+    media_routes,
+    security_routes,
+    sent_routes,
+    settings_routes,
+)
 from mailgw.http.web.pages import Web, secured
 
 if TYPE_CHECKING:
@@ -33,4 +48,7 @@ def routes(app: App) -> list[BaseRoute]:
 
     return [Route("/", home), Route("/static/web.css", css),
             *auth_routes.routes(web), *sent_routes.routes(web), *job_routes.routes(web),
-            *security_routes.routes(web)]
+            *security_routes.routes(web), *media_routes.routes(web),
+            *admin_routes.routes(web, app.wake), *admin_ops_routes.routes(web, app.wake),
+            *settings_routes.routes(web), *access_routes.routes(web),
+            *contacts_routes.routes(web), *library_routes.routes(web)]

@@ -3,6 +3,7 @@ language of a page: the account's, else the browser's Accept-Language, else Engl
 
 from __future__ import annotations
 
+from mailgw.http.web import admin_words, words_library, words_settings
 from mailgw.vocab import LANGS
 
 _KEYS = (
@@ -134,6 +135,16 @@ WORDS: dict[str, dict[str, str]] = {
         "Второй фактор выключен.", "Перейти к содержимому", "Фильтры", "Действия",
         "Ссылка для настройки на телефоне", "Учётная запись"), strict=True)),
 }
+
+for _lang, _words in WORDS.items():  # the admin pages' and the job media's words
+    _admin = admin_words.words(_lang)
+    assert not set(_admin) & set(_words), "a key is defined twice"
+    _words.update(_admin)
+
+for _more in (words_settings.WORDS, words_library.WORDS):  # the other pages' words
+    for _lang, _words in _more.items():
+        assert not set(_words) & set(WORDS[_lang]), "a key is defined twice"
+        WORDS[_lang].update(_words)
 
 
 def words(lang: str) -> dict[str, str]:

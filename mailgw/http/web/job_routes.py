@@ -1,6 +1,7 @@
 """One job: each number with its state, CSID, pages x/y, times and every attempt with its
 reason (the notice's content, live); cancel what has not gone out, retry the failed numbers,
-download the report. A notice's link (`<base_url>/jobs/<id>`) lands here after sign-in.
+download the report; the fax's pages as pictures or the sound (media_routes). A notice's
+link (`<base_url>/jobs/<id>`) lands here after sign-in.
 Another account's job is not found (404), never forbidden: its existence is not told."""
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from starlette.routing import BaseRoute, Route
 from mailgw.dispatch import states
 from mailgw.http.streaming import csv_response
 from mailgw.http.web import i18n
+from mailgw.http.web.media_routes import media_view
 from mailgw.http.web.pages import Web, secured
 from mailgw.http.web.sent_routes import job_row
 from mailgw.http.web.sessions import Current
@@ -26,6 +28,7 @@ from mailgw.jobs.service import RetryRefused
 from mailgw.notify import words as notice_words
 from mailgw.notify.messages import attempt_reason, international
 from mailgw.store import web as rows
+from mailgw.store import web_media
 from mailgw.store.models import Job
 
 
@@ -64,7 +67,8 @@ def routes(web: Web) -> list[BaseRoute]:
 
         def read(s: Session) -> dict[str, Any] | None:
             job = rows.account_job(s, me.account_id, job_id)
-            return None if job is None else job_view(job, me, t)
+            return None if job is None else job_view(job, me, t) | media_view(
+                web_media.media(s, me.account_id, job_id), job_id)
         view: dict[str, Any] | None = await web.tx(read)
         return view
 

@@ -14,9 +14,12 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from mailgw.codes import sentence
 from mailgw.http.web import i18n, sessions
 from mailgw.intake.guessing import Guard, GuessPolicy
 from mailgw.jobs.service import Jobs
@@ -26,9 +29,10 @@ if TYPE_CHECKING:
     from mailgw.app import App
 
 HERE = Path(__file__).parent
-# No inline script or style anywhere: the pages use /static/web.css and plain forms.
-CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
-       "base-uri 'none'; frame-ancestors 'none'")
+# No inline script or style anywhere: the pages use /static/web.css and plain forms; the
+# library's <audio> plays the account's own sounds from this site.
+CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; media-src 'self'; "
+       "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 HEADERS = {"Content-Security-Policy": CSP, "X-Frame-Options": "DENY",
            "Referrer-Policy": "same-origin", "X-Content-Type-Options": "nosniff",
            "Cross-Origin-Opener-Policy": "same-origin", "Cache-Control": "no-store"}
@@ -62,6 +66,7 @@ class Web:
     """The web space of one App."""
 
     def __init__(self, app: App):
+        self.app = app
         self.store = app.store
         self.settings = app.settings
         self.jobs = Jobs(app.store, app.settings, renderer_for(app.settings))
@@ -155,6 +160,23 @@ class Web:
         form = await request.form(max_files=0, max_fields=50)
         return form if sessions.same(form.get("csrf"), expected) else None
 
+    async def upload(self, request: Request, expected: str) -> FormData | None:
+        """A posted multipart form with one file (a contact list, a sound): None when its
+        CSRF token is not the one expected, or it is not a form that can be read. Its size
+        is checked by the caller (413 with code 94 above smtp.max_message_size)."""
+        try:
+            form = await request.form(max_files=1, max_fields=10, max_part_size=10_000)
+        except (MultiPartException, HTTPException):
+            return None
+        if not sessions.same(form.get("csrf"), expected):
+            await form.close()
+            return None
+        return form
+
+    def too_big(self, request: Request) -> bool:
+        most = self.settings.smtp.max_message_size
+        return int(request.headers.get("content-length") or 0) > most
+
     def signed_in(self, handler: Callable[[Request, sessions.Current], Awaitable[Response]]
                   ) -> Handler:
         """A page for a signed-in account (the second factor passed): else to sign-in,
@@ -167,14 +189,20 @@ class Web:
         return endpoint
 
     def posted(self, handler: Callable[[Request, sessions.Current, FormData],
-                                       Awaitable[Response]]) -> Handler:
-        """A form of a signed-in account: its CSRF token checked first (403 without it)."""
+                                       Awaitable[Response]], *, files: bool = False
+               ) -> Handler:
+        """A form of a signed-in account: its CSRF token checked first (403 without it).
+        With `files`, a multipart form with one file, at most smtp.max_message_size."""
         async def endpoint(request: Request) -> Response:
             me = await self.who(request)
             if me is None or me.pending_totp:
                 return self.forbidden(request, None) if request.method == "POST" else (
                     self.to_login(request))
-            form = await self.form(request, me.csrf)
+            if files and self.too_big(request):
+                title = f"[94] {sentence(94, self.lang(request, me))}"
+                return self.page(request, "error.html", me, {"title": title}, status=413)
+            form = await (self.upload(request, me.csrf) if files
+                          else self.form(request, me.csrf))
             if form is None:
                 return self.forbidden(request, me)
             return await handler(request, me, form)

@@ -42,6 +42,7 @@ class Current:
     lang: str
     tz: str
     region: str
+    admin: bool = False  # an operator: the admin pages (mailgw.http.web.admin_routes)
 
 
 def start(s: Session, account: Account, *, pending_totp: bool) -> str:
@@ -69,10 +70,10 @@ def current(s: Session, token: str | None, now: datetime | None = None) -> Curre
         row.seen_at = now
         row.expires_at = min(now + IDLE, row.created_at + LONGEST)
     account = s.get(Account, row.account_id)
-    if account is None:
+    if account is None or account.disabled:  # disabled: every session ends at once
         return None
     return Current(row.id, row.csrf, row.pending_totp, account.id, account.email,
-                   account.lang, account.tz, account.region)
+                   account.lang, account.tz, account.region, bool(account.admin))
 
 
 def promote(s: Session, session_id: int) -> None:
