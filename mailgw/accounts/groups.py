@@ -66,17 +66,38 @@ def _add(s: Session, group: ContactGroup, entries: list[ListEntry]) -> tuple[int
     return len(new), dup
 
 
+def _entries(numbers: list[str], region: str,
+             kept: dict[str, dict[str, str]] | None = None) -> tuple[list[ListEntry], list[str]]:
+    """The typed numbers as entries (with the columns `kept` has for them), and the invalid."""
+    entries, invalid = [], []
+    for raw in numbers:
+        e164 = normalize_number(raw, region)
+        if e164 is None:
+            invalid.append(raw)
+        else:
+            entries.append(ListEntry(e164, tuple((kept or {}).get(e164, {}).items())))
+    return entries, invalid
+
+
 def add_numbers(s: Session, email: str, name: str, numbers: list[str]) -> ImportReport:
     account = _account(s, email)
     group = _group(s, account, name, create=True)
     assert group is not None
-    entries, invalid = [], []
-    for raw in numbers:
-        e164 = normalize_number(raw, account.region)
-        if e164 is None:
-            invalid.append(raw)
-        else:
-            entries.append(ListEntry(e164))
+    entries, invalid = _entries(numbers, account.region)
+    added, dup = _add(s, group, entries)
+    return ImportReport(added, dup, tuple(invalid))
+
+
+def replace_numbers(s: Session, email: str, name: str, numbers: list[str]) -> ImportReport:
+    """The group's numbers set anew (the web space's edit): a number that stays keeps the
+    columns its list brought (names …), a number typed in has none, the others go."""
+    account = _account(s, email)
+    group = _group(s, account, name, create=False)
+    if group is None:
+        raise GroupError(f"no group @{name.lstrip('@')} for {email}")
+    kept = rows.columns(s, group.id)
+    rows.clear(s, group.id)
+    entries, invalid = _entries(numbers, account.region, kept)
     added, dup = _add(s, group, entries)
     return ImportReport(added, dup, tuple(invalid))
 

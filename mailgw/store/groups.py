@@ -38,6 +38,13 @@ def add_members(s: Session, group_id: int, members: Iterable[Member]) -> None:
                           columns=json.dumps(columns, ensure_ascii=False) if columns else None))
 
 
+def columns(s: Session, group_id: int) -> dict[str, dict[str, str]]:
+    """The list's own columns of each member that has some, by number."""
+    found = s.execute(select(GroupMember.number, GroupMember.columns)
+                      .where(GroupMember.group_id == group_id, GroupMember.columns.is_not(None)))
+    return {number: json.loads(cols) for number, cols in found if cols}
+
+
 def clear(s: Session, group_id: int) -> None:
     s.execute(delete(GroupMember).where(GroupMember.group_id == group_id))
 

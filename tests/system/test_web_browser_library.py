@@ -48,7 +48,7 @@ def test_contacts_library_and_notice_settings_in_a_browser(served, sink: Sink,
                 "name": "clients.csv", "mimeType": "text/csv",
                 "buffer": CSV.encode("cp1252")}])
             page.click("#import-submit")
-            page.wait_for_url(f"{base}/contacts/import")
+            page.wait_for_url(f"{base}/contacts/clients#report")
             assert page.inner_text("#n-added") == "2"
             assert page.inner_text("#n-duplicates") == "1"
             assert page.inner_text("#n-invalid") == "1"

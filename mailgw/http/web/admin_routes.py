@@ -15,7 +15,7 @@ from starlette.routing import BaseRoute, Route
 
 from mailgw.accounts import operators
 from mailgw.accounts.accounts import AccountError
-from mailgw.http.web import admin_guard, i18n
+from mailgw.http.web import admin_guard, i18n, refusals
 from mailgw.http.web.pages import Web
 from mailgw.http.web.sessions import Current
 from mailgw.notify.invite import send_invite
@@ -40,6 +40,11 @@ def done_message(request: Request, t: dict[str, str]) -> str:
     return t[f"done_{done}"] if done in DONE else ""
 
 
+def refused(t: dict[str, str], error: str, me: Current) -> str:
+    """The translated prefix and the reason, translated when of a known kind."""
+    return t["adm_refused"].format(why=refusals.explain(error, me.lang)) if error else ""
+
+
 def routes(web: Web, wake: Callable[[], None]) -> list[BaseRoute]:
     settings = web.settings.accounts
 
@@ -57,7 +62,7 @@ def routes(web: Web, wake: Callable[[], None]) -> list[BaseRoute]:
         return web.page(request, "admin_accounts.html", me, {
             "accounts": shown, "langs": LANGS, "values": defaults | (values or {}),
             "message": done_message(request, t),
-            "error": t["adm_refused"].format(why=error) if error else ""}, status=status)
+            "error": refused(t, error, me)}, status=status)
 
     async def index(request: Request, me: Current) -> Response:
         return await listing(request, me)
@@ -97,7 +102,7 @@ def routes(web: Web, wake: Callable[[], None]) -> list[BaseRoute]:
             return web.not_found(request, me)
         return web.page(request, "admin_account.html", me, {
             "a": view, "message": "" if error else done_message(request, t),
-            "error": t["adm_refused"].format(why=error) if error else ""}, status=status)
+            "error": refused(t, error, me)}, status=status)
 
     async def detail(request: Request, me: Current) -> Response:
         return await show(request, me)

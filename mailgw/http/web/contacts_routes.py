@@ -2,12 +2,15 @@
 and import a list (CSV with `;` or `,`, or TXT; UTF-8, or as Excel saves it: Windows-1252,
 UTF-16 with its BOM) through the same reader as a mail's attached list
 (mailgw.accounts.groups.import_file → mailgw.recipients.parse_list). An import or an edit
-answers with MediasFlow's counts: added, duplicates, invalid (with the invalid ones).
-Another account's group is not found (404), never forbidden."""
+redirects to the group's page, which shows MediasFlow's counts once: added, duplicates,
+invalid (with the invalid ones), carried by a signed cookie (mailgw.http.web.flash), so a
+reload neither posts again nor shows them again. An edit keeps the list's columns of the
+numbers that stay. Another account's group is not found (404), never forbidden."""
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData, UploadFile
@@ -17,6 +20,7 @@ from starlette.routing import BaseRoute, Route
 
 from mailgw.accounts import groups
 from mailgw.codes import sentence
+from mailgw.http.web import flash
 from mailgw.http.web.pages import Web
 from mailgw.http.web.sessions import Current
 from mailgw.notify.messages import international
@@ -25,13 +29,27 @@ from mailgw.store import groups as group_rows
 
 SHOWN = 500  # members listed on a group's page; the count says how many there are
 INVALID_SHOWN = 20
+INVALID_CHARS = 40  # of each invalid line shown (the count says how many there are)
 DONE = ("group_deleted",)
 
 
 def _report(name: str, r: groups.ImportReport) -> dict[str, Any]:
     return {"name": name, "added": r.added, "duplicates": r.duplicates,
-            "invalid": list(r.invalid[:INVALID_SHOWN]), "invalid_count": len(r.invalid),
+            "invalid": [bad[:INVALID_CHARS] for bad in r.invalid[:INVALID_SHOWN]],
+            "invalid_count": len(r.invalid),
             "more": max(0, len(r.invalid) - INVALID_SHOWN)}
+
+
+def _shown(data: dict[str, Any] | None, name: str) -> dict[str, Any] | None:
+    """A report read back from the flash cookie: for this group, with the right types."""
+    if not data or data.get("name") != name:
+        return None
+    counts = ("added", "duplicates", "invalid_count", "more")
+    invalid = data.get("invalid")
+    if not all(isinstance(data.get(k), int) for k in counts) or not isinstance(
+            invalid, list) or not all(isinstance(bad, str) for bad in invalid):
+        return None
+    return {k: data[k] for k in ("name", "invalid", *counts)}
 
 
 def _numbers(form: FormData) -> list[str]:
@@ -49,8 +67,7 @@ def routes(web: Web) -> list[BaseRoute]:
                "message": done if done in DONE else ""}
         return web.page(request, "contacts.html", me, ctx | (extra or {}), status=status)
 
-    async def group_page(request: Request, me: Current, name: str,
-                         report: dict[str, Any] | None = None) -> Response:
+    async def group_page(request: Request, me: Current, name: str) -> Response:
         def read(s: Session) -> list[tuple[str, dict[str, str]]] | None:
             try:
                 return groups.members(s, me.email, name)
@@ -61,10 +78,26 @@ def routes(web: Web) -> list[BaseRoute]:
             return web.not_found(request, me)
         members = [{"number": international(n), "columns": cols} for n, cols in listed[:SHOWN]]
         columns = sorted({k for _n, cols in listed[:SHOWN] for k in cols})
+        report = _shown(flash.take(request, me.csrf), name)
         ctx = {"name": name, "members": members, "count": len(listed), "columns": columns,
                "numbers": "\n".join(n for n, _c in listed), "report": report,
                "error": "", "why": "", "message": ""}
-        return web.page(request, "group.html", me, ctx)
+        response = web.page(request, "group.html", me, ctx)
+        if flash.COOKIE in request.cookies:  # shown once (or not this group's: dropped)
+            flash.clear(response, secure_flag=web.secure(request))
+        return response
+
+    def done(request: Request, me: Current, name: str, report: groups.ImportReport
+             ) -> Response:
+        """To the group's page (POST, then GET), which shows the counts once."""
+        response = web.redirect(f"/contacts/{quote(name, safe='')}#report")
+        shown = _report(name, report)
+        while not flash.put(response, me.csrf, shown, secure_flag=web.secure(request)) \
+                and shown["invalid"]:  # too big for a cookie: fewer invalid lines listed
+            half = len(shown["invalid"]) // 2
+            shown["more"] += len(shown["invalid"]) - half
+            shown["invalid"] = shown["invalid"][:half]
+        return response
 
     async def page(request: Request, me: Current) -> Response:
         return await listing(request, me)
@@ -86,22 +119,20 @@ def routes(web: Web) -> list[BaseRoute]:
         report = await web.tx(run)
         if report is None:
             return await listing(request, me, back | {"error": "group_exists"}, status=409)
-        return await group_page(request, me, name, _report(name, report))
+        return done(request, me, name, report)
 
     async def edit(request: Request, me: Current, form: FormData) -> Response:
         name = request.path_params["name"]
         numbers = _numbers(form)
 
         def run(s: Session) -> groups.ImportReport | None:
-            found = group_rows.find(s, me.account_id, name)
-            if found is None:
+            if group_rows.find(s, me.account_id, name) is None:
                 return None
-            group_rows.clear(s, found.id)
-            return groups.add_numbers(s, me.email, name, numbers)
+            return groups.replace_numbers(s, me.email, name, numbers)
         report = await web.tx(run)
         if report is None:
             return web.not_found(request, me)
-        return await group_page(request, me, name, _report(name, report))
+        return done(request, me, name, report)
 
     async def remove(request: Request, me: Current, _form: FormData) -> Response:
         name = request.path_params["name"]
@@ -134,7 +165,7 @@ def routes(web: Web) -> list[BaseRoute]:
         if isinstance(report, str):
             return await listing(request, me, {"error": "bad_list", "name": name,
                                                "why": report}, status=400)
-        return await group_page(request, me, name, _report(name, report))
+        return done(request, me, name, report)
 
     return [Route("/contacts", web.signed_in(page)),
             Route("/contacts", web.posted(create), methods=["POST"]),

@@ -27,6 +27,7 @@ from mailgw.store.models import Account
 from mailgw.vocab import LANGS
 
 DONE = ("saved", "webhook_none")  # what ?done= may say
+CODES = {"bad_test_number": 84}  # a refusal that is one of the mail's: its code is shown
 URL_MAX = 2000
 
 
@@ -53,7 +54,7 @@ def routes(web: Web) -> list[BaseRoute]:
         ctx = await web.tx(lambda s: state(s, me))
         done = request.query_params.get("done", "")
         ctx |= {"message": done if done in DONE else "", "error": "", "section": "",
-                "secret": ""}
+                "secret": "", "code": ""}
         return web.page(request, "settings.html", me, ctx | (extra or {}), status=status)
 
     async def page(request: Request, me: Current) -> Response:
@@ -69,7 +70,8 @@ def routes(web: Web) -> list[BaseRoute]:
         try:
             await web.tx(run)
         except AccountError:
-            return await show(request, me, {"error": error, "section": section}, status=400)
+            return await show(request, me, {"error": error, "section": section,
+                                            "code": CODES.get(error, "")}, status=400)
         return web.redirect(f"/settings?done=saved#{section}")
 
     async def notice_form(request: Request, me: Current, form: FormData) -> Response:

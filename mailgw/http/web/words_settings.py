@@ -22,7 +22,8 @@ WORDS: dict[str, dict[str, str]] = {
         "What to send", "The gateway's setting ({v})", "A notice for every number",
         "Only failures", "One summary per job", "Summary threshold",
         "From this many numbers, a job gets one summary instead of a notice per number "
-        "(0: only lists and groups). Empty: the gateway's ({n}).", "Language",
+        "(and lists and groups always do); 0: never by count nor for lists. Empty: the "
+        "gateway's ({n}).", "Language",
         "Choose one of the modes, and a threshold from 0 to 100000.", "Webhook",
         "Signed POST requests (delivery.final, job.final) go to this URL. Saving it makes a "
         "new secret, shown once.", "Webhook URL", "No webhook.", "Now: {url}",
@@ -55,8 +56,8 @@ WORDS: dict[str, dict[str, str]] = {
         "Un avis pour chaque numéro", "Seulement les échecs", "Un bilan par envoi",
         "Seuil du bilan",
         "À partir de ce nombre de numéros, un envoi reçoit un seul bilan au lieu d'un avis "
-        "par numéro (0 : seulement les listes et les groupes). Vide : celui de la "
-        "passerelle ({n}).", "Langue",
+        "par numéro (les listes et les groupes aussi) ; 0 : jamais, ni par nombre ni pour "
+        "les listes. Vide : celui de la passerelle ({n}).", "Langue",
         "Choisissez un des modes, et un seuil de 0 à 100000.", "Webhook",
         "Des requêtes POST signées (delivery.final, job.final) partent vers cette URL. "
         "L'enregistrer crée un nouveau secret, affiché une seule fois.", "URL du webhook",
@@ -90,7 +91,8 @@ WORDS: dict[str, dict[str, str]] = {
         "Что присылать", "Настройка шлюза ({v})", "Уведомление по каждому номеру",
         "Только о неудачах", "Один итог по заданию", "Порог итога",
         "Начиная с этого числа номеров задание получает один итог вместо уведомления по "
-        "каждому номеру (0: только списки и группы). Пусто: значение шлюза ({n}).", "Язык",
+        "каждому номеру (списки и группы тоже); 0: никогда, ни по числу, ни для списков. "
+        "Пусто: значение шлюза ({n}).", "Язык",
         "Выберите режим и порог от 0 до 100000.", "Вебхук",
         "Подписанные POST-запросы (delivery.final, job.final) уходят на этот URL. При "
         "сохранении создаётся новый секрет, он показывается один раз.", "URL вебхука",

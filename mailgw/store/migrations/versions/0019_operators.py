@@ -17,10 +17,12 @@ Id = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
 
 
 def upgrade() -> None:
+    # Literal defaults: SQLite adds the columns in place (an expression would make Alembic
+    # rebuild the table, which the foreign keys to account refuse once it has rows; 0013).
     with op.batch_alter_table('account') as batch:
-        batch.add_column(sa.Column('admin', sa.Boolean(), server_default=sa.false(),
+        batch.add_column(sa.Column('admin', sa.Boolean(), server_default='0',
                                    nullable=False))
-        batch.add_column(sa.Column('disabled', sa.Boolean(), server_default=sa.false(),
+        batch.add_column(sa.Column('disabled', sa.Boolean(), server_default='0',
                                    nullable=False))
     op.create_table(
         'admin_action',
