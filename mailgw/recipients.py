@@ -16,7 +16,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-import phonenumbers
+from mailgw.e164 import valid_e164
 
 MIN_DIGITS = 6
 MAX_DIGITS = 17
@@ -49,16 +49,6 @@ class NumberList:
     duplicates: int = 0  # valid numbers given more than once (counted, dialled once)
 
 
-def _valid_e164(text: str, region: str | None) -> str | None:
-    try:
-        parsed = phonenumbers.parse(text, region)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_valid_number(parsed):
-        return None
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-
-
 def normalize_number(raw: str, region: str) -> str | None:
     """One written number to E.164, or None when it is not a valid diallable number.
 
@@ -78,15 +68,15 @@ def normalize_number(raw: str, region: str) -> str | None:
     if not MIN_DIGITS <= len(digits) <= MAX_DIGITS:
         return None
     if compact.startswith("+"):
-        return _valid_e164(compact, None)
+        return valid_e164(compact, None)
     region = region.upper()
-    found = _valid_e164(compact, region)
+    found = valid_e164(compact, region)
     if found is not None:
         return found
     readings = {
         e164
         for sibling in SIBLING_REGIONS.get(region, ())
-        if (e164 := _valid_e164(compact, sibling)) is not None
+        if (e164 := valid_e164(compact, sibling)) is not None
     }
     # Several country codes may read it validly; guessing would dial a stranger.
     return readings.pop() if len(readings) == 1 else None
@@ -205,9 +195,11 @@ def parse_list(data: bytes, filename: str | None, region: str, *,
     one column of numbers) or a .txt list (numbers separated by commas, semicolons or new
     lines)."""
     text = _decode(data).lstrip("\ufeff")  # a BOM saved twice (a file re-saved) is text
-    if text.count("\n") + 1 > max_lines + 1:
+    is_csv = (filename or "").lower().endswith(".csv")
+    lines = text.count("\n") + (not text.endswith("\n"))  # a last line may end with one
+    if lines > max_lines + is_csv:  # the limit counts recipients, not a CSV's header
         return RecipientList((), (), too_long=True)
-    if (filename or "").lower().endswith(".csv"):
+    if is_csv:
         return _parse_csv(text, region)
     entries: dict[str, ListEntry] = {}
     invalid: dict[str, None] = {}

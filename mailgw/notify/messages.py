@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
+from typing import Protocol
 
 import phonenumbers
 from sqlalchemy.orm import Session
@@ -20,12 +21,14 @@ from mailgw.accounts.voice import describe as describe_voice
 from mailgw.accounts.voice import job_options
 from mailgw.codes import Code, is_accepted, sentence
 from mailgw.documents import quality as qualities
-from mailgw.jobs.reports import job_csv
+from mailgw.jobs.reports import job_csv_chunks
 from mailgw.notify.outbox import WEBHOOK, enqueue
 from mailgw.notify.render import Rendered, Renderer
+from mailgw.notify.report_file import Attachment, report_attachment
 from mailgw.notify.words import TONES, badge, local_time, words
 from mailgw.ops.config import Settings
 from mailgw.store import outbox as outbox_rows
+from mailgw.store import reports as report_rows
 from mailgw.store import views as rows
 from mailgw.store.models import Account, Attempt, Delivery, Job
 from mailgw.vocab import DELIVERED, FINAL, OUTCOME_WORD, PARTIAL
@@ -40,6 +43,25 @@ def international(number: str) -> str:
         return number
 
 
+# An ack names this many numbers (and invalid ones), then how many more: a campaign's
+# 100,000 would take seconds to format before the 250 and make a mail nobody reads.
+ACK_NUMBERS = 200
+SUMMARY_LINES = 200  # numbers a summary lists; the attached report has them all
+
+
+class SummaryLine(Protocol):
+    """What a summary shows of a delivery (a Delivery, or a store.reports.ReportRow)."""
+
+    @property
+    def number(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def pages_sent(self) -> int: ...
+    @property
+    def pages_total(self) -> int | None: ...
+    @property
+    def csid(self) -> str | None: ...
 PREVIEW_CID = "page-1@preview.mailgw"  # the first page's Content-ID in a preview's ack
 PREVIEW_PDF = "preview.pdf"
 
@@ -98,8 +120,11 @@ def ack_mail(renderer: Renderer, f: AckFacts) -> Rendered:
         "detail": f.detail, "channel": f.channel, "channel_word": w[f.channel],
         "received": local_time(f.received, f.tz, f.lang),
         "original_subject": f.original_subject, "job_ids": list(f.job_ids),
-        "numbers": [international(n) for n in f.numbers],
-        "invalid_numbers": list(f.invalid_numbers), "duplicates": f.duplicates,
+        "numbers": [international(n) for n in f.numbers[:ACK_NUMBERS]],
+        "numbers_more": max(len(f.numbers) - ACK_NUMBERS, 0),
+        "invalid_numbers": list(f.invalid_numbers[:ACK_NUMBERS]),
+        "invalid_numbers_more": max(len(f.invalid_numbers) - ACK_NUMBERS, 0),
+        "duplicates": f.duplicates,
         "pages": f.pages, "documents": list(f.documents), "ignored": list(f.ignored),
         "send_at": local_time(f.send_at, f.tz, f.lang) if f.send_at else "",
         "ref": f.ref, "comment": f.comment, **quality_words(f.quality, w),
@@ -195,14 +220,21 @@ def notice_mail(renderer: Renderer, job: Job, delivery: Delivery, attempts: Sequ
                            job.message_id)
 
 
-def summary_mail(renderer: Renderer, job: Job, deliveries: Sequence[Delivery],
-                 account: Account, csv_report: str, *, to: str | None = None) -> Rendered:
-    """One mail for a whole job once every delivery is final, the CSV report attached."""
+def summary_mail(renderer: Renderer, job: Job, deliveries: Sequence[SummaryLine],
+                 account: Account, csv_report: str | Attachment, *, to: str | None = None,
+                 counts: dict[str, int] | None = None) -> Rendered:
+    """One mail for a whole job once every delivery is final, the CSV report attached.
+
+    `deliveries` are the lines shown (the first SUMMARY_LINES are); `counts` (deliveries per
+    state) covers them all when given, so a campaign's 100,000 need not be loaded.
+    `csv_report` is the report as text or a ready attachment (`report_attachment`)."""
     lang, tz = account.lang, account.tz
     w = words(lang)
-    counts: dict[str, int] = {}
-    for d in deliveries:
-        counts[d.state] = counts.get(d.state, 0) + 1
+    if counts is None:
+        counts = {}
+        for d in deliveries:
+            counts[d.state] = counts.get(d.state, 0) + 1
+    total = sum(counts.values())
     final = sum(n for state, n in counts.items() if state in FINAL)
     word = OUTCOME_WORD[job.outcome]
     local_word = w["partial_job" if job.outcome == "partial" else job.outcome]
@@ -211,22 +243,22 @@ def summary_mail(renderer: Renderer, job: Job, deliveries: Sequence[Delivery],
         "original_subject": job.subject, "comment": job.comment, "ref": job.ref,
         "outcome": job.outcome, "outcome_word": word, "outcome_local": local_word,
         "counts": [(w.get(state, state), n) for state, n in sorted(counts.items())],
-        "total": len(deliveries), "final": final,
+        "total": total, "final": final,
         "reached": counts.get(DELIVERED, 0) + counts.get(PARTIAL, 0),
         "submitted": local_time(job.created_at, tz, lang),
         "finished": local_time(job.finished_at, tz, lang),
         "lines": [{"number": international(d.number), "state": w.get(d.state, d.state),
                    "pages": f"{d.pages_sent}/{d.pages_total}" if d.pages_total else "",
                    "csid": d.csid or "", "tone": TONES.get(d.state, "info")}
-                  for d in deliveries[:200]],
-        "more": max(len(deliveries) - 200, 0), "link": renderer.job_link(job.id),
+                  for d in deliveries[:SUMMARY_LINES]],
+        "more": max(total - SUMMARY_LINES, 0), "link": renderer.job_link(job.id),
         **badge(TONES[job.outcome], local_word),
     }
     headers = {"X-Mailgw-Job": str(job.id), "X-Mailgw-Outcome": word}
-    attachment = csv_report.encode("utf-8")  # job_csv starts with the BOM
+    attachment = csv_report if isinstance(csv_report, tuple) else (
+        f"report-{job.id}.csv", csv_report.encode("utf-8"), "text", "csv")  # with its BOM
     return renderer.render("summary", "summary", lang, to or job.sender, ctx, headers,
-                           job.message_id,
-                           [(f"report-{job.id}.csv", attachment, "text", "csv")])
+                           job.message_id, [attachment])
 
 
 def webhook_event(event: str, job: Job, delivery: Delivery | None) -> bytes:
@@ -258,9 +290,14 @@ def notice_on_final(settings: Settings, renderer: Renderer
                 body=webhook_event(event, job, delivery))
 
     def summary(s: Session, job: Job, account: Account, to: str) -> None:
-        deliveries = rows.deliveries(s, job.id)
-        mail = summary_mail(renderer, job, deliveries, account, job_csv(s, job.id) or "",
-                            to=to)
+        # Counts, the first lines and the report read in batches: a campaign has 100,000.
+        counts = report_rows.state_counts(s, job.id)
+        shown = [line for batch in report_rows.delivery_batches(s, job.id, limit=SUMMARY_LINES)
+                 for line in batch]
+        chunks = job_csv_chunks(s, job.id) or iter(())
+        mail = summary_mail(renderer, job, shown, account,
+                            report_attachment(job.id, sum(counts.values()), chunks),
+                            to=to, counts=counts)
         enqueue(s, mail, return_path=settings.notify.return_path, job_id=job.id)
 
     def account_of(s: Session, job: Job) -> Account:

@@ -22,14 +22,14 @@ def cmd_jobs(args: argparse.Namespace, settings: config.Settings) -> int:
         return _change(args, settings, store)
     with store.read() as s:
         if args.jobs_command == "list":
-            jobs = views.list_jobs(s, args.state)
+            jobs = views.list_jobs(s, args.state, deliveries=args.json)  # text: counts only
             if args.json:
                 print(json.dumps(jobs, ensure_ascii=False, indent=2))
             else:
                 for j in jobs:
-                    done = sum(1 for d in j["deliveries"] if d["state"] == "delivered")
+                    done = j["states"].get("delivered", 0)
                     print(f"{j['id']:>6}  {j['channel']:<5} {j['state']:<9} {j['outcome']:<14} "
-                          f"{done}/{len(j['deliveries'])} delivered  {j['sender']}  "
+                          f"{done}/{j['progress']['total']} delivered  {j['sender']}  "
                           f"{j['created_at']}")
             return EXIT_OK
         if args.jobs_command == "show":
@@ -42,11 +42,12 @@ def cmd_jobs(args: argparse.Namespace, settings: config.Settings) -> int:
             else:
                 print_job(job)
             return EXIT_OK
-        csv_text = reports.job_csv(s, args.id)
-        if csv_text is None:
+        chunks = reports.job_csv_chunks(s, args.id)  # streamed: a campaign has 100,000 lines
+        if chunks is None:
             print(f"mailgw: no job {args.id}", file=sys.stderr)
             return EXIT_REFUSED
-        sys.stdout.buffer.write(csv_text.encode("utf-8"))
+        for chunk in chunks:
+            sys.stdout.buffer.write(chunk.encode("utf-8"))
         return EXIT_OK
 
 
@@ -80,20 +81,21 @@ def print_job(job: dict[str, Any]) -> None:
     """`jobs show` without --json: the job, its progress, each delivery and its attempts."""
     print(f"job {job['id']} ({job['channel']}) from {job['sender']}: {job['state']}, "
           f"{job['outcome']}")
-    counts: dict[str, int] = {}
-    for d in job["deliveries"]:
-        counts[d["state"]] = counts.get(d["state"], 0) + 1
+    counts: dict[str, int] = job["states"]
     final = sum(n for state, n in counts.items() if state in FINAL_STATES)
-    print(f"  progress: {final}/{len(job['deliveries'])} final ("
+    print(f"  progress: {final}/{job['progress']['total']} final ("
           + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) + ")")
     for key in ("message_id", "created_at", "when", "ref", "comment", "pages"):
         if job[key] is not None:
             print(f"  {key}: {job[key]}")
+    lines = []
     for d in job["deliveries"]:
-        print(f"  {d['number']}: {d['state']}, pages {d['pages_sent']}/{d['pages_total']}, "
-              f"CSID {d['csid'] or 'not reported'}")
-        for a in d["attempts"]:
-            print(f"    {a['started_at']} {a['result']} {a['error_text'] or ''}".rstrip())
+        lines.append(f"  {d['number']}: {d['state']}, pages {d['pages_sent']}/"
+                     f"{d['pages_total']}, CSID {d['csid'] or 'not reported'}")
+        lines += [f"    {a['started_at']} {a['result']} {a['error_text'] or ''}".rstrip()
+                  for a in d["attempts"]]
+    if lines:
+        print("\n".join(lines))
 
 
 def cmd_status(args: argparse.Namespace, settings: config.Settings) -> int:

@@ -181,7 +181,7 @@ class NotifySettings:
 @dataclass
 class LimitsSettings:
     max_pages: int = 200
-    max_recipients: int = 10_000
+    max_recipients: int = 100_000
     max_subject_bytes: Size = 32_000
     max_list_lines: int = 100_000
     sandbox_cpu_seconds: int = 20

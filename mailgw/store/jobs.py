@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import Connection, Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
@@ -26,7 +26,8 @@ Row = dict[str, object]  # a new row's columns
 # Intake's statements, built once (they run for every batch of mails).
 _ACCOUNT, _JOB, _DELIVERY = (cast(Table, m.__table__) for m in (Account, Job, Delivery))
 _INSERT_JOBS = insert(_JOB).returning(_JOB.c.id, sort_by_parameter_order=True)
-_INSERT_DELIVERIES = insert(_DELIVERY)
+INSERT_BATCH = 5000  # rows per executemany: bounds the converted parameters held at once
+_UNSET = object()
 _CREDITS = select(_ACCOUNT.c.credits).where(_ACCOUNT.c.id == bindparam("account"))
 _CREDITS_LOCKED = _CREDITS.with_for_update()
 _DEBIT = (update(_ACCOUNT).where(_ACCOUNT.c.id == bindparam("account"))
@@ -41,15 +42,64 @@ def insert_jobs(conn: Connection, jobs: list[tuple[Row, list[Row]]]) -> list[int
     if not jobs:
         return []
     ids = list(conn.execute(_INSERT_JOBS, [job for job, _ in jobs]).scalars().all())
-    deliveries = []
     for (_, rows), job_id in zip(jobs, ids, strict=True):
         for row in rows:
             row["job_id"] = job_id
-            deliveries.append(row)
-    if deliveries:
-        conn.execute(_INSERT_DELIVERIES, deliveries)
+    insert_many(conn, _DELIVERY, [row for _, rows in jobs for row in rows])
     notify_queue(conn)
     return ids
+
+
+def insert_many(conn: Connection, table: Table, rows: Sequence[Row], *,
+                batch: int = INSERT_BATCH) -> None:
+    """Rows with the same keys, in batches of `batch`: PostgreSQL's COPY, SQLite's
+    executemany, both inside the caller's transaction.
+
+    Why not `conn.execute(insert(table), rows)`: SQLAlchemy builds and converts every
+    parameter of every row in Python; that was two thirds of a 100,000-number campaign's
+    commit on SQLite, and PostgreSQL takes COPY three times faster than multi-row INSERTs.
+    Each column's bind processor (UtcDateTime's, for one) runs once per distinct value
+    object: a job's deliveries share their times and states.
+    """
+    if not rows:
+        return
+    keys = list(rows[0])
+    compiled = insert(table).inline().compile(dialect=conn.dialect, column_keys=keys)
+    names = list(compiled.positiontup or ()) if compiled.positional else keys
+    convert = _converter(conn, table, names)
+    if conn.dialect.name == "postgresql":
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        columns = ", ".join(conn.dialect.identifier_preparer.quote(k) for k in names)
+        with cursor.copy(f"COPY {table.name} ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(convert(row))
+        return
+    for start in range(0, len(rows), batch):
+        chunk = rows[start:start + batch]
+        params: list[Any] = [convert(row) for row in chunk] if compiled.positional else \
+            [dict(zip(names, convert(row), strict=True)) for row in chunk]
+        conn.exec_driver_sql(compiled.string, params)
+
+
+def _converter(conn: Connection, table: Table, names: list[str]
+               ) -> Callable[[Row], tuple[object, ...]]:
+    """A row's values in `names` order, as the driver takes them (the columns' bind
+    processors applied, once per distinct value object)."""
+    processors = [table.c[k].type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+                  for k in names]
+    last: list[tuple[object, object]] = [(_UNSET, None)] * len(names)
+
+    def value(i: int, raw: object) -> object:
+        process = processors[i]
+        if process is None:
+            return raw
+        seen, done = last[i]
+        if raw is not seen:
+            done = process(raw)
+            last[i] = (raw, done)
+        return done
+
+    return lambda row: tuple(value(i, row[k]) for i, k in enumerate(names))
 
 
 def read_credits(conn: Connection, account_id: int, *, lock: bool) -> int | None:

@@ -6,6 +6,7 @@ what is read here).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import bindparam, func, select
@@ -33,6 +34,49 @@ def job(s: Session, job_id: int) -> tuple[Job, str] | None:
     row = s.execute(select(Job, Account.email).join(Account, Account.id == Job.account_id)
                     .options(_WITH_ATTEMPTS).where(Job.id == job_id)).first()
     return (row[0], row[1]) if row else None
+
+
+def jobs_only(s: Session, state: str | None = None, limit: int = 1000
+              ) -> list[tuple[Job, str]]:
+    """(job, account address), newest first, without their deliveries (`job_deliveries`
+    reads those as plain rows: a campaign has 100,000)."""
+    q = (select(Job, Account.email).join(Account, Account.id == Job.account_id)
+         .order_by(Job.id.desc()).limit(limit))
+    if state:
+        q = q.where(Job.state == state)
+    return [(job, email) for job, email in s.execute(q).all()]
+
+
+def job_progress(s: Session, job_ids: list[int]) -> dict[int, dict[str, int]]:
+    """Deliveries per job and state, counted by the database."""
+    found: dict[int, dict[str, int]] = {j: {} for j in job_ids}
+    for job_id, state, n in s.execute(
+            select(Delivery.job_id, Delivery.state, func.count())
+            .where(Delivery.job_id.in_(job_ids)).group_by(Delivery.job_id, Delivery.state)):
+        found[job_id][state] = n
+    return found
+
+
+_DELIVERY_COLS = (Delivery.job_id, Delivery.id, Delivery.number, Delivery.state,
+                  Delivery.pages_sent, Delivery.pages_total, Delivery.csid)
+_ATTEMPT_COLS = (Attempt.delivery_id, Attempt.started_at, Attempt.ended_at, Attempt.result,
+                 Attempt.pages_sent, Attempt.csid, Attempt.error_class, Attempt.error_text)
+
+
+def job_deliveries(s: Session, job_ids: list[int], batch: int = 5000
+                   ) -> Iterator[tuple[Any, list[Any]]]:
+    """Each delivery of these jobs (job and id order) with its attempts, as plain rows
+    read `batch` at a time: the ORM's objects cost ten times more for a campaign."""
+    q = (select(*_DELIVERY_COLS).where(Delivery.job_id.in_(job_ids))
+         .order_by(Delivery.job_id, Delivery.id).execution_options(yield_per=batch))
+    for part in s.execute(q).partitions():
+        ids = [d.id for d in part]
+        tried: dict[int, list[Any]] = {}
+        for a in s.execute(select(*_ATTEMPT_COLS).where(Attempt.delivery_id.in_(ids))
+                           .order_by(Attempt.id)):
+            tried.setdefault(a.delivery_id, []).append(a)
+        for d in part:
+            yield d, tried.get(d.id, [])
 
 
 def status(s: Session) -> dict[str, Any]:

@@ -97,10 +97,11 @@ def _like(text: str) -> str:
     return f"%{escaped.lower()}%"
 
 
-def sent_jobs(s: Session, account_id: int, q: SentQuery, *, offset: int, limit: int
-              ) -> tuple[list[Job], int]:
-    """The account's jobs that match, newest first (with deliveries and attempts), and how
-    many match in all."""
+def sent_jobs(s: Session, account_id: int, q: SentQuery, *, offset: int, limit: int,
+              with_deliveries: bool = True) -> tuple[list[Job], int]:
+    """The account's jobs that match, newest first (with deliveries and attempts unless
+    `with_deliveries` is false: the CSV export reads them in batches), and how many match
+    in all."""
     where = [Job.account_id == account_id]
     if q.outcome:
         where.append(Job.outcome == q.outcome)
@@ -119,16 +120,20 @@ def sent_jobs(s: Session, account_id: int, q: SentQuery, *, offset: int, limit: 
                  else Delivery.number.like(_like(q.number), escape="\\"))
         where.append(exists().where(Delivery.job_id == Job.id, match))
     total = s.scalar(select(func.count()).select_from(Job).where(*where)) or 0
-    jobs = s.scalars(select(Job).where(*where).order_by(Job.id.desc()).offset(offset)
-                     .limit(limit).options(selectinload(Job.deliveries)
-                                           .selectinload(Delivery.attempt_rows)))
-    return list(jobs), total
+    q_jobs = select(Job).where(*where).order_by(Job.id.desc()).offset(offset).limit(limit)
+    if with_deliveries:
+        q_jobs = q_jobs.options(selectinload(Job.deliveries).selectinload(Delivery.attempt_rows))
+    return list(s.scalars(q_jobs)), total
 
 
-def account_job(s: Session, account_id: int, job_id: int) -> Job | None:
-    """The job, only if it is the account's (another account's job is not found)."""
-    return s.scalar(select(Job).where(Job.id == job_id, Job.account_id == account_id)
-                    .options(selectinload(Job.deliveries).selectinload(Delivery.attempt_rows)))
+def account_job(s: Session, account_id: int, job_id: int, *,
+                with_deliveries: bool = True) -> Job | None:
+    """The job, only if it is the account's (another account's job is not found); its
+    deliveries and attempts loaded with it unless `with_deliveries` is false."""
+    q = select(Job).where(Job.id == job_id, Job.account_id == account_id)
+    if with_deliveries:
+        q = q.options(selectinload(Job.deliveries).selectinload(Delivery.attempt_rows))
+    return s.scalar(q)
 
 
 def account_of(s: Session, account_id: int) -> Account | None:

@@ -114,3 +114,18 @@ def test_no_number_column_when_it_would_be_a_guess(data: bytes) -> None:
     parsed = parse_list(data, "l.csv", "FR")
     assert parsed.entries == () and parsed.error is not None
     assert "no number column" in parsed.error
+
+
+@pytest.mark.parametrize(("name", "data", "too_long"), [
+    ("n.csv", b"FAX\n0170709901\n0170709902\n", False),  # header + 2: at the limit
+    ("n.csv", b"FAX\r\n0170709901\r\n0170709902", False),  # no newline at the end
+    ("n.csv", b"FAX\n0170709901\n0170709902\n0170709903\n", True),
+    ("n.txt", b"0170709901\n0170709902\n", False),
+    ("n.txt", b"0170709901\n0170709902\n0170709903", True),
+])
+def test_the_line_limit_counts_recipients(name: str, data: bytes, too_long: bool) -> None:
+    """`max_list_lines` numbers fit, whether the file ends with a newline or not; a CSV's
+    header is not a recipient."""
+    parsed = parse_list(data, name, "FR", max_lines=2)
+    assert parsed.too_long is too_long
+    assert too_long or len(parsed.entries) == 2

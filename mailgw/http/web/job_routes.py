@@ -6,6 +6,7 @@ Another account's job is not found (404), never forbidden: its existence is not 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -16,12 +17,13 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from mailgw.dispatch import states
+from mailgw.http.streaming import csv_response
 from mailgw.http.web import i18n
 from mailgw.http.web.media_routes import media_view
 from mailgw.http.web.pages import Web, secured
 from mailgw.http.web.sent_routes import job_row
 from mailgw.http.web.sessions import Current
-from mailgw.jobs.reports import jobs_csv
+from mailgw.jobs.reports import jobs_csv_chunks
 from mailgw.jobs.service import RetryRefused
 from mailgw.notify import words as notice_words
 from mailgw.notify.messages import attempt_reason, international
@@ -113,15 +115,13 @@ def routes(web: Web) -> list[BaseRoute]:
     async def report(request: Request, me: Current) -> Response:
         job_id = request.path_params["job_id"]
 
-        def read(s: Session) -> str | None:
-            job = rows.account_job(s, me.account_id, job_id)
-            return None if job is None else jobs_csv([(job, rows.account_of(s, me.account_id))])
-        body = await web.tx(read)
-        if body is None:
-            return web.not_found(request, me)
-        name = f"mailgw-job-{job_id}.csv"
-        return secured(Response(body.encode("utf-8"), media_type="text/csv; charset=utf-8",
-                                headers={"Content-Disposition": f'attachment; filename="{name}"'}))
+        def opener(s: Session) -> Iterator[str] | None:  # streamed: a campaign is 100,000 lines
+            job = rows.account_job(s, me.account_id, job_id, with_deliveries=False)
+            return None if job is None else jobs_csv_chunks(
+                s, [(job, rows.account_of(s, me.account_id))])
+
+        response = await csv_response(web.store, opener, f"mailgw-job-{job_id}.csv")
+        return web.not_found(request, me) if response is None else secured(response)
 
     return [Route("/jobs/{job_id:int}", web.signed_in(page)),
             Route("/jobs/{job_id:int}/cancel", web.posted(cancel), methods=["POST"]),

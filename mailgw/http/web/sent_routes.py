@@ -3,6 +3,7 @@ an icon and a word, with filters, pages of 25, and the CSV export of what is sho
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -10,10 +11,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from mailgw.http.streaming import csv_response
 from mailgw.http.web import filters, i18n
 from mailgw.http.web.pages import Web, secured
 from mailgw.http.web.sessions import Current
-from mailgw.jobs.reports import jobs_csv
+from mailgw.jobs.reports import jobs_csv_chunks
 from mailgw.notify.words import local_time
 from mailgw.store import web as rows
 from mailgw.store.models import Job
@@ -58,14 +60,14 @@ def routes(web: Web) -> list[BaseRoute]:
         offset = 0 if whole else (form.page - 1) * filters.PER_PAGE
         limit = EXPORT_MOST if whole else filters.PER_PAGE
 
-        def read(s: Session) -> str:
-            jobs, _ = rows.sent_jobs(s, me.account_id, form.query, offset=offset, limit=limit)
+        def opener(s: Session) -> Iterator[str]:  # streamed: the deliveries in batches
+            jobs, _ = rows.sent_jobs(s, me.account_id, form.query, offset=offset, limit=limit,
+                                     with_deliveries=False)
             account = rows.account_of(s, me.account_id)
-            return jobs_csv([(j, account) for j in jobs])
+            return jobs_csv_chunks(s, [(j, account) for j in jobs])
 
-        body = await web.tx(read)
-        return secured(Response(body.encode("utf-8"), media_type="text/csv; charset=utf-8",
-                                headers={"Content-Disposition":
-                                         'attachment; filename="mailgw-sent.csv"'}))
+        response = await csv_response(web.store, opener, "mailgw-sent.csv")
+        assert response is not None  # an empty export is still a header
+        return secured(response)
 
     return [Route("/sent", web.signed_in(sent)), Route("/sent.csv", web.signed_in(export))]
