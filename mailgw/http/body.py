@@ -7,7 +7,7 @@ The time the body may take is bounded for every route by mailgw.http.middleware.
 
 from __future__ import annotations
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 
 
@@ -21,8 +21,11 @@ async def read_body(request: Request, limit: int) -> bytes | Response:
         if int(length) > limit:
             return too_big
     out = bytearray()
-    async for chunk in request.stream():
-        out += chunk
-        if len(out) > limit:
-            return too_big
+    try:
+        async for chunk in request.stream():
+            out += chunk
+            if len(out) > limit:
+                return too_big
+    except ClientDisconnect:  # gone before the end of its body: nothing to hand on
+        return PlainTextResponse("incomplete body\n", 400)
     return bytes(out)
